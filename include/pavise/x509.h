@@ -1,0 +1,107 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * X.509: certificates, chains, trust anchors, verification and creation (for the
+ * `pavise keys` commands and the service's CAs).
+ */
+#ifndef PAVISE_X509_H
+#define PAVISE_X509_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pavise/buf.h"
+#include "pavise/crypto.h"
+#include "pavise/err.h"
+
+#define PV_CERT_MAX_DER    16384 /* one certificate, DER */
+#define PV_CHAIN_MAX_CERTS 8
+#define PV_PEM_MAX_FILE    (256 * 1024)
+
+typedef struct pv_cert pv_cert;   /* one certificate (reference counted) */
+typedef struct pv_chain pv_chain; /* an ordered list of certificates, leaf first */
+typedef struct pv_trust pv_trust; /* a set of trust anchors */
+
+/* ---- certificates ---- */
+/* Parses one DER certificate; the DER must be exactly one certificate of at most
+ * PV_CERT_MAX_DER bytes (no trailing bytes). PV_ERR_FORMAT, PV_ERR_TOO_LARGE. */
+int pv_cert_from_der(const uint8_t *der, size_t len, pv_cert **out, pv_err *e);
+/* The DER encoding (borrowed; valid while the certificate lives). */
+void pv_cert_der(const pv_cert *c, const uint8_t **der, size_t *len);
+/* SHA-256 of the DER. */
+void pv_cert_fingerprint(const pv_cert *c, uint8_t out[PV_SHA256_LEN]);
+/* The subject public key (a new reference the caller frees). PV_ERR_UNSUPPORTED when not P-256. */
+int pv_cert_public_key(const pv_cert *c, pv_key **out, pv_err *e);
+/* The subject as a one-line RFC 2253 string, truncated to fit. */
+void pv_cert_subject(const pv_cert *c, char *out, size_t out_size);
+void pv_cert_issuer(const pv_cert *c, char *out, size_t out_size);
+/* notBefore / notAfter as seconds since the epoch. */
+int pv_cert_validity(const pv_cert *c, int64_t *not_before, int64_t *not_after);
+bool pv_cert_is_ca(const pv_cert *c);
+pv_cert *pv_cert_ref(pv_cert *c);
+void pv_cert_free(pv_cert *c);
+/* The underlying X509 (borrowed). */
+void *pv_cert_x509(const pv_cert *c);
+
+/* ---- chains ---- */
+pv_chain *pv_chain_new(void);
+void pv_chain_free(pv_chain *ch);
+/* Appends a reference to c. PV_ERR_TOO_LARGE past PV_CHAIN_MAX_CERTS. */
+int pv_chain_add(pv_chain *ch, pv_cert *c);
+size_t pv_chain_count(const pv_chain *ch);
+pv_cert *pv_chain_get(const pv_chain *ch, size_t i);
+/* Loads every certificate of a PEM file (at most PV_PEM_MAX_FILE bytes, at most
+ * PV_CHAIN_MAX_CERTS certificates, at least one). Errors name the file. */
+int pv_chain_load_pem(const char *path, pv_chain **out, pv_err *e);
+/* Appends the chain as PEM to out. */
+int pv_chain_to_pem(const pv_chain *ch, pv_buf *out);
+/* Writes the chain as PEM, atomically, mode 0644. */
+int pv_chain_save_pem(const pv_chain *ch, const char *path, bool overwrite, pv_err *e);
+
+/* ---- trust anchors ---- */
+pv_trust *pv_trust_new(void);
+void pv_trust_free(pv_trust *t);
+int pv_trust_add(pv_trust *t, pv_cert *anchor);
+/* Adds every certificate of a PEM file as a trust anchor. */
+int pv_trust_load_pem(const char *path, pv_trust **out, pv_err *e);
+size_t pv_trust_count(const pv_trust *t);
+
+/* Flags for pv_chain_verify. */
+#define PV_VERIFY_CODE_SIGNING 0x1u /* leaf must allow digitalSignature and, if it has an
+                                       extendedKeyUsage, codeSigning */
+#define PV_VERIFY_ALL_USED     0x2u /* every certificate in the chain must be on the verified
+                                       path (no unused extras) */
+
+/* Verifies that chain[0] (the leaf) chains through the other certificates of chain
+ * (untrusted intermediates) to one of the trust anchors, with every certificate valid
+ * at time `at` (seconds since the epoch), with strict X.509 checks, CA basic constraints
+ * and key usage on issuers.
+ * PV_OK; PV_ERR_EXPIRED (a certificate is expired or not yet valid);
+ * PV_ERR_UNTRUSTED (no path to an anchor, bad signature on a certificate, constraints,
+ * key usage, or an unused certificate with PV_VERIFY_ALL_USED); PV_ERR_INVALID_ARG. */
+PV_WUR int pv_chain_verify(const pv_chain *chain, const pv_trust *trust, int64_t at,
+                           unsigned flags, pv_err *e);
+
+/* ---- creation ---- */
+typedef struct pv_cert_params {
+    const char *subject; /* "CN=Name,O=Org,OU=Unit,C=US,ST=..,L=.." (no escapes) */
+    int64_t not_before;  /* seconds since the epoch */
+    int64_t not_after;
+    bool is_ca;          /* basicConstraints CA:TRUE (critical), keyCertSign|cRLSign */
+    int path_len;        /* CA path length constraint; -1 for none */
+    bool code_signing;   /* leaf: digitalSignature + extendedKeyUsage codeSigning */
+    bool client_auth;    /* leaf: extendedKeyUsage clientAuth */
+    bool server_auth;    /* leaf: extendedKeyUsage serverAuth */
+} pv_cert_params;
+
+/* Parses a subject string as described in pv_cert_params (the only syntax accepted);
+ * used to validate user input before creating. PV_ERR_FORMAT with the reason. */
+int pv_cert_check_subject(const char *subject, pv_err *e);
+
+/* Creates a certificate for subject_key's public key, signed by issuer_key with issuer
+ * as the issuer (both NULL: self-signed with subject_key). Random 16-byte serial,
+ * subjectKeyIdentifier, authorityKeyIdentifier, SHA-256 signature. */
+int pv_cert_create(const pv_cert_params *p, const pv_key *subject_key, const pv_cert *issuer,
+                   const pv_key *issuer_key, pv_cert **out, pv_err *e);
+
+#endif
