@@ -219,6 +219,13 @@ int pv_key_from_evp(void *evp_pkey, pv_key **out, pv_err *e)
     return wrap(evp_pkey, out, e);
 }
 
+/* Encrypted keys are not supported. Without a callback OpenSSL would ask for a pass
+ * phrase on the terminal, and library code must not talk to the user. */
+static int no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+    return -1;
+}
+
 static int load_pem(const char *path, bool private, pv_key **out, pv_err *e)
 {
     *out = NULL;
@@ -231,8 +238,8 @@ static int load_pem(const char *path, bool private, pv_key **out, pv_err *e)
     BIO *bio = BIO_new_mem_buf(data, (int)len);
     EVP_PKEY *pkey = NULL;
     if (bio != NULL) {
-        pkey = private ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL)
-                       : PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
+        pkey = private ? PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL)
+                       : PEM_read_bio_PUBKEY(bio, NULL, no_passphrase, NULL);
     }
     BIO_free(bio);
     if (private) {
@@ -240,11 +247,15 @@ static int load_pem(const char *path, bool private, pv_key **out, pv_err *e)
     }
     free(data);
     if (pkey == NULL) {
-        return pv_err_ssl(e, PV_ERR_FORMAT, "%s: not a PEM %s key", path,
-                          private ? "private" : "public");
+        return pv_err_ssl(e, PV_ERR_FORMAT, "%s: not a PEM %s key%s", path,
+                          private ? "private" : "public",
+                          private ? " (encrypted keys are not supported)" : "");
     }
     r = wrap(pkey, out, e);
-    return r == PV_OK ? r : pv_err_wrap(e, "%s", path);
+    if (r != PV_OK) {
+        pv_err_wrap(e, "%s", path); /* returns PV_ERR_INTERNAL when e is NULL: keep r */
+    }
+    return r;
 }
 
 int pv_key_load_private_pem(const char *path, pv_key **out, pv_err *e)
@@ -366,8 +377,8 @@ bool pv_key_equal_public(const pv_key *a, const pv_key *b)
     return EVP_PKEY_eq(a->pkey, b->pkey) == 1;
 }
 
-int pv_key_sign_es256(const pv_key *k, const void *msg, size_t len,
-                      uint8_t sig[PV_ES256_SIG_LEN], pv_err *e)
+int pv_key_sign_es256(const pv_key *k, const void *msg, size_t len, uint8_t sig[PV_ES256_SIG_LEN],
+                      pv_err *e)
 {
     int r = PV_ERR_INTERNAL;
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
@@ -376,6 +387,10 @@ int pv_key_sign_es256(const pv_key *k, const void *msg, size_t len,
     ECDSA_SIG *s = NULL;
     if (ctx == NULL) {
         return pv_err_set(e, PV_ERR_NOMEM, "out of memory");
+    }
+    if (!pv_key_has_private(k)) {
+        r = pv_err_set(e, PV_ERR_INVALID_ARG, "ES256 signing needs a private key");
+        goto out;
     }
     if (EVP_DigestSignInit(ctx, NULL, sha256_md(), NULL, k->pkey) != 1 ||
         EVP_DigestSign(ctx, der, &der_len, msg, len) != 1) {
