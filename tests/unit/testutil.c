@@ -18,9 +18,10 @@ char *tu_mkdtemp(const char *tag)
         base = "/tmp";
     }
     mkdir(base, 0755);
-    char *p = malloc(strlen(base) + strlen(tag) + 16);
+    size_t n = strlen(base) + strlen(tag) + 16;
+    char *p = malloc(n);
     assert_non_null(p);
-    sprintf(p, "%s/%s-XXXXXX", base, tag);
+    snprintf(p, n, "%s/%s-XXXXXX", base, tag);
     assert_non_null(mkdtemp(p));
     return p;
 }
@@ -32,9 +33,10 @@ void tu_rmtree(const char *path)
 
 char *tu_path(const char *dir, const char *name)
 {
-    char *p = malloc(strlen(dir) + strlen(name) + 2);
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
     assert_non_null(p);
-    sprintf(p, "%s/%s", dir, name);
+    snprintf(p, n, "%s/%s", dir, name);
     return p;
 }
 
@@ -75,4 +77,97 @@ int tu_count_entries(const char *dir)
     }
     closedir(d);
     return n;
+}
+
+#define TU_YEAR ((int64_t)365 * 24 * 3600)
+
+/* Creates a certificate; fails the test with the error message otherwise. */
+static pv_cert *make_cert(const pv_cert_params *p, const pv_key *key, const pv_cert *issuer,
+                          const pv_key *issuer_key)
+{
+    pv_err e = {0};
+    pv_cert *c = NULL;
+    int r = pv_cert_create(p, key, issuer, issuer_key, &c, &e);
+    if (r != PV_OK) {
+        fail_msg("creating %s: %s", p->subject, pv_err_msg(&e));
+    }
+    return c;
+}
+
+static void save_chain(const char *dir, const char *name, pv_cert *a, pv_cert *b)
+{
+    pv_err e = {0};
+    pv_chain *ch = pv_chain_new();
+    assert_non_null(ch);
+    assert_int_equal(pv_chain_add(ch, a), PV_OK);
+    if (b != NULL) {
+        assert_int_equal(pv_chain_add(ch, b), PV_OK);
+    }
+    char *path = tu_path(dir, name);
+    if (pv_chain_save_pem(ch, path, true, &e) != PV_OK) {
+        fail_msg("%s", pv_err_msg(&e));
+    }
+    free(path);
+    pv_chain_free(ch);
+}
+
+void tu_make_chain(const char *dir, int64_t not_before, int64_t not_after, pv_key **leaf_key,
+                   pv_chain **leaf_chain, pv_trust **anchor)
+{
+    pv_key *root_key = NULL, *int_key = NULL, *key = NULL;
+    pv_err e = {0};
+    assert_int_equal(pv_key_generate(&root_key, &e), PV_OK);
+    assert_int_equal(pv_key_generate(&int_key, &e), PV_OK);
+    assert_int_equal(pv_key_generate(&key, &e), PV_OK);
+
+    pv_cert_params rp = {.subject = "CN=Test Root CA,O=Pavise Test",
+                         .not_before = not_before - 10 * TU_YEAR,
+                         .not_after = not_after + 10 * TU_YEAR,
+                         .is_ca = true,
+                         .path_len = -1};
+    pv_cert *root = make_cert(&rp, root_key, NULL, NULL);
+    pv_cert_params ip = {.subject = "CN=Test Intermediate CA,O=Pavise Test",
+                         .not_before = not_before - 5 * TU_YEAR,
+                         .not_after = not_after + 5 * TU_YEAR,
+                         .is_ca = true,
+                         .path_len = 0};
+    pv_cert *inter = make_cert(&ip, int_key, root, root_key);
+    pv_cert_params lp = {.subject = "CN=Test Code Signer,O=Pavise Test",
+                         .not_before = not_before,
+                         .not_after = not_after,
+                         .path_len = -1,
+                         .code_signing = true};
+    pv_cert *leaf = make_cert(&lp, key, inter, int_key);
+
+    save_chain(dir, "root.crt", root, NULL);
+    save_chain(dir, "chain.pem", leaf, inter);
+    char *key_path = tu_path(dir, "leaf.key");
+    if (tu_exists(key_path)) {
+        assert_int_equal(unlink(key_path), 0);
+    }
+    if (pv_key_save_private_pem(key, key_path, &e) != PV_OK) {
+        fail_msg("%s", pv_err_msg(&e));
+    }
+    free(key_path);
+
+    if (leaf_key != NULL) {
+        *leaf_key = pv_key_ref(key);
+    }
+    if (leaf_chain != NULL) {
+        *leaf_chain = pv_chain_new();
+        assert_non_null(*leaf_chain);
+        assert_int_equal(pv_chain_add(*leaf_chain, leaf), PV_OK);
+        assert_int_equal(pv_chain_add(*leaf_chain, inter), PV_OK);
+    }
+    if (anchor != NULL) {
+        *anchor = pv_trust_new();
+        assert_non_null(*anchor);
+        assert_int_equal(pv_trust_add(*anchor, root), PV_OK);
+    }
+    pv_cert_free(leaf);
+    pv_cert_free(inter);
+    pv_cert_free(root);
+    pv_key_free(key);
+    pv_key_free(int_key);
+    pv_key_free(root_key);
 }

@@ -9,6 +9,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "pavise/x509.h"
+
 /* A new empty directory under $PV_TEST_TMP (or /tmp); the caller frees the string and
  * removes the tree with tu_rmtree. Fails the test on error. */
 char *tu_mkdtemp(const char *tag);
@@ -23,5 +25,13 @@ uint8_t *tu_read(const char *path, size_t *len);
 int tu_exists(const char *path);
 /* Counts the entries of a directory (not . and ..); -1 when it cannot be opened. */
 int tu_count_entries(const char *dir);
+
+/* Creates a root CA, an intermediate CA and a code-signing leaf whose validity is
+ * [not_before, not_after] (the CAs are valid ten and five years either side of it), and
+ * writes root.crt (the root), chain.pem (leaf, intermediate) and leaf.key into dir.
+ * Returns the leaf key, the chain (leaf, intermediate) and the root as a trust anchor;
+ * any of the three may be NULL. Fails the test on error. */
+void tu_make_chain(const char *dir, int64_t not_before, int64_t not_after, pv_key **leaf_key,
+                   pv_chain **leaf_chain, pv_trust **anchor);
 
 #endif
