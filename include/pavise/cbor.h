@@ -33,6 +33,8 @@ void pv_cbor_enc_init(pv_cbor_enc *enc, pv_buf *out);
 void pv_cbor_put_uint(pv_cbor_enc *enc, uint64_t v);
 void pv_cbor_put_int(pv_cbor_enc *enc, int64_t v);
 void pv_cbor_put_bytes(pv_cbor_enc *enc, const void *p, size_t n);
+/* Text must be valid UTF-8 without NUL bytes (what pv_cbor_get_text accepts);
+ * otherwise the encoder fails with PV_ERR_INVALID_ARG. */
 void pv_cbor_put_text(pv_cbor_enc *enc, const char *s); /* NUL-terminated */
 void pv_cbor_put_text_n(pv_cbor_enc *enc, const char *s, size_t n);
 void pv_cbor_put_array(pv_cbor_enc *enc, size_t n);
@@ -40,17 +42,25 @@ void pv_cbor_put_map(pv_cbor_enc *enc, size_t npairs);
 void pv_cbor_put_tag(pv_cbor_enc *enc, uint64_t tag);
 void pv_cbor_put_bool(pv_cbor_enc *enc, bool v);
 void pv_cbor_put_null(pv_cbor_enc *enc);
-/* PV_OK or the first error (PV_ERR_TOO_LARGE, PV_ERR_NOMEM). */
+/* PV_OK or the first error (PV_ERR_TOO_LARGE, PV_ERR_NOMEM, PV_ERR_INVALID_ARG for a
+ * NULL buffer or pointer, or text that is not valid UTF-8). */
 int pv_cbor_enc_result(const pv_cbor_enc *enc);
 
 /* ---- decoding ---- */
 /* PV_OK when p[0..len) is exactly one well-formed CBOR item with definite lengths,
  * nesting at most max_depth, every declared length and count within the input, and
  * only simple values false, true, null (no floats, no undefined). PV_ERR_FORMAT /
- * PV_ERR_TRUNCATED otherwise, with the byte offset in the message. */
+ * PV_ERR_TRUNCATED otherwise, with the byte offset in the message. Arrays, maps and tags
+ * each count as one level; max_depth above PV_CBOR_MAX_DEPTH is treated as
+ * PV_CBOR_MAX_DEPTH. Non-shortest argument forms are accepted. */
 int pv_cbor_check(const uint8_t *p, size_t len, unsigned max_depth, pv_err *e);
 
-/* pv_cbor_check, then decodes with libcbor. The caller releases *out with cbor_decref. */
+/* pv_cbor_check, then decodes with libcbor. Text strings must also be valid UTF-8 (libcbor
+ * requires it; NUL is allowed here, pv_cbor_get_text refuses it). Tags 6..20 in their
+ * one-byte form, which libcbor 0.8 refuses, are decoded too. The caller releases *out
+ * with cbor_decref.
+ * libcbor needs about 70 bytes per data item, so bound len before calling this on
+ * untrusted input. PV_ERR_FORMAT, PV_ERR_TRUNCATED, PV_ERR_NOMEM. */
 int pv_cbor_decode(const uint8_t *p, size_t len, cbor_item_t **out, pv_err *e);
 
 /* The value for an integer key in a definite map (NULL when absent). Keys may be

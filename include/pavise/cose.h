@@ -27,7 +27,10 @@
 #define PV_COSE_REQUIRE_TAG 0x2u /* decode: the message must carry tag 18 */
 
 /* Creates a tagged COSE_Sign1 over payload (with external_aad, which may be empty) and
- * appends it to out. kid and content_type may be NULL/0 to omit them. */
+ * appends it to out. kid and content_type may be NULL/0 to omit them.
+ * PV_ERR_INVALID_ARG (kid over PV_COSE_MAX_KID, content type over
+ * PV_COSE_MAX_CONTENT_TYPE or not UTF-8, unknown flags), PV_ERR_TOO_LARGE (message over
+ * PV_COSE_MAX_MESSAGE, or out is full), PV_ERR_NOMEM, PV_ERR_CRYPTO. */
 int pv_cose_sign1_create(const pv_key *key, const uint8_t *kid, size_t kid_len,
                          const char *content_type, const uint8_t *payload, size_t payload_len,
                          const uint8_t *aad, size_t aad_len, unsigned flags, pv_buf *out,
@@ -39,15 +42,17 @@ typedef struct pv_cose_sign1 pv_cose_sign1;
  * trailing bytes). Rejects: anything but ES256, unknown or duplicate protected header
  * labels, crit (2), a non-empty unprotected header, a signature that is not 64 bytes.
  * The decoded message keeps its own copy of the data. Nothing is trusted until
- * pv_cose_sign1_verify() succeeds. PV_ERR_FORMAT, PV_ERR_TOO_LARGE, PV_ERR_UNSUPPORTED. */
+ * pv_cose_sign1_verify() succeeds. PV_ERR_FORMAT, PV_ERR_TRUNCATED, PV_ERR_TOO_LARGE,
+ * PV_ERR_UNSUPPORTED, PV_ERR_NOMEM, PV_ERR_INVALID_ARG. */
 int pv_cose_sign1_decode(const uint8_t *msg, size_t len, unsigned flags, pv_cose_sign1 **out,
                          pv_err *e);
 
 /* Verifies the signature with key. For a detached message pass the payload in
- * detached/detached_len (it must be NULL for an attached one). PV_OK or PV_ERR_SIGNATURE. */
+ * detached/detached_len (it must be NULL for an attached one). PV_OK or PV_ERR_SIGNATURE;
+ * PV_ERR_INVALID_ARG when the detached payload is missing or not expected;
+ * PV_ERR_CRYPTO, PV_ERR_NOMEM when the check could not run. */
 PV_WUR int pv_cose_sign1_verify(const pv_cose_sign1 *m, const pv_key *key, const uint8_t *detached,
-                                size_t detached_len, const uint8_t *aad, size_t aad_len,
-                                pv_err *e);
+                                size_t detached_len, const uint8_t *aad, size_t aad_len, pv_err *e);
 
 int64_t pv_cose_sign1_alg(const pv_cose_sign1 *m);
 /* kid (NULL, 0 when absent). */
