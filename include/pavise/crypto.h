@@ -68,8 +68,8 @@ bool pv_key_equal_public(const pv_key *a, const pv_key *b);
 
 /* ES256: ECDSA P-256 over SHA-256(msg); signature as r || s (64 bytes).
  * PV_ERR_INVALID_ARG (no private key), PV_ERR_CRYPTO. */
-int pv_key_sign_es256(const pv_key *k, const void *msg, size_t len,
-                      uint8_t sig[PV_ES256_SIG_LEN], pv_err *e);
+int pv_key_sign_es256(const pv_key *k, const void *msg, size_t len, uint8_t sig[PV_ES256_SIG_LEN],
+                      pv_err *e);
 /* PV_OK when sig is a valid ES256 signature of msg; PV_ERR_SIGNATURE otherwise
  * (including r or s out of range); PV_ERR_CRYPTO when the check could not run. */
 PV_WUR int pv_key_verify_es256(const pv_key *k, const void *msg, size_t len,

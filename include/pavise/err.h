@@ -13,7 +13,7 @@
 
 #include <stddef.h>
 
-#define PV_WUR __attribute__((warn_unused_result))
+#define PV_WUR          __attribute__((warn_unused_result))
 #define PV_PRINTF(a, b) __attribute__((format(printf, a, b)))
 
 typedef enum pv_code {
@@ -62,10 +62,10 @@ int pv_err_ssl(pv_err *e, int code, const char *fmt, ...) PV_PRINTF(3, 4);
 /* Like pv_err_set, then appends ": <strerror(errnum)>". */
 int pv_err_sys(pv_err *e, int code, int errnum, const char *fmt, ...) PV_PRINTF(4, 5);
 
-/* Prefixes the existing message with "<context>: " and returns e->code (or
- * PV_ERR_INTERNAL when e is NULL). If e has no message yet, the code's description is
- * used as the message. */
-int pv_err_wrap(pv_err *e, const char *fmt, ...) PV_PRINTF(2, 3);
+/* Prefixes the existing message with "<context>: " and returns code (which callers
+ * pass on from the failure being wrapped; e may be NULL). If e has no message yet, the
+ * code's description is used as the message. */
+int pv_err_wrap(pv_err *e, int code, const char *fmt, ...) PV_PRINTF(3, 4);
 
 /* The message, or the code's description when there is no message. */
 const char *pv_err_msg(const pv_err *e);

@@ -31,8 +31,8 @@ int pv_json_check_fields(const json_t *obj, const char *const *allowed, const ch
  * Messages name where and the field. */
 int pv_json_get_string(const json_t *obj, const char *key, bool required, size_t max_len,
                        const char *where, const char **out, bool *present, pv_err *e);
-int pv_json_get_uint(const json_t *obj, const char *key, bool required, uint64_t min,
-                     uint64_t max, const char *where, uint64_t *out, bool *present, pv_err *e);
+int pv_json_get_uint(const json_t *obj, const char *key, bool required, uint64_t min, uint64_t max,
+                     const char *where, uint64_t *out, bool *present, pv_err *e);
 int pv_json_get_bool(const json_t *obj, const char *key, bool required, const char *where,
                      bool *out, bool *present, pv_err *e);
 

@@ -21,22 +21,22 @@
 #define PV_MANIFEST_VERSION 1
 
 /* Limits (bytes for strings, entries for lists); both encoder and decoder enforce them. */
-#define PV_MANIFEST_MAX_SIZE      65536
-#define PV_MAX_NAME               64
-#define PV_MAX_VERSION            64
-#define PV_MAX_TARGET             64
-#define PV_MAX_ENTRY_POINT        255
-#define PV_MAX_ARGS               32
-#define PV_MAX_ARG                1024
-#define PV_MAX_CONNECTIONS        64
-#define PV_MAX_HOSTNAME           253
-#define PV_MAX_TCP_PORTS          32
-#define PV_MAX_PERIPHERALS        32
-#define PV_MAX_PERIPHERAL         64
-#define PV_MAX_POWER_CONTROLS     4
-#define PV_MAX_STORAGE_KB         (64u * 1024u)  /* 64 MiB of mutable storage */
-#define PV_MAX_MEMORY_KB          (4u * 1024u * 1024u) /* 4 GiB */
-#define PV_MIN_MEMORY_KB          1024u
+#define PV_MANIFEST_MAX_SIZE  65536
+#define PV_MAX_NAME           64
+#define PV_MAX_VERSION        64
+#define PV_MAX_TARGET         64
+#define PV_MAX_ENTRY_POINT    255
+#define PV_MAX_ARGS           32
+#define PV_MAX_ARG            1024
+#define PV_MAX_CONNECTIONS    64
+#define PV_MAX_HOSTNAME       253
+#define PV_MAX_TCP_PORTS      32
+#define PV_MAX_PERIPHERALS    32
+#define PV_MAX_PERIPHERAL     64
+#define PV_MAX_POWER_CONTROLS 4
+#define PV_MAX_STORAGE_KB     (64u * 1024u)        /* 64 MiB of mutable storage */
+#define PV_MAX_MEMORY_KB      (4u * 1024u * 1024u) /* 4 GiB */
+#define PV_MIN_MEMORY_KB      1024u
 
 typedef enum pv_image_type {
     PV_IMAGE_APPLICATION = 1,
@@ -56,13 +56,13 @@ typedef struct pv_capabilities {
     pv_strlist allowed_connections; /* host names and IP addresses */
     uint16_t tcp_server_ports[PV_MAX_TCP_PORTS];
     size_t n_tcp_server_ports;
-    pv_strlist peripherals;        /* device node paths, e.g. /dev/ttyS1 */
-    uint32_t mutable_storage_kb;   /* 0: no mutable storage */
+    pv_strlist peripherals;      /* device node paths, e.g. /dev/ttyS1 */
+    uint32_t mutable_storage_kb; /* 0: no mutable storage */
     bool device_authentication;
     bool system_event_notifications;
     bool software_update_deferral;
-    pv_strlist power_controls;     /* ForceReboot, ForcePowerDown, SetPowerProfile */
-    uint32_t memory_limit_kb;      /* 0: the runtime's default */
+    pv_strlist power_controls; /* ForceReboot, ForcePowerDown, SetPowerProfile */
+    uint32_t memory_limit_kb;  /* 0: the runtime's default */
 } pv_capabilities;
 
 typedef struct pv_manifest {
@@ -88,6 +88,9 @@ void pv_manifest_free(pv_manifest *m);
 /* Checks every field against the limits and rules of the format (also done by encode
  * and decode). PV_ERR_FORMAT naming the field. */
 int pv_manifest_validate(const pv_manifest *m, pv_err *e);
+
+/* Checks the capabilities alone (limits, syntax, nothing listed twice). */
+int pv_capabilities_validate(const pv_capabilities *c, pv_err *e);
 
 /* Appends the deterministic CBOR encoding to out. */
 int pv_manifest_encode(const pv_manifest *m, pv_buf *out, pv_err *e);

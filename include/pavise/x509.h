@@ -67,10 +67,12 @@ int pv_trust_load_pem(const char *path, pv_trust **out, pv_err *e);
 size_t pv_trust_count(const pv_trust *t);
 
 /* Flags for pv_chain_verify. */
-#define PV_VERIFY_CODE_SIGNING 0x1u /* leaf must allow digitalSignature and, if it has an
-                                       extendedKeyUsage, codeSigning */
-#define PV_VERIFY_ALL_USED     0x2u /* every certificate in the chain must be on the verified
-                                       path (no unused extras) */
+#define PV_VERIFY_CODE_SIGNING                                                                     \
+    0x1u /* leaf must allow digitalSignature and, if it has an                                     \
+            extendedKeyUsage, codeSigning */
+#define PV_VERIFY_ALL_USED                                                                         \
+    0x2u /* every certificate in the chain must be on the verified                                 \
+            path (no unused extras) */
 
 /* Verifies that chain[0] (the leaf) chains through the other certificates of chain
  * (untrusted intermediates) to one of the trust anchors, with every certificate valid
@@ -79,19 +81,19 @@ size_t pv_trust_count(const pv_trust *t);
  * PV_OK; PV_ERR_EXPIRED (a certificate is expired or not yet valid);
  * PV_ERR_UNTRUSTED (no path to an anchor, bad signature on a certificate, constraints,
  * key usage, or an unused certificate with PV_VERIFY_ALL_USED); PV_ERR_INVALID_ARG. */
-PV_WUR int pv_chain_verify(const pv_chain *chain, const pv_trust *trust, int64_t at,
-                           unsigned flags, pv_err *e);
+PV_WUR int pv_chain_verify(const pv_chain *chain, const pv_trust *trust, int64_t at, unsigned flags,
+                           pv_err *e);
 
 /* ---- creation ---- */
 typedef struct pv_cert_params {
     const char *subject; /* "CN=Name,O=Org,OU=Unit,C=US,ST=..,L=.." (no escapes) */
     int64_t not_before;  /* seconds since the epoch */
     int64_t not_after;
-    bool is_ca;          /* basicConstraints CA:TRUE (critical), keyCertSign|cRLSign */
-    int path_len;        /* CA path length constraint; -1 for none */
-    bool code_signing;   /* leaf: digitalSignature + extendedKeyUsage codeSigning */
-    bool client_auth;    /* leaf: extendedKeyUsage clientAuth */
-    bool server_auth;    /* leaf: extendedKeyUsage serverAuth */
+    bool is_ca;        /* basicConstraints CA:TRUE (critical), keyCertSign|cRLSign */
+    int path_len;      /* CA path length constraint; -1 for none */
+    bool code_signing; /* leaf: digitalSignature + extendedKeyUsage codeSigning */
+    bool client_auth;  /* leaf: extendedKeyUsage clientAuth */
+    bool server_auth;  /* leaf: extendedKeyUsage serverAuth */
 } pv_cert_params;
 
 /* Parses a subject string as described in pv_cert_params (the only syntax accepted);

@@ -73,15 +73,6 @@ static const char *label_name(int64_t label)
     return "unknown";
 }
 
-/* Adds context to e and returns code; unlike pv_err_wrap, keeps the code when e is NULL. */
-static int wrap(int code, pv_err *e, const char *context)
-{
-    if (e != NULL) {
-        pv_err_wrap(e, "%s", context);
-    }
-    return code;
-}
-
 /* Copies n bytes into a new allocation (never NULL on success, even for n == 0). */
 static uint8_t *dup_bytes(const uint8_t *p, size_t n)
 {
@@ -210,7 +201,7 @@ int pv_cose_sign1_create(const pv_key *key, const uint8_t *kid, size_t kid_len,
     }
     r = pv_key_sign_es256(key, pv_buf_data(tbs), pv_buf_len(tbs), sig, e);
     if (r != PV_OK) {
-        wrap(r, e, "COSE_Sign1");
+        pv_err_wrap(e, r, "COSE_Sign1");
         goto out;
     }
 
@@ -272,8 +263,8 @@ static int expect(pv_reader *r, uint8_t major, cbor_head *h, const char *what, p
 {
     int rc = cbor_read_head(r, h, e);
     if (rc != PV_OK) {
-        wrap(rc, e, what);
-        return wrap(rc, e, "COSE_Sign1");
+        pv_err_wrap(e, rc, "%s", what);
+        return pv_err_wrap(e, rc, "COSE_Sign1");
     }
     if (h->major != major) {
         return pv_err_set(e, PV_ERR_FORMAT, "COSE_Sign1: %s: expected %s, found %s", what,
@@ -305,7 +296,7 @@ static int check_labels(const cbor_item_t *map, pv_err *e)
     /* Known labels only; now refuse repeats (libcbor keeps every pair). */
     int r = pv_cbor_map_check_keys(map, allowed, sizeof(allowed) / sizeof(allowed[0]), e);
     if (r != PV_OK) {
-        return wrap(r, e, "COSE_Sign1: protected header");
+        return pv_err_wrap(e, r, "COSE_Sign1: protected header");
     }
     return PV_OK;
 }
@@ -343,7 +334,7 @@ static int read_content_type(const cbor_item_t *map, pv_cose_sign1 *m, pv_err *e
     }
     int r = pv_cbor_get_text(it, PV_COSE_MAX_CONTENT_TYPE, &m->content_type, e);
     if (r != PV_OK) {
-        return wrap(r, e, "COSE_Sign1: protected header: content type (3)");
+        return pv_err_wrap(e, r, "COSE_Sign1: protected header: content type (3)");
     }
     return PV_OK;
 }
@@ -358,7 +349,7 @@ static int read_kid(const cbor_item_t *map, pv_cose_sign1 *m, pv_err *e)
     }
     int r = pv_cbor_get_bytes(it, &p, &n, e);
     if (r != PV_OK) {
-        return wrap(r, e, "COSE_Sign1: protected header: kid (4)");
+        return pv_err_wrap(e, r, "COSE_Sign1: protected header: kid (4)");
     }
     if (n > PV_COSE_MAX_KID) {
         return pv_err_set(e, PV_ERR_TOO_LARGE,
@@ -390,7 +381,7 @@ static int parse_protected(const uint8_t *p, size_t n, pv_cose_sign1 *m, pv_err 
     }
     r = pv_cbor_decode(p, n, &map, e);
     if (r != PV_OK) {
-        wrap(r, e, "COSE_Sign1: protected header");
+        pv_err_wrap(e, r, "COSE_Sign1: protected header");
         goto out;
     }
     if (!cbor_isa_map(map)) {
@@ -427,7 +418,7 @@ static int parse_outer(const uint8_t *msg, size_t len, unsigned flags, struct si
 
     pv_reader_init(&r, msg, len);
     if ((rc = cbor_read_head(&r, &h, e)) != PV_OK) {
-        return wrap(rc, e, "COSE_Sign1");
+        return pv_err_wrap(e, rc, "COSE_Sign1");
     }
     if (h.major == CBOR_MAJOR_TAG) {
         if (h.arg != PV_COSE_TAG_SIGN1) {
@@ -435,7 +426,7 @@ static int parse_outer(const uint8_t *msg, size_t len, unsigned flags, struct si
                               "COSE_Sign1: tag %" PRIu64 " is not the COSE_Sign1 tag (18)", h.arg);
         }
         if ((rc = cbor_read_head(&r, &h, e)) != PV_OK) {
-            return wrap(rc, e, "COSE_Sign1");
+            return pv_err_wrap(e, rc, "COSE_Sign1");
         }
     } else if ((flags & PV_COSE_REQUIRE_TAG) != 0) {
         return pv_err_set(e, PV_ERR_FORMAT, "COSE_Sign1: tag 18 is required but missing");
@@ -468,7 +459,7 @@ static int parse_outer(const uint8_t *msg, size_t len, unsigned flags, struct si
     }
 
     if ((rc = cbor_read_head(&r, &h, e)) != PV_OK) {
-        return wrap(rc, e, "COSE_Sign1: payload");
+        return pv_err_wrap(e, rc, "COSE_Sign1: payload");
     }
     if (h.major == CBOR_MAJOR_BYTES) {
         v->payload_len = (size_t)h.arg;
@@ -519,7 +510,7 @@ int pv_cose_sign1_decode(const uint8_t *msg, size_t len, unsigned flags, pv_cose
     }
     r = pv_cbor_check(msg, len, PV_CBOR_MAX_DEPTH, e);
     if (r != PV_OK) {
-        return wrap(r, e, "COSE_Sign1");
+        return pv_err_wrap(e, r, "COSE_Sign1");
     }
     r = parse_outer(msg, len, flags, &v, e);
     if (r != PV_OK) {
@@ -592,7 +583,7 @@ int pv_cose_sign1_verify(const pv_cose_sign1 *m, const pv_key *key, const uint8_
     }
     r = pv_key_verify_es256(key, pv_buf_data(tbs), pv_buf_len(tbs), m->sig, e);
     if (r != PV_OK) {
-        wrap(r, e, "COSE_Sign1");
+        pv_err_wrap(e, r, "COSE_Sign1");
     }
     pv_buf_free(tbs);
     return r;

@@ -252,10 +252,7 @@ static int load_pem(const char *path, bool private, pv_key **out, pv_err *e)
                           private ? " (encrypted keys are not supported)" : "");
     }
     r = wrap(pkey, out, e);
-    if (r != PV_OK) {
-        pv_err_wrap(e, "%s", path); /* returns PV_ERR_INTERNAL when e is NULL: keep r */
-    }
-    return r;
+    return r == PV_OK ? r : pv_err_wrap(e, r, "%s", path);
 }
 
 int pv_key_load_private_pem(const char *path, pv_key **out, pv_err *e)

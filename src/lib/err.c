@@ -111,10 +111,10 @@ int pv_err_sys(pv_err *e, int code, int errnum, const char *fmt, ...)
     return code;
 }
 
-int pv_err_wrap(pv_err *e, const char *fmt, ...)
+int pv_err_wrap(pv_err *e, int code, const char *fmt, ...)
 {
     if (e == NULL) {
-        return PV_ERR_INTERNAL;
+        return code;
     }
     char prefix[PV_ERR_MSG_MAX];
     va_list ap;
@@ -125,7 +125,7 @@ int pv_err_wrap(pv_err *e, const char *fmt, ...)
         prefix[0] = '\0';
     }
     /* Build "<prefix>: <old>" in a scratch buffer, truncating at the end if needed. */
-    const char *parts[3] = {prefix, ": ", e->msg[0] ? e->msg : pv_strerror(e->code)};
+    const char *parts[3] = {prefix, ": ", e->msg[0] ? e->msg : pv_strerror(code)};
     char out[PV_ERR_MSG_MAX];
     size_t used = 0;
     for (size_t i = 0; i < 3; i++) {
@@ -138,10 +138,8 @@ int pv_err_wrap(pv_err *e, const char *fmt, ...)
     }
     out[used] = '\0';
     memcpy(e->msg, out, used + 1);
-    if (e->code == PV_OK) {
-        e->code = PV_ERR_INTERNAL;
-    }
-    return e->code;
+    e->code = code;
+    return code;
 }
 
 const char *pv_err_msg(const pv_err *e)

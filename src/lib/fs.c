@@ -33,8 +33,8 @@ int pv_fs_read_file(const char *path, size_t max, uint8_t **data, size_t *len, p
         goto out;
     }
     if ((uint64_t)st.st_size > max) {
-        r = pv_err_set(e, PV_ERR_TOO_LARGE, "%s: %lld bytes is larger than the limit of %zu",
-                       path, (long long)st.st_size, max);
+        r = pv_err_set(e, PV_ERR_TOO_LARGE, "%s: %lld bytes is larger than the limit of %zu", path,
+                       (long long)st.st_size, max);
         goto out;
     }
     size_t n = (size_t)st.st_size;

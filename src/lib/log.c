@@ -94,8 +94,8 @@ void pv_log(pv_log_level level, const char *fmt, ...)
                 *p = '?';
             }
         }
-        int w = snprintf(line, sizeof(line), "%s %s %s: %s\n", ts, level_names[level],
-                         log_program, msg);
+        int w = snprintf(line, sizeof(line), "%s %s %s: %s\n", ts, level_names[level], log_program,
+                         msg);
         len = w < 0 ? 0 : (size_t)w;
     }
     if (len >= sizeof(line)) {

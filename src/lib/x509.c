@@ -152,7 +152,7 @@ int pv_cert_public_key(const pv_cert *c, pv_key **out, pv_err *e)
     }
     int r = pv_key_from_evp(pkey, out, e);
     if (r != PV_OK) {
-        pv_err_wrap(e, "certificate public key"); /* PV_ERR_INTERNAL when e is NULL: keep r */
+        pv_err_wrap(e, r, "certificate public key");
     }
     return r;
 }
@@ -338,7 +338,7 @@ static int parse_pem(const uint8_t *data, size_t len, pv_chain *ch, pv_err *e)
         }
         r = pv_cert_from_der(der, (size_t)der_len, &c, e);
         if (r != PV_OK) {
-            pv_err_wrap(e, "certificate %zu", i);
+            pv_err_wrap(e, r, "certificate %zu", i);
             goto out;
         }
         ch->certs[ch->n++] = c;
@@ -381,7 +381,7 @@ int pv_chain_load_pem(const char *path, pv_chain **out, pv_err *e)
     }
     r = parse_pem(data, len, ch, e);
     if (r != PV_OK) {
-        pv_err_wrap(e, "%s", path);
+        pv_err_wrap(e, r, "%s", path);
         goto out;
     }
     *out = ch;
@@ -1028,7 +1028,7 @@ static int check_create_args(const pv_cert_params *p, const pv_key *subject_key,
     pv_key *issuer_pub = NULL;
     int r = pv_cert_public_key(issuer, &issuer_pub, e);
     if (r != PV_OK) {
-        pv_err_wrap(e, "issuer");
+        pv_err_wrap(e, r, "issuer");
         return r;
     }
     bool match = pv_key_equal_public(issuer_pub, issuer_key);

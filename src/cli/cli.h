@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The pavise CLI: table-driven commands. Each command declares its options; the shared
+ * parser checks them (unknown, repeated, missing, stray arguments) and generates --help.
+ */
+#ifndef PAVISE_CLI_H
+#define PAVISE_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "pavise/err.h"
+
+/* Exit codes (docs/cli.md). */
+enum {
+    CLI_EXIT_OK = 0,
+    CLI_EXIT_FAILED = 1,   /* the operation failed: I/O, missing file, internal error */
+    CLI_EXIT_USAGE = 2,    /* the command line is wrong */
+    CLI_EXIT_REJECTED = 3, /* input refused: malformed, untrusted, tampered, unsafe, invalid */
+};
+
+#define CLI_MAX_OPTS 16
+
+typedef struct cli_opt {
+    const char *name; /* long name, without "--" */
+    const char *arg;  /* placeholder shown in help; NULL for a flag */
+    bool required;
+    const char *help;
+} cli_opt;
+
+typedef struct cli_args {
+    const char *val[CLI_MAX_OPTS];
+    bool json; /* --output json */
+} cli_args;
+
+typedef struct cli_cmd cli_cmd;
+typedef int (*cli_run_fn)(const cli_cmd *cmd, const cli_args *args, pv_err *e);
+
+struct cli_cmd {
+    const char *group;
+    const char *name;
+    const char *summary;
+    const char *description; /* a paragraph for --help; may be NULL */
+    const cli_opt *opts;     /* terminated by an entry with name NULL */
+    bool has_output;         /* accepts --output table|json */
+    cli_run_fn run;
+};
+
+/* Command tables of each group, terminated by an entry with name NULL. */
+extern const cli_cmd cli_keys_cmds[];
+extern const cli_cmd cli_image_package_cmds[];
+
+/* The value of option name (NULL when not given). */
+const char *cli_get(const cli_cmd *cmd, const cli_args *args, const char *name);
+bool cli_flag(const cli_cmd *cmd, const cli_args *args, const char *name);
+
+/* Parses argv (after the command name). PV_OK, or PV_ERR_USAGE with the reason in e;
+ * *help is set when --help was given (then nothing else is checked). */
+int cli_parse(const cli_cmd *cmd, int argc, char **argv, cli_args *args, bool *help, pv_err *e);
+void cli_print_help(const cli_cmd *cmd);
+
+/* Maps a pv_code to an exit code. */
+int cli_exit_code(int code);
+
+/* Prints an object as "Key:  value" lines (table) or JSON. Takes ownership of obj.
+ * fields lists the JSON keys to show in table mode with their labels, as pairs
+ * {key, label, key, label, ..., NULL}. */
+int cli_print_object(bool json, json_t *obj, const char *const *fields);
+
+/* Parses a positive whole number of days (1..36500). */
+int cli_parse_days(const char *s, const char *what, long *days, pv_err *e);
+
+#endif

@@ -1,0 +1,124 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * pavise: the command-line tool for operators and app developers.
+ *   pavise [--log-level LEVEL] [--log-json] <group> <command> [options]
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "pavise/log.h"
+
+#ifndef PAVISE_VERSION
+#define PAVISE_VERSION "0.1.0"
+#endif
+
+typedef struct cli_group {
+    const char *name;
+    const char *summary;
+    const cli_cmd *cmds;
+} cli_group;
+
+static const cli_group groups[] = {
+    {"keys", "Create keys and certificates for signing images", cli_keys_cmds},
+    {"image-package", "Pack, inspect, verify and extract signed image packages",
+     cli_image_package_cmds},
+    {NULL, NULL, NULL},
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "Usage: pavise [--log-level debug|info|warn|error] [--log-json] <group> <command> "
+                 "[options]\n\n"
+                 "Pavise secures connected devices from chip to cloud.\n\nCommand groups:\n");
+    for (const cli_group *g = groups; g->name != NULL; g++) {
+        fprintf(out, "  %-16s %s\n", g->name, g->summary);
+    }
+    fprintf(out, "\nRun 'pavise <group> --help' for the commands of a group, and\n"
+                 "'pavise <group> <command> --help' for the options of a command.\n"
+                 "Exit codes: 0 success, 1 failure, 2 usage error, 3 input rejected.\n");
+}
+
+static void group_usage(const cli_group *g, FILE *out)
+{
+    fprintf(out, "Usage: pavise %s <command> [options]\n\n%s.\n\nCommands:\n", g->name,
+            g->summary);
+    for (const cli_cmd *c = g->cmds; c->name != NULL; c++) {
+        fprintf(out, "  %-20s %s\n", c->name, c->summary);
+    }
+}
+
+static int run_command(const cli_cmd *cmd, int argc, char **argv)
+{
+    cli_args args;
+    bool help = false;
+    pv_err e;
+    pv_err_clear(&e);
+    int r = cli_parse(cmd, argc, argv, &args, &help, &e);
+    if (r != PV_OK) {
+        fprintf(stderr, "pavise %s %s: %s\nRun 'pavise %s %s --help' for usage.\n", cmd->group,
+                cmd->name, pv_err_msg(&e), cmd->group, cmd->name);
+        return CLI_EXIT_USAGE;
+    }
+    if (help) {
+        cli_print_help(cmd);
+        return CLI_EXIT_OK;
+    }
+    r = cmd->run(cmd, &args, &e);
+    if (r != PV_OK) {
+        fflush(stdout);
+        fprintf(stderr, "pavise: error: %s\n", pv_err_msg(&e));
+    }
+    return cli_exit_code(r);
+}
+
+int main(int argc, char **argv)
+{
+    pv_log_level level = PV_LOG_WARN;
+    bool log_json = false;
+    int i = 1;
+    for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
+        if (strcmp(argv[i], "--help") == 0) {
+            usage(stdout);
+            return CLI_EXIT_OK;
+        } else if (strcmp(argv[i], "--version") == 0) {
+            printf("pavise %s\n", PAVISE_VERSION);
+            return CLI_EXIT_OK;
+        } else if (strcmp(argv[i], "--log-json") == 0) {
+            log_json = true;
+        } else if (strcmp(argv[i], "--log-level") == 0 && i + 1 < argc &&
+                   pv_log_level_parse(argv[i + 1], &level) == PV_OK) {
+            i++;
+        } else {
+            fprintf(stderr, "pavise: unknown or incomplete option '%s'\n", argv[i]);
+            usage(stderr);
+            return CLI_EXIT_USAGE;
+        }
+    }
+    pv_log_init(level, log_json, NULL, "pavise");
+    if (i >= argc) {
+        usage(stderr);
+        return CLI_EXIT_USAGE;
+    }
+    for (const cli_group *g = groups; g->name != NULL; g++) {
+        if (strcmp(argv[i], g->name) != 0) {
+            continue;
+        }
+        if (i + 1 >= argc || strcmp(argv[i + 1], "--help") == 0 ||
+            strcmp(argv[i + 1], "-h") == 0) {
+            group_usage(g, i + 1 >= argc ? stderr : stdout);
+            return i + 1 >= argc ? CLI_EXIT_USAGE : CLI_EXIT_OK;
+        }
+        for (const cli_cmd *c = g->cmds; c->name != NULL; c++) {
+            if (strcmp(argv[i + 1], c->name) == 0) {
+                return run_command(c, argc - i - 2, argv + i + 2);
+            }
+        }
+        fprintf(stderr, "pavise %s: unknown command '%s'\n\n", g->name, argv[i + 1]);
+        group_usage(g, stderr);
+        return CLI_EXIT_USAGE;
+    }
+    fprintf(stderr, "pavise: unknown command group '%s'\n\n", argv[i]);
+    usage(stderr);
+    return CLI_EXIT_USAGE;
+}

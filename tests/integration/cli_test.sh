@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# End-to-end checks of the pavise CLI: every command, its exit codes, its refusals, and
+# golden outputs for what users read.
+set -uo pipefail
+PAVISE=$1
+APP=$2
+GOLDEN=$3
+TMPBASE=${4:-/tmp}
+mkdir -p "$TMPBASE"
+T=$(mktemp -d "$TMPBASE/cli-XXXXXX")
+trap 'rm -rf "$T"' EXIT
+cd "$T"
+
+pass=0
+failed=0
+ok() { pass=$((pass + 1)); }
+bad() { failed=$((failed + 1)); echo "FAIL: $*" >&2; }
+
+# expect CODE CMD...: runs CMD, keeps stdout in out.txt and stderr in err.txt.
+expect() {
+    local want=$1; shift
+    "$@" >out.txt 2>err.txt
+    local got=$?
+    if [ "$got" -eq "$want" ]; then ok; else
+        bad "exit $got (wanted $want): $*"; sed 's/^/  stdout: /' out.txt >&2; sed 's/^/  stderr: /' err.txt >&2
+    fi
+}
+contains() { # FILE TEXT
+    if grep -qF -- "$2" "$1"; then ok; else bad "'$2' not in $1: $(head -c 400 "$1")"; fi
+}
+golden() { # NAME FILE: compare FILE (with the temp dir replaced by @T@) to golden/NAME.exp
+    sed "s#$T#@T@#g" "$2" >"$2.norm"
+    if [ "${PV_UPDATE_GOLDEN:-0}" = 1 ]; then cp "$2.norm" "$GOLDEN/$1.exp"; ok; return; fi
+    if diff -u "$GOLDEN/$1.exp" "$2.norm" >diff.txt; then ok; else bad "golden $1 differs:"; cat diff.txt >&2; fi
+}
+
+# ---- help and usage ----
+expect 0 "$PAVISE" --help;                                        golden help out.txt
+expect 0 "$PAVISE" image-package --help;                          golden image-package-help out.txt
+expect 0 "$PAVISE" image-package pack-application --help;         golden pack-application-help out.txt
+expect 0 "$PAVISE" image-package verify --help;                   golden verify-help out.txt
+expect 0 "$PAVISE" keys create-ca --help;                         golden create-ca-help out.txt
+expect 2 "$PAVISE"
+expect 2 "$PAVISE" nonsense
+expect 2 "$PAVISE" image-package nonsense
+expect 2 "$PAVISE" image-package verify --package;                contains err.txt "needs a value"
+expect 2 "$PAVISE" image-package verify --bogus x;                contains err.txt "unknown option '--bogus'"
+expect 2 "$PAVISE" image-package show;                            contains err.txt "missing --package"
+expect 2 "$PAVISE" image-package show --package a --package b;    contains err.txt "given twice"
+expect 2 "$PAVISE" image-package show --package a stray;          contains err.txt "unexpected argument 'stray'"
+expect 2 "$PAVISE" image-package show --package a --output yaml;  contains err.txt "--output takes"
+
+# ---- keys ----
+expect 0 "$PAVISE" keys create-ca --output-key ca.key --output-cert ca.crt --subject "CN=Test Root,O=Pavise Test"
+contains out.txt "CN=Test Root"
+[ "$(stat -c %a ca.key)" = 600 ] && ok || bad "ca.key mode $(stat -c %a ca.key)"
+expect 0 "$PAVISE" keys create-signing --ca-key ca.key --ca-cert ca.crt --output-key s.key \
+    --output-cert s.crt --subject "CN=Test Signing" --output json
+contains out.txt '"fingerprint":'
+cp ca.key ca.key.before
+expect 1 "$PAVISE" keys create-ca --output-key ca.key --output-cert other.crt --subject "CN=X"
+contains err.txt "already exists"
+cmp -s ca.key ca.key.before && ok || bad "existing key was changed"
+[ ! -e other.crt ] && ok || bad "certificate written although the key was refused"
+expect 2 "$PAVISE" keys create-ca --output-key x.key --output-cert x.crt --subject "O=No Common Name"
+[ ! -e x.key ] && ok || bad "key written for a refused subject"
+expect 2 "$PAVISE" keys create-ca --output-key x.key --output-cert x.crt --subject "CN=X" --days 0
+expect 0 "$PAVISE" keys create-ca --output-key other.key --output-cert other.crt --subject "CN=Other Root"
+
+# ---- pack, show, verify, extract ----
+export SOURCE_DATE_EPOCH=1700000000
+IMAGE_ID=0f0e0d0c-0b0a-4908-8706-050403020100
+expect 0 "$PAVISE" image-package pack-application --manifest "$APP/app_manifest.json" \
+    --package-directory "$APP" --key s.key --cert s.crt --destination hello.imagepackage --image-id $IMAGE_ID
+golden pack-output out.txt
+expect 1 "$PAVISE" image-package pack-application --manifest "$APP/app_manifest.json" \
+    --package-directory "$APP" --key s.key --cert s.crt --destination hello.imagepackage
+contains err.txt "already exists"
+expect 0 "$PAVISE" image-package show --package hello.imagepackage
+contains out.txt "intact"
+contains out.txt "CN=Test Signing"
+expect 0 "$PAVISE" image-package show --package hello.imagepackage --output json
+contains out.txt "\"imageId\": \"$IMAGE_ID\""
+contains out.txt '"mutableStorageKB": 64'
+expect 0 "$PAVISE" image-package verify --package hello.imagepackage --trust-anchor ca.crt
+golden verify-output out.txt
+expect 0 "$PAVISE" image-package verify --package hello.imagepackage --trust-anchor ca.crt --output json
+contains out.txt '"securityCounter": 1'
+PAVISE_TRUST_ANCHOR=ca.crt expect 0 "$PAVISE" image-package verify --package hello.imagepackage
+expect 2 env -u PAVISE_TRUST_ANCHOR "$PAVISE" image-package verify --package hello.imagepackage
+contains err.txt "--trust-anchor"
+expect 3 "$PAVISE" image-package verify --package hello.imagepackage --trust-anchor other.crt
+contains err.txt "image package hello.imagepackage: certificate chain"
+expect 0 "$PAVISE" image-package extract --package hello.imagepackage --trust-anchor ca.crt --destination out
+[ -x out/bin/hello ] && ok || bad "extracted entry point missing"
+out/bin/hello --once >run.txt && contains run.txt "heartbeat 1" || bad "extracted app did not run"
+expect 1 "$PAVISE" image-package extract --package hello.imagepackage --trust-anchor ca.crt --destination out
+contains err.txt "not empty"
+expect 3 "$PAVISE" image-package extract --package hello.imagepackage --trust-anchor other.crt --destination out2
+[ ! -e out2 ] && ok || bad "extraction happened with the wrong trust anchor"
+
+# ---- tampering and truncation ----
+size=$(stat -c %s hello.imagepackage)
+for off in 0 9 20 60 300 900 $((size / 2)) $((size - 1)); do
+    cp hello.imagepackage t.imagepackage
+    byte=$(od -An -tu1 -j "$off" -N1 t.imagepackage | tr -d ' ')
+    printf "\\$(printf '%03o' $(( (byte + 1) % 256 )))" | dd of=t.imagepackage bs=1 seek="$off" conv=notrunc status=none
+    expect 3 "$PAVISE" image-package verify --package t.imagepackage --trust-anchor ca.crt
+    expect 3 "$PAVISE" image-package extract --package t.imagepackage --trust-anchor ca.crt --destination tx
+    [ ! -e tx ] && ok || bad "tampered package (byte $off) was extracted"
+done
+head -c $((size - 1)) hello.imagepackage >cut.imagepackage
+expect 3 "$PAVISE" image-package verify --package cut.imagepackage --trust-anchor ca.crt
+contains err.txt "truncated"
+expect 1 "$PAVISE" image-package verify --package missing.imagepackage --trust-anchor ca.crt
+contains err.txt "missing.imagepackage"
+
+# ---- app manifest errors name the file and the field ----
+mkdir -p app/bin && cp "$APP/bin/hello" app/bin/hello
+sed 's/"SizeKB": 64/"SizeKB": 0/' "$APP/app_manifest.json" >bad.json
+expect 3 "$PAVISE" image-package pack-application --manifest bad.json --package-directory app \
+    --key s.key --cert s.crt --destination bad.imagepackage
+golden bad-manifest-error err.txt
+[ ! -e bad.imagepackage ] && ok || bad "package written from an invalid manifest"
+sed 's/"EntryPoint": "\/bin\/hello"/"EntryPoint": "\/bin\/nothere"/' "$APP/app_manifest.json" >noentry.json
+expect 3 "$PAVISE" image-package pack-application --manifest noentry.json --package-directory app \
+    --key s.key --cert s.crt --destination bad.imagepackage
+contains err.txt "/bin/nothere"
+ls -A | grep -q 'tmp-' && bad "temporary files left behind: $(ls -A)" || ok
+
+echo "$pass passed, $failed failed"
+[ "$failed" -eq 0 ]
