@@ -242,8 +242,7 @@ int cli_parse_days(const char *s, const char *what, long *days, pv_err *e)
     errno = 0;
     long v = strtol(s, &end, 10);
     if (errno != 0 || end == s || *end != '\0' || v < 1 || v > 36500) {
-        return pv_err_set(e, PV_ERR_USAGE, "%s: '%s' is not a number of days (1..36500)", what,
-                          s);
+        return pv_err_set(e, PV_ERR_USAGE, "%s: '%s' is not a number of days (1..36500)", what, s);
     }
     *days = v;
     return PV_OK;

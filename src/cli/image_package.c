@@ -59,8 +59,8 @@ static json_t *verified_json(const pv_imgpkg *pkg)
 }
 
 static const char *const summary_fields[] = {
-    "componentId", "Component ID:", "imageId",  "Image ID:", "name",
-    "Name:",       "imageType",     "Type:",    "version",   "Version:",
+    "componentId",     "Component ID:",     "imageId", "Image ID:", "name",
+    "Name:",           "imageType",         "Type:",   "version",   "Version:",
     "securityCounter", "Security counter:", NULL};
 
 static int pack_application(const cli_cmd *cmd, const cli_args *args, pv_err *e)
@@ -135,8 +135,8 @@ static json_t *cert_json(const pv_cert *c)
     pv_cert_fingerprint(c, fp);
     pv_hex_encode(fp, sizeof(fp), hex, sizeof(hex));
     pv_cert_validity(c, &nb, &na);
-    return json_pack("{s:s, s:s, s:I, s:I, s:s}", "subject", subject, "issuer", issuer,
-                     "notBefore", (json_int_t)nb, "notAfter", (json_int_t)na, "sha256", hex);
+    return json_pack("{s:s, s:s, s:I, s:I, s:s}", "subject", subject, "issuer", issuer, "notBefore",
+                     (json_int_t)nb, "notAfter", (json_int_t)na, "sha256", hex);
 }
 
 static int show(const cli_cmd *cmd, const cli_args *args, pv_err *e)
@@ -162,41 +162,67 @@ static int show(const cli_cmd *cmd, const cli_args *args, pv_err *e)
     }
     json_object_set_new(o, "formatVersion", json_integer(l.format_version));
     json_object_set_new(o, "packageSize", json_integer((json_int_t)l.total_len));
-    json_object_set_new(o, "signer", json_string(json_string_value(json_object_get(
-                                         json_array_get(certs, 0), "subject"))));
+    json_object_set_new(
+        o, "signer",
+        json_string(json_string_value(json_object_get(json_array_get(certs, 0), "subject"))));
     json_object_set_new(o, "certificates", certs);
     json_object_set_new(o, "integrity",
                         json_string(integrity == PV_OK ? "intact (signature and payload digest "
                                                          "match; trust not checked)"
                                                        : pv_err_msg(&check)));
-    static const char *const fields[] = {
-        "componentId", "Component ID:",
-        "imageId", "Image ID:",
-        "name", "Name:",
-        "imageType", "Type:",
-        "version", "Version:",
-        "securityCounter", "Security counter:",
-        "buildTime", "Build time:",
-        "target", "Target:",
-        "entryPoint", "Entry point:",
-        "args", "Arguments:",
-        "capabilities.allowedConnections", "Allowed connections:",
-        "capabilities.allowedTcpServerPorts", "TCP server ports:",
-        "capabilities.peripherals", "Peripherals:",
-        "capabilities.mutableStorageKB", "Mutable storage (KB):",
-        "capabilities.deviceAuthentication", "Device authentication:",
-        "capabilities.systemEventNotifications", "System events:",
-        "capabilities.softwareUpdateDeferral", "Update deferral:",
-        "capabilities.powerControls", "Power controls:",
-        "capabilities.memoryLimitKB", "Memory limit (KB):",
-        "payloadSize", "Payload size:",
-        "payloadSha256", "Payload SHA-256:",
-        "signerKeyId", "Signer key ID:",
-        "signer", "Signer:",
-        "formatVersion", "Format version:",
-        "packageSize", "Package size:",
-        "integrity", "Integrity:",
-        NULL};
+    static const char *const fields[] = {"componentId",
+                                         "Component ID:",
+                                         "imageId",
+                                         "Image ID:",
+                                         "name",
+                                         "Name:",
+                                         "imageType",
+                                         "Type:",
+                                         "version",
+                                         "Version:",
+                                         "securityCounter",
+                                         "Security counter:",
+                                         "buildTime",
+                                         "Build time:",
+                                         "target",
+                                         "Target:",
+                                         "entryPoint",
+                                         "Entry point:",
+                                         "args",
+                                         "Arguments:",
+                                         "capabilities.allowedConnections",
+                                         "Allowed connections:",
+                                         "capabilities.allowedTcpServerPorts",
+                                         "TCP server ports:",
+                                         "capabilities.peripherals",
+                                         "Peripherals:",
+                                         "capabilities.mutableStorageKB",
+                                         "Mutable storage (KB):",
+                                         "capabilities.deviceAuthentication",
+                                         "Device authentication:",
+                                         "capabilities.systemEventNotifications",
+                                         "System events:",
+                                         "capabilities.softwareUpdateDeferral",
+                                         "Update deferral:",
+                                         "capabilities.powerControls",
+                                         "Power controls:",
+                                         "capabilities.memoryLimitKB",
+                                         "Memory limit (KB):",
+                                         "payloadSize",
+                                         "Payload size:",
+                                         "payloadSha256",
+                                         "Payload SHA-256:",
+                                         "signerKeyId",
+                                         "Signer key ID:",
+                                         "signer",
+                                         "Signer:",
+                                         "formatVersion",
+                                         "Format version:",
+                                         "packageSize",
+                                         "Package size:",
+                                         "integrity",
+                                         "Integrity:",
+                                         NULL};
     r = cli_print_object(args->json, o, fields);
     if (r == PV_OK && integrity != PV_OK) {
         r = pv_err_set(e, integrity, "image package %s: %s", path, pv_err_msg(&check));
@@ -237,8 +263,8 @@ static int verify(const cli_cmd *cmd, const cli_args *args, pv_err *e)
     json_t *o = verified_json(pkg);
     json_object_set_new(o, "verified", json_true());
     static const char *const fields[] = {
-        "componentId", "Component ID:", "imageId",  "Image ID:", "name",
-        "Name:",       "imageType",     "Type:",    "version",   "Version:",
+        "componentId",     "Component ID:",     "imageId",  "Image ID:", "name",
+        "Name:",           "imageType",         "Type:",    "version",   "Version:",
         "securityCounter", "Security counter:", "verified", "Verified:", NULL};
     r = cli_print_object(args->json, o, fields);
     pv_imgpkg_free(pkg);
@@ -259,9 +285,9 @@ static int extract(const cli_cmd *cmd, const cli_args *args, pv_err *e)
     } else {
         json_t *o = verified_json(pkg);
         json_object_set_new(o, "destination", json_string(dest));
-        static const char *const fields[] = {"componentId", "Component ID:", "imageId",
-                                             "Image ID:",   "version",       "Version:",
-                                             "destination", "Extracted to:", NULL};
+        static const char *const fields[] = {
+            "componentId", "Component ID:", "imageId",       "Image ID:", "version",
+            "Version:",    "destination",   "Extracted to:", NULL};
         r = cli_print_object(args->json, o, fields);
     }
     pv_imgpkg_free(pkg);

@@ -22,13 +22,12 @@ static int print_created(const cli_args *args, const char *key_path, const char 
     pv_hex_encode(fp, sizeof(fp), hex, sizeof(hex));
     pv_cert_subject(cert, subject, sizeof(subject));
     pv_cert_validity(cert, &nb, &na);
-    static const char *const fields[] = {"subject", "Subject:", "certificate", "Certificate:",
-                                         "key", "Private key:", "fingerprint",
-                                         "SHA-256 fingerprint:", "notAfter", "Valid until:",
-                                         NULL};
-    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:I}", "subject", subject, "certificate",
-                          cert_path, "key", key_path, "fingerprint", hex, "notAfter",
-                          (json_int_t)na);
+    static const char *const fields[] = {
+        "subject",  "Subject:",     "certificate", "Certificate:",
+        "key",      "Private key:", "fingerprint", "SHA-256 fingerprint:",
+        "notAfter", "Valid until:", NULL};
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:I}", "subject", subject, "certificate", cert_path,
+                          "key", key_path, "fingerprint", hex, "notAfter", (json_int_t)na);
     return cli_print_object(args->json, o, fields);
 }
 
@@ -45,8 +44,7 @@ static int create_ca(const cli_cmd *cmd, const cli_args *args, pv_err *e)
     int r;
     if ((days_s != NULL && (r = cli_parse_days(days_s, "--days", &days, e)) != PV_OK) ||
         (r = pv_cert_check_subject(subject, e)) != PV_OK) {
-        return r == PV_ERR_FORMAT ? pv_err_set(e, PV_ERR_USAGE, "--subject: %s", pv_err_msg(e))
-                                  : r;
+        return r == PV_ERR_FORMAT ? pv_err_set(e, PV_ERR_USAGE, "--subject: %s", pv_err_msg(e)) : r;
     }
     int64_t now = pv_time_now();
     pv_cert_params p = {.subject = subject,
@@ -94,8 +92,7 @@ static int create_signing(const cli_cmd *cmd, const cli_args *args, pv_err *e)
     int r;
     if ((days_s != NULL && (r = cli_parse_days(days_s, "--days", &days, e)) != PV_OK) ||
         (r = pv_cert_check_subject(subject, e)) != PV_OK) {
-        return r == PV_ERR_FORMAT ? pv_err_set(e, PV_ERR_USAGE, "--subject: %s", pv_err_msg(e))
-                                  : r;
+        return r == PV_ERR_FORMAT ? pv_err_set(e, PV_ERR_USAGE, "--subject: %s", pv_err_msg(e)) : r;
     }
     if ((r = pv_key_load_private_pem(ca_key_path, &ca_key, e)) != PV_OK ||
         (r = pv_chain_load_pem(ca_cert_path, &ca_chain, e)) != PV_OK) {

@@ -41,8 +41,7 @@ static void usage(FILE *out)
 
 static void group_usage(const cli_group *g, FILE *out)
 {
-    fprintf(out, "Usage: pavise %s <command> [options]\n\n%s.\n\nCommands:\n", g->name,
-            g->summary);
+    fprintf(out, "Usage: pavise %s <command> [options]\n\n%s.\n\nCommands:\n", g->name, g->summary);
     for (const cli_cmd *c = g->cmds; c->name != NULL; c++) {
         fprintf(out, "  %-20s %s\n", c->name, c->summary);
     }
@@ -104,8 +103,7 @@ int main(int argc, char **argv)
         if (strcmp(argv[i], g->name) != 0) {
             continue;
         }
-        if (i + 1 >= argc || strcmp(argv[i + 1], "--help") == 0 ||
-            strcmp(argv[i + 1], "-h") == 0) {
+        if (i + 1 >= argc || strcmp(argv[i + 1], "--help") == 0 || strcmp(argv[i + 1], "-h") == 0) {
             group_usage(g, i + 1 >= argc ? stderr : stdout);
             return i + 1 >= argc ? CLI_EXIT_USAGE : CLI_EXIT_OK;
         }

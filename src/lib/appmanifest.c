@@ -10,10 +10,17 @@
 
 #define SCHEMA_VERSION 1
 
-static const char *const top_fields[] = {
-    "SchemaVersion", "Name",          "ComponentId",    "EntryPoint", "CmdArgs",
-    "ApplicationType", "Version",     "SecurityCounter", "Target",    "Capabilities",
-    NULL};
+static const char *const top_fields[] = {"SchemaVersion",
+                                         "Name",
+                                         "ComponentId",
+                                         "EntryPoint",
+                                         "CmdArgs",
+                                         "ApplicationType",
+                                         "Version",
+                                         "SecurityCounter",
+                                         "Target",
+                                         "Capabilities",
+                                         NULL};
 
 static const char *const cap_fields[] = {"AllowedConnections",
                                          "AllowedTcpServerPorts",
@@ -118,8 +125,8 @@ static int parse_capabilities(const json_t *root, pv_capabilities *c, pv_err *e)
         if (!json_is_object(storage)) {
             return pv_err_set(e, PV_ERR_FORMAT, "Capabilities.MutableStorage: expected an object");
         }
-        if ((r = pv_json_check_fields(storage, storage_fields, "Capabilities.MutableStorage",
-                                      e)) != PV_OK ||
+        if ((r = pv_json_check_fields(storage, storage_fields, "Capabilities.MutableStorage", e)) !=
+                PV_OK ||
             (r = pv_json_get_uint(storage, "SizeKB", true, 1, PV_MAX_STORAGE_KB,
                                   "Capabilities.MutableStorage", &v, NULL, e)) != PV_OK) {
             return r;
@@ -172,8 +179,7 @@ static int parse_root(const json_t *root, pv_manifest *m, pv_err *e)
                           (unsigned long long)v, SCHEMA_VERSION);
     }
     m->type = PV_IMAGE_APPLICATION;
-    if ((r = pv_json_get_string(root, "ApplicationType", false, 32, w, &s, &present, e)) !=
-        PV_OK) {
+    if ((r = pv_json_get_string(root, "ApplicationType", false, 32, w, &s, &present, e)) != PV_OK) {
         return r;
     }
     if (present && strcmp(s, "Default") != 0) {
@@ -197,8 +203,8 @@ static int parse_root(const json_t *root, pv_manifest *m, pv_err *e)
         (r = dup_field(present ? s : "0.0.0", &m->version, e)) != PV_OK) {
         return r;
     }
-    if ((r = pv_json_get_uint(root, "SecurityCounter", false, 0, INT64_MAX, w,
-                              &m->security_counter, NULL, e)) != PV_OK) {
+    if ((r = pv_json_get_uint(root, "SecurityCounter", false, 0, INT64_MAX, w, &m->security_counter,
+                              NULL, e)) != PV_OK) {
         return r;
     }
     if ((r = pv_json_get_string(root, "Target", false, PV_MAX_TARGET, w, &s, &present, e)) !=

@@ -73,8 +73,8 @@ static int parse_header(pv_imgpkg *pkg, uint64_t actual_size, pv_err *e)
         return pv_err_set(e, PV_ERR_FORMAT, "not an image package (bad magic)");
     }
     if (version != PV_IMGPKG_FORMAT_VERSION) {
-        return pv_err_set(e, PV_ERR_UNSUPPORTED, "format version %u is not supported (%d)",
-                          version, PV_IMGPKG_FORMAT_VERSION);
+        return pv_err_set(e, PV_ERR_UNSUPPORTED, "format version %u is not supported (%d)", version,
+                          PV_IMGPKG_FORMAT_VERSION);
     }
     l->format_version = version;
     if (header_len != PV_IMGPKG_HEADER_LEN) {
@@ -95,8 +95,9 @@ static int parse_header(pv_imgpkg *pkg, uint64_t actual_size, pv_err *e)
                           l->signed_manifest_len, PV_IMGPKG_MAX_SIGNED_MANIFEST);
     }
     if (l->chain_len == 0 || l->chain_len > PV_IMGPKG_MAX_CHAIN) {
-        return pv_err_set(e, PV_ERR_TOO_LARGE, "certificate chain length %u is out of range (1..%d)",
-                          l->chain_len, PV_IMGPKG_MAX_CHAIN);
+        return pv_err_set(e, PV_ERR_TOO_LARGE,
+                          "certificate chain length %u is out of range (1..%d)", l->chain_len,
+                          PV_IMGPKG_MAX_CHAIN);
     }
     if (l->payload_len > PV_IMGPKG_MAX_PAYLOAD) {
         return pv_err_set(e, PV_ERR_TOO_LARGE, "payload length %llu is larger than %llu",
@@ -107,7 +108,8 @@ static int parse_header(pv_imgpkg *pkg, uint64_t actual_size, pv_err *e)
     l->payload_offset = (uint64_t)PV_IMGPKG_HEADER_LEN + l->signed_manifest_len + l->chain_len;
     l->total_len = l->payload_offset + l->payload_len;
     if (actual_size < l->total_len) {
-        return pv_err_set(e, PV_ERR_TRUNCATED, "package is truncated: %llu bytes, its header says %llu",
+        return pv_err_set(e, PV_ERR_TRUNCATED,
+                          "package is truncated: %llu bytes, its header says %llu",
                           (unsigned long long)actual_size, (unsigned long long)l->total_len);
     }
     if (actual_size > l->total_len) {
@@ -222,8 +224,7 @@ static int parse(pv_imgpkg *pkg, uint64_t actual_size, pv_err *e)
         r = pv_err_set(e, PV_ERR_NOMEM, "out of memory");
         goto out;
     }
-    if ((r = read_at(pkg, sm, pkg->layout.signed_manifest_len, PV_IMGPKG_HEADER_LEN, e)) !=
-            PV_OK ||
+    if ((r = read_at(pkg, sm, pkg->layout.signed_manifest_len, PV_IMGPKG_HEADER_LEN, e)) != PV_OK ||
         (r = parse_signed_manifest(pkg, sm, pkg->layout.signed_manifest_len, e)) != PV_OK) {
         pv_err_wrap(e, r, "signed manifest");
         goto out;
@@ -704,8 +705,8 @@ int pv_imgpkg_create(const char *dest, pv_manifest *m, int payload_fd, const pv_
     }
     if ((r = pv_manifest_encode(m, manifest, e)) != PV_OK ||
         (r = encode_chain(chain, chain_cbor, e)) != PV_OK ||
-        (r = sign_manifest(key, manifest, (uint32_t)pv_buf_len(chain_cbor), m->payload_size,
-                           cose, header, e)) != PV_OK) {
+        (r = sign_manifest(key, manifest, (uint32_t)pv_buf_len(chain_cbor), m->payload_size, cose,
+                           header, e)) != PV_OK) {
         goto out;
     }
     if ((r = pv_afile_open(&out, dest, 0644, overwrite, e)) != PV_OK) {

@@ -56,15 +56,16 @@ int pv_json_check_fields(const json_t *obj, const char *const *allowed, const ch
 }
 
 /* Looks key up; returns PV_OK with *v NULL when absent and not required. */
-static int lookup(const json_t *obj, const char *key, bool required, const char *where,
-                  json_t **v, bool *present, pv_err *e)
+static int lookup(const json_t *obj, const char *key, bool required, const char *where, json_t **v,
+                  bool *present, pv_err *e)
 {
     *v = json_object_get(obj, key);
     if (present != NULL) {
         *present = *v != NULL;
     }
     if (*v == NULL && required) {
-        return pv_err_set(e, PV_ERR_NOT_FOUND, "%s%smissing required field '%s'", WHERE(where), key);
+        return pv_err_set(e, PV_ERR_NOT_FOUND, "%s%smissing required field '%s'", WHERE(where),
+                          key);
     }
     return PV_OK;
 }
@@ -83,19 +84,19 @@ int pv_json_get_string(const json_t *obj, const char *key, bool required, size_t
     size_t len = json_string_length(v);
     const char *s = json_string_value(v);
     if (strlen(s) != len) {
-        return pv_err_set(e, PV_ERR_FORMAT, "%s%sfield '%s': contains a NUL character", WHERE(where),
-                          key);
+        return pv_err_set(e, PV_ERR_FORMAT, "%s%sfield '%s': contains a NUL character",
+                          WHERE(where), key);
     }
     if (len > max_len) {
-        return pv_err_set(e, PV_ERR_FORMAT, "%s%sfield '%s': longer than %zu bytes", WHERE(where), key,
-                          max_len);
+        return pv_err_set(e, PV_ERR_FORMAT, "%s%sfield '%s': longer than %zu bytes", WHERE(where),
+                          key, max_len);
     }
     *out = s;
     return PV_OK;
 }
 
-int pv_json_get_uint(const json_t *obj, const char *key, bool required, uint64_t min,
-                     uint64_t max, const char *where, uint64_t *out, bool *present, pv_err *e)
+int pv_json_get_uint(const json_t *obj, const char *key, bool required, uint64_t min, uint64_t max,
+                     const char *where, uint64_t *out, bool *present, pv_err *e)
 {
     json_t *v;
     int r = lookup(obj, key, required, where, &v, present, e);
@@ -103,7 +104,8 @@ int pv_json_get_uint(const json_t *obj, const char *key, bool required, uint64_t
         return r;
     }
     if (!json_is_integer(v)) {
-        return pv_err_set(e, PV_ERR_FORMAT, "%s%sfield '%s': expected an integer", WHERE(where), key);
+        return pv_err_set(e, PV_ERR_FORMAT, "%s%sfield '%s': expected an integer", WHERE(where),
+                          key);
     }
     json_int_t i = json_integer_value(v);
     if (i < 0 || (uint64_t)i < min || (uint64_t)i > max) {

@@ -171,8 +171,8 @@ static int check_abs_path(const char *s, size_t max, const char *what, pv_err *e
         const char *slash = strchr(p, '/');
         size_t n = slash ? (size_t)(slash - p) : strlen(p);
         if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.')) {
-            return pv_err_set(e, PV_ERR_FORMAT, "%s '%s' has an empty, '.' or '..' component",
-                              what, s);
+            return pv_err_set(e, PV_ERR_FORMAT, "%s '%s' has an empty, '.' or '..' component", what,
+                              s);
         }
         for (size_t i = 0; i < n; i++) {
             if (!is_alnum(p[i]) && strchr("._-+", p[i]) == NULL) {
@@ -227,8 +227,8 @@ static int check_text(const char *s, size_t max, const char *extra, const char *
         return pv_err_set(e, PV_ERR_FORMAT, "%s must be 1 to %zu bytes", what, max);
     }
     if (extra != NULL && !all_in(s, extra)) {
-        return pv_err_set(e, PV_ERR_FORMAT, "%s '%s' may only use letters, digits and %s", what,
-                          s, extra);
+        return pv_err_set(e, PV_ERR_FORMAT, "%s '%s' may only use letters, digits and %s", what, s,
+                          extra);
     }
     return PV_OK;
 }
@@ -346,7 +346,8 @@ int pv_manifest_validate(const pv_manifest *m, pv_err *e)
         (r = check_text(m->version, PV_MAX_VERSION, ".+-~_", "version", e)) != PV_OK) {
         return r;
     }
-    if (m->target != NULL && (r = check_text(m->target, PV_MAX_TARGET, "._-", "target", e)) != PV_OK) {
+    if (m->target != NULL &&
+        (r = check_text(m->target, PV_MAX_TARGET, "._-", "target", e)) != PV_OK) {
         return r;
     }
     if (m->entry_point == NULL) {
@@ -558,7 +559,7 @@ static int get_flag(const cbor_item_t *map, int64_t key, bool *out, const char *
 
 static int decode_caps(const cbor_item_t *map, pv_capabilities *c, pv_err *e)
 {
-    static const int64_t keys[] = {C_CONNECTIONS, C_TCP_PORTS, C_PERIPHERALS,
+    static const int64_t keys[] = {C_CONNECTIONS, C_TCP_PORTS,   C_PERIPHERALS,
                                    C_STORAGE_KB,  C_DEVICE_AUTH, C_EVENTS,
                                    C_DEFERRAL,    C_POWER,       C_MEMORY_KB};
     int r;
@@ -589,8 +590,8 @@ static int decode_caps(const cbor_item_t *map, pv_capabilities *c, pv_err *e)
         }
     }
     if ((it = pv_cbor_map_get(map, C_PERIPHERALS)) != NULL &&
-        (r = get_strlist(it, PV_MAX_PERIPHERALS, PV_MAX_PERIPHERAL, &c->peripherals,
-                         "peripherals", e)) != PV_OK) {
+        (r = get_strlist(it, PV_MAX_PERIPHERALS, PV_MAX_PERIPHERAL, &c->peripherals, "peripherals",
+                         e)) != PV_OK) {
         return r;
     }
     if ((it = pv_cbor_map_get(map, C_STORAGE_KB)) != NULL) {
@@ -599,17 +600,17 @@ static int decode_caps(const cbor_item_t *map, pv_capabilities *c, pv_err *e)
         }
         c->mutable_storage_kb = (uint32_t)v;
     }
-    if ((r = get_flag(map, C_DEVICE_AUTH, &c->device_authentication, "device authentication",
+    if ((r = get_flag(map, C_DEVICE_AUTH, &c->device_authentication, "device authentication", e)) !=
+            PV_OK ||
+        (r = get_flag(map, C_EVENTS, &c->system_event_notifications, "system event notifications",
                       e)) != PV_OK ||
-        (r = get_flag(map, C_EVENTS, &c->system_event_notifications,
-                      "system event notifications", e)) != PV_OK ||
         (r = get_flag(map, C_DEFERRAL, &c->software_update_deferral, "software update deferral",
                       e)) != PV_OK) {
         return r;
     }
     if ((it = pv_cbor_map_get(map, C_POWER)) != NULL &&
-        (r = get_strlist(it, PV_MAX_POWER_CONTROLS, 32, &c->power_controls, "power controls",
-                         e)) != PV_OK) {
+        (r = get_strlist(it, PV_MAX_POWER_CONTROLS, 32, &c->power_controls, "power controls", e)) !=
+            PV_OK) {
         return r;
     }
     if ((it = pv_cbor_map_get(map, C_MEMORY_KB)) != NULL) {
@@ -623,11 +624,11 @@ static int decode_caps(const cbor_item_t *map, pv_capabilities *c, pv_err *e)
 
 static int decode_fields(const cbor_item_t *root, pv_manifest *m, pv_err *e)
 {
-    static const int64_t keys[] = {K_VERSION,       K_COMPONENT_ID,   K_IMAGE_ID,
-                                   K_IMAGE_TYPE,    K_NAME,           K_HUMAN_VERSION,
-                                   K_SECURITY_COUNTER, K_BUILD_TIME,  K_TARGET,
-                                   K_ENTRY_POINT,   K_ARGS,           K_CAPS,
-                                   K_PAYLOAD_SIZE,  K_PAYLOAD_SHA256, K_SIGNER_KEY_ID};
+    static const int64_t keys[] = {K_VERSION,          K_COMPONENT_ID,   K_IMAGE_ID,
+                                   K_IMAGE_TYPE,       K_NAME,           K_HUMAN_VERSION,
+                                   K_SECURITY_COUNTER, K_BUILD_TIME,     K_TARGET,
+                                   K_ENTRY_POINT,      K_ARGS,           K_CAPS,
+                                   K_PAYLOAD_SIZE,     K_PAYLOAD_SHA256, K_SIGNER_KEY_ID};
     int r;
     uint64_t v;
     if (!cbor_isa_map(root)) {
@@ -643,8 +644,8 @@ static int decode_fields(const cbor_item_t *root, pv_manifest *m, pv_err *e)
         return pv_err_set(e, PV_ERR_UNSUPPORTED, "manifest version %llu is not supported (1)",
                           (unsigned long long)v);
     }
-    if ((r = get_fixed_bytes(pv_cbor_map_get(root, K_COMPONENT_ID), m->component_id,
-                             PV_UUID_LEN, "component ID", e)) != PV_OK ||
+    if ((r = get_fixed_bytes(pv_cbor_map_get(root, K_COMPONENT_ID), m->component_id, PV_UUID_LEN,
+                             "component ID", e)) != PV_OK ||
         (r = get_fixed_bytes(pv_cbor_map_get(root, K_IMAGE_ID), m->image_id, PV_UUID_LEN,
                              "image ID", e)) != PV_OK) {
         return r;
@@ -654,8 +655,7 @@ static int decode_fields(const cbor_item_t *root, pv_manifest *m, pv_err *e)
         return r;
     }
     m->type = (pv_image_type)v;
-    if ((r = get_text(pv_cbor_map_get(root, K_NAME), PV_MAX_NAME, &m->name, "name", e)) !=
-            PV_OK ||
+    if ((r = get_text(pv_cbor_map_get(root, K_NAME), PV_MAX_NAME, &m->name, "name", e)) != PV_OK ||
         (r = get_text(pv_cbor_map_get(root, K_HUMAN_VERSION), PV_MAX_VERSION, &m->version,
                       "version", e)) != PV_OK) {
         return r;
@@ -667,8 +667,7 @@ static int decode_fields(const cbor_item_t *root, pv_manifest *m, pv_err *e)
         return r;
     }
     cbor_item_t *target = pv_cbor_map_get(root, K_TARGET);
-    if (target != NULL &&
-        (r = get_text(target, PV_MAX_TARGET, &m->target, "target", e)) != PV_OK) {
+    if (target != NULL && (r = get_text(target, PV_MAX_TARGET, &m->target, "target", e)) != PV_OK) {
         return r;
     }
     if ((r = get_text(pv_cbor_map_get(root, K_ENTRY_POINT), PV_MAX_ENTRY_POINT, &m->entry_point,

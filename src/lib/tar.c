@@ -80,8 +80,10 @@ static int check_link_target(const char *path, const char *target, int parent_de
         const char *slash = strchr(p, '/');
         size_t n = slash ? (size_t)(slash - p) : strlen(p);
         if (n == 0) {
-            return pv_err_set(e, PV_ERR_UNSAFE, "'%s': symbolic link target '%s' has an empty "
-                              "component", path, target);
+            return pv_err_set(e, PV_ERR_UNSAFE,
+                              "'%s': symbolic link target '%s' has an empty "
+                              "component",
+                              path, target);
         }
         if (n == 2 && p[0] == '.' && p[1] == '.') {
             if (plain_seen) {
@@ -99,8 +101,10 @@ static int check_link_target(const char *path, const char *target, int parent_de
         }
     }
     if (ups > parent_depth) {
-        return pv_err_set(e, PV_ERR_UNSAFE, "'%s': symbolic link target '%s' points outside the "
-                          "archive", path, target);
+        return pv_err_set(e, PV_ERR_UNSAFE,
+                          "'%s': symbolic link target '%s' points outside the "
+                          "archive",
+                          path, target);
     }
     return PV_OK;
 }
@@ -131,9 +135,9 @@ static int pack_file_data(pack_ctx *c, int fd, const char *rel, uint64_t size)
             return pv_err_set(c->e, PV_ERR_IO, "'%s' changed size while being packed", rel);
         }
         if (archive_write_data(c->a, c->chunk, (size_t)k) != k) {
-            return c->err ? c->err
-                          : pv_err_set(c->e, PV_ERR_IO, "'%s': %s", rel,
-                                       archive_error_string(c->a));
+            return c->err
+                       ? c->err
+                       : pv_err_set(c->e, PV_ERR_IO, "'%s': %s", rel, archive_error_string(c->a));
         }
         done += (uint64_t)k;
     }
@@ -180,8 +184,10 @@ static int pack_entry(pack_ctx *c, int dirfd, const char *name, const char *rel,
         char target[PV_TAR_MAX_PATH + 2];
         ssize_t n = readlinkat(dirfd, name, target, sizeof(target) - 1);
         if (n < 0 || (size_t)n >= sizeof(target) - 1) {
-            r = pv_err_set(c->e, PV_ERR_UNSAFE, "'%s': symbolic link target unreadable or too "
-                           "long", rel);
+            r = pv_err_set(c->e, PV_ERR_UNSAFE,
+                           "'%s': symbolic link target unreadable or too "
+                           "long",
+                           rel);
             goto out;
         }
         target[n] = '\0';
@@ -273,8 +279,8 @@ static int pack_tree(pack_ctx *c, int dirfd, const char *rel, int depth)
         char child[PV_TAR_MAX_PATH + 1];
         int len = snprintf(child, sizeof(child), "%s%s%s", rel, rel[0] ? "/" : "", name);
         if (len < 0 || (size_t)len >= sizeof(child)) {
-            r = pv_err_set(c->e, PV_ERR_TOO_LARGE, "'%s/%s': path longer than %d bytes", rel,
-                           name, PV_TAR_MAX_PATH);
+            r = pv_err_set(c->e, PV_ERR_TOO_LARGE, "'%s/%s': path longer than %d bytes", rel, name,
+                           PV_TAR_MAX_PATH);
         } else if (has_control(name)) {
             r = pv_err_set(c->e, PV_ERR_UNSAFE, "'%s': name has control characters", rel);
         } else {
@@ -481,8 +487,10 @@ static int check_parents(extract_ctx *c, const char *path)
         *slash = '\0';
         seen *s = find_seen(c, parent);
         if (s != NULL && s->kind == K_LINK) {
-            return pv_err_set(c->e, PV_ERR_UNSAFE, "'%s': path goes through the symbolic link "
-                              "'%s'", path, parent);
+            return pv_err_set(c->e, PV_ERR_UNSAFE,
+                              "'%s': path goes through the symbolic link "
+                              "'%s'",
+                              path, parent);
         }
         if (s != NULL && s->kind == K_FILE) {
             return pv_err_set(c->e, PV_ERR_UNSAFE, "'%s': path goes through the file '%s'", path,
@@ -497,8 +505,7 @@ static int check_parents(extract_ctx *c, const char *path)
 }
 
 /* Every rule of pv_tar_extract for one entry. On success *kind tells what it is. */
-static int check_entry(extract_ctx *c, struct archive_entry *ent, const char *path,
-                       enum kind *kind)
+static int check_entry(extract_ctx *c, struct archive_entry *ent, const char *path, enum kind *kind)
 {
     mode_t type = archive_entry_filetype(ent);
     mode_t mode = archive_entry_mode(ent);
@@ -552,7 +559,7 @@ static int check_entry(extract_ctx *c, struct archive_entry *ent, const char *pa
         return PV_OK;
     }
     return add_seen(c, path, *kind) == PV_OK ? PV_OK
-                                               : pv_err_set(c->e, PV_ERR_NOMEM, "out of memory");
+                                             : pv_err_set(c->e, PV_ERR_NOMEM, "out of memory");
 }
 
 static int copy_data(struct archive *in, struct archive *out, const char *path, pv_err *e)

@@ -9,13 +9,14 @@
 
 #define GOOD                                                                                       \
     "{\"SchemaVersion\": 1, \"Name\": \"telemetry\", "                                             \
-    "\"ComponentId\": \"6F1C0C8E-3A1E-4D5B-9A43-0C4F2E9B7D21\", \"EntryPoint\": \"/bin/telemetry\", " \
-    "\"CmdArgs\": [\"--broker\", \"mqtt.example.com\"], \"ApplicationType\": \"Default\", "       \
-    "\"Version\": \"2.0.1\", \"SecurityCounter\": 3, \"Target\": \"board-x\", "                   \
-    "\"Capabilities\": {\"AllowedConnections\": [\"mqtt.example.com\", \"192.0.2.10\"], "         \
-    "\"AllowedTcpServerPorts\": [8080], \"Peripherals\": [\"/dev/ttyS1\", \"/dev/gpiochip0\"], " \
-    "\"MutableStorage\": {\"SizeKB\": 128}, \"DeviceAuthentication\": true, "                     \
-    "\"SystemEventNotifications\": true, \"SoftwareUpdateDeferral\": true, "                      \
+    "\"ComponentId\": \"6F1C0C8E-3A1E-4D5B-9A43-0C4F2E9B7D21\", \"EntryPoint\": "                  \
+    "\"/bin/telemetry\", "                                                                         \
+    "\"CmdArgs\": [\"--broker\", \"mqtt.example.com\"], \"ApplicationType\": \"Default\", "        \
+    "\"Version\": \"2.0.1\", \"SecurityCounter\": 3, \"Target\": \"board-x\", "                    \
+    "\"Capabilities\": {\"AllowedConnections\": [\"mqtt.example.com\", \"192.0.2.10\"], "          \
+    "\"AllowedTcpServerPorts\": [8080], \"Peripherals\": [\"/dev/ttyS1\", \"/dev/gpiochip0\"], "   \
+    "\"MutableStorage\": {\"SizeKB\": 128}, \"DeviceAuthentication\": true, "                      \
+    "\"SystemEventNotifications\": true, \"SoftwareUpdateDeferral\": true, "                       \
     "\"PowerControls\": [\"ForceReboot\"], \"MemoryLimitKB\": 16384}}"
 
 static void test_good(void **state)
@@ -158,10 +159,8 @@ static void test_load_file(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_good),
-        cmocka_unit_test(test_minimal_defaults),
-        cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_top_level_not_object),
+        cmocka_unit_test(test_good),      cmocka_unit_test(test_minimal_defaults),
+        cmocka_unit_test(test_errors),    cmocka_unit_test(test_top_level_not_object),
         cmocka_unit_test(test_load_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

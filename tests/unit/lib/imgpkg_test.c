@@ -49,7 +49,10 @@ static int setup(void **state)
     char *bin = tu_path(f->src, "bin");
     assert_int_equal(mkdir(bin, 0755), 0);
     char *app = tu_path(bin, "app");
-    tu_write(app, "\x7f" "ELF pretend", 12, 0755);
+    tu_write(app,
+             "\x7f"
+             "ELF pretend",
+             12, 0755);
     char *data = tu_path(f->src, "data.txt");
     tu_write(data, "some data\n", 10, 0644);
     f->pkg = tu_path(f->dir, "app.imagepackage");
@@ -103,7 +106,10 @@ static void test_round_trip(void **state)
     char *app = tu_path(dest, "bin/app");
     uint8_t *d = tu_read(app, &len);
     assert_int_equal(len, 12);
-    assert_memory_equal(d, "\x7f" "ELF pretend", 12);
+    assert_memory_equal(d,
+                        "\x7f"
+                        "ELF pretend",
+                        12);
     struct stat st;
     assert_int_equal(stat(app, &st), 0);
     assert_true(st.st_mode & 0100);
@@ -211,8 +217,8 @@ static void test_signer_validity(void **state)
 {
     fixture *f = *state;
     int64_t now = pv_time_now();
-    verify_at(f, now - 10 * 86400, now - 86400, PV_ERR_EXPIRED);    /* expired */
-    verify_at(f, now + 86400, now + 10 * 86400, PV_ERR_EXPIRED);    /* not yet valid */
+    verify_at(f, now - 10 * 86400, now - 86400, PV_ERR_EXPIRED); /* expired */
+    verify_at(f, now + 86400, now + 10 * 86400, PV_ERR_EXPIRED); /* not yet valid */
     verify_at(f, now - 86400, now + 86400, PV_OK);
     /* The same valid package checked with a clock past its signer's expiry. */
     pv_imgpkg *pkg = NULL;
@@ -241,8 +247,8 @@ static void expect_header_error(const uint8_t *orig, size_t len, size_t off, uin
     pv_err_clear(&e);
     int r = pv_imgpkg_open_mem(copy, len, &pkg, &e);
     if (r != code || strstr(e.msg, needle) == NULL) {
-        fail_msg("offset %zu value %llu: expected %d '%s', got %d '%s'", off,
-                 (unsigned long long)v, code, needle, r, e.msg);
+        fail_msg("offset %zu value %llu: expected %d '%s', got %d '%s'", off, (unsigned long long)v,
+                 code, needle, r, e.msg);
     }
     free(copy);
 }
@@ -277,8 +283,8 @@ static void test_header_limits(void **state)
 
 /* Writes a tar holding one hostile entry, packages it validly signed, and checks that
  * extraction refuses it with nothing left behind. */
-static void hostile(fixture *f, const char *path, unsigned type, unsigned mode,
-                    const char *target, const char *needle)
+static void hostile(fixture *f, const char *path, unsigned type, unsigned mode, const char *target,
+                    const char *needle)
 {
     char *tar = tu_path(f->dir, "hostile.tar");
     struct archive *a = archive_write_new();

@@ -134,10 +134,10 @@ static void test_validation(void **state)
 static void test_hostnames(void **state)
 {
     (void)state;
-    const char *good[] = {"example.com", "a.b-c.d", "*.azure-devices.net", "::1", "192.0.2.1",
-                          "localhost"};
-    const char *bad[] = {"", "-a.com", "a-.com", "a..com", "a.com.", "*", "*.", "a b",
-                         "xn--\x01", "a.*.com"};
+    const char *good[] = {"example.com", "a.b-c.d",   "*.azure-devices.net",
+                          "::1",         "192.0.2.1", "localhost"};
+    const char *bad[] = {"",  "-a.com", "a-.com", "a..com",   "a.com.",
+                         "*", "*.",     "a b",    "xn--\x01", "a.*.com"};
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
         assert_int_equal(pv_manifest_check_hostname(good[i], NULL), 0);
     }

@@ -183,8 +183,7 @@ static void test_refusals(void **state)
     expect_unsafe(dup_dir, N(dup_dir), "duplicate");
     const tent file_then_child[] = {{"f", AE_IFREG, 0644, NULL}, {"f/x", AE_IFREG, 0644, NULL}};
     expect_unsafe(file_then_child, N(file_then_child), "through the file");
-    const tent implicit_then_link[] = {{"d/x", AE_IFREG, 0644, NULL},
-                                       {"d", AE_IFLNK, 0777, "x"}};
+    const tent implicit_then_link[] = {{"d/x", AE_IFREG, 0644, NULL}, {"d", AE_IFLNK, 0777, "x"}};
     expect_unsafe(implicit_then_link, N(implicit_then_link), "duplicate");
     const tent ctrl[] = {{"a\nb", AE_IFREG, 0644, NULL}};
     expect_unsafe(ctrl, N(ctrl), "control characters");
