@@ -207,7 +207,7 @@ static int show(const cli_cmd *cmd, const cli_args *args, pv_err *e)
                                          "capabilities.powerControls",
                                          "Power controls:",
                                          "capabilities.memoryLimitKB",
-                                         "Memory limit (KB):",
+                                         "Memory limit (KB, 0 = default):",
                                          "payloadSize",
                                          "Payload size:",
                                          "payloadSha256",
