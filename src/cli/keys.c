@@ -31,23 +31,51 @@ static int print_created(const cli_args *args, const char *key_path, const char 
     return cli_print_object(args->json, o, fields);
 }
 
+/* Checks the options both commands share: the subject syntax and --days. */
+static int check_subject_days(const cli_cmd *cmd, const cli_args *args, long *days, pv_err *e)
+{
+    const char *days_s = cli_get(cmd, args, "days");
+    int r = PV_OK;
+    if (days_s != NULL && (r = cli_parse_days(days_s, "--days", days, e)) != PV_OK) {
+        return r;
+    }
+    if (pv_cert_check_subject(cli_get(cmd, args, "subject"), e) != PV_OK) {
+        return pv_err_set(e, PV_ERR_USAGE, "--subject: %s", pv_err_msg(e));
+    }
+    return PV_OK;
+}
+
+/* Writes the key, then the certificates; if the certificates cannot be written the key
+ * is removed again, so no half-made pair is left. The key goes first because refusing
+ * to overwrite an existing key must happen before anything else is written. */
+static int save_pair(const pv_key *key, const char *key_path, const pv_chain *chain,
+                     const char *cert_path, pv_err *e)
+{
+    int r = pv_key_save_private_pem(key, key_path, e);
+    if (r != PV_OK) {
+        return r;
+    }
+    r = pv_chain_save_pem(chain, cert_path, false, e);
+    if (r != PV_OK) {
+        remove(key_path);
+    }
+    return r;
+}
+
 static int create_ca(const cli_cmd *cmd, const cli_args *args, pv_err *e)
 {
     const char *key_path = cli_get(cmd, args, "output-key");
     const char *cert_path = cli_get(cmd, args, "output-cert");
-    const char *subject = cli_get(cmd, args, "subject");
-    const char *days_s = cli_get(cmd, args, "days");
     long days = 3650;
     pv_key *key = NULL;
     pv_cert *cert = NULL;
     pv_chain *chain = NULL;
-    int r;
-    if ((days_s != NULL && (r = cli_parse_days(days_s, "--days", &days, e)) != PV_OK) ||
-        (r = pv_cert_check_subject(subject, e)) != PV_OK) {
-        return r == PV_ERR_FORMAT ? pv_err_set(e, PV_ERR_USAGE, "--subject: %s", pv_err_msg(e)) : r;
+    int r = check_subject_days(cmd, args, &days, e);
+    if (r != PV_OK) {
+        return r;
     }
     int64_t now = pv_time_now();
-    pv_cert_params p = {.subject = subject,
+    pv_cert_params p = {.subject = cli_get(cmd, args, "subject"),
                         .not_before = now - BACKDATE,
                         .not_after = now + days * DAY,
                         .is_ca = true,
@@ -60,13 +88,7 @@ static int create_ca(const cli_cmd *cmd, const cli_args *args, pv_err *e)
         r = pv_err_set(e, PV_ERR_NOMEM, "out of memory");
         goto out;
     }
-    /* The key first: refusing to overwrite an existing key must happen before anything
-     * else is written. */
-    if ((r = pv_key_save_private_pem(key, key_path, e)) != PV_OK) {
-        goto out;
-    }
-    if ((r = pv_chain_save_pem(chain, cert_path, false, e)) != PV_OK) {
-        remove(key_path); /* no half-made pair left behind */
+    if ((r = save_pair(key, key_path, chain, cert_path, e)) != PV_OK) {
         goto out;
     }
     r = print_created(args, key_path, cert_path, cert);
@@ -83,16 +105,13 @@ static int create_signing(const cli_cmd *cmd, const cli_args *args, pv_err *e)
     const char *ca_cert_path = cli_get(cmd, args, "ca-cert");
     const char *key_path = cli_get(cmd, args, "output-key");
     const char *cert_path = cli_get(cmd, args, "output-cert");
-    const char *subject = cli_get(cmd, args, "subject");
-    const char *days_s = cli_get(cmd, args, "days");
     long days = 365;
     pv_key *ca_key = NULL, *key = NULL;
     pv_chain *ca_chain = NULL, *out_chain = NULL;
     pv_cert *cert = NULL;
-    int r;
-    if ((days_s != NULL && (r = cli_parse_days(days_s, "--days", &days, e)) != PV_OK) ||
-        (r = pv_cert_check_subject(subject, e)) != PV_OK) {
-        return r == PV_ERR_FORMAT ? pv_err_set(e, PV_ERR_USAGE, "--subject: %s", pv_err_msg(e)) : r;
+    int r = check_subject_days(cmd, args, &days, e);
+    if (r != PV_OK) {
+        return r;
     }
     if ((r = pv_key_load_private_pem(ca_key_path, &ca_key, e)) != PV_OK ||
         (r = pv_chain_load_pem(ca_cert_path, &ca_chain, e)) != PV_OK) {
@@ -105,7 +124,7 @@ static int create_signing(const cli_cmd *cmd, const cli_args *args, pv_err *e)
     }
     int64_t now = pv_time_now(), ca_nb = 0, ca_na = 0;
     pv_cert_validity(ca, &ca_nb, &ca_na);
-    pv_cert_params p = {.subject = subject,
+    pv_cert_params p = {.subject = cli_get(cmd, args, "subject"),
                         .not_before = now - BACKDATE,
                         .not_after = now + days * DAY,
                         .path_len = -1,
@@ -136,11 +155,7 @@ static int create_signing(const cli_cmd *cmd, const cli_args *args, pv_err *e)
             goto out;
         }
     }
-    if ((r = pv_key_save_private_pem(key, key_path, e)) != PV_OK) {
-        goto out;
-    }
-    if ((r = pv_chain_save_pem(out_chain, cert_path, false, e)) != PV_OK) {
-        remove(key_path);
+    if ((r = save_pair(key, key_path, out_chain, cert_path, e)) != PV_OK) {
         goto out;
     }
     r = print_created(args, key_path, cert_path, cert);

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "pavise/crypto.h"
 #include "pavise/fs.h"
 
 char *tu_mkdtemp(const char *tag)
@@ -170,4 +171,25 @@ void tu_make_chain(const char *dir, int64_t not_before, int64_t not_after, pv_ke
     pv_key_free(key);
     pv_key_free(int_key);
     pv_key_free(root_key);
+}
+
+/* Parses hex (spaces ignored) into a new allocation. */
+uint8_t *tu_unhex(const char *hex, size_t *len)
+{
+    char *digits = malloc(strlen(hex) + 1);
+    uint8_t *out = malloc(strlen(hex) / 2 + 1);
+    size_t n = 0;
+    assert_non_null(digits);
+    assert_non_null(out);
+    for (const char *s = hex; *s != '\0'; s++) {
+        if (*s != ' ') {
+            digits[n++] = *s;
+        }
+    }
+    digits[n] = '\0';
+    assert_int_equal(n % 2, 0);
+    assert_int_equal(pv_hex_decode(digits, out, n / 2), PV_OK);
+    free(digits);
+    *len = n / 2;
+    return out;
 }

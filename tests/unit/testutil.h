@@ -34,4 +34,7 @@ int tu_count_entries(const char *dir);
 void tu_make_chain(const char *dir, int64_t not_before, int64_t not_after, pv_key **leaf_key,
                    pv_chain **leaf_chain, pv_trust **anchor);
 
+/* Parses hex (spaces ignored) into a new allocation; fails the test on bad hex. */
+uint8_t *tu_unhex(const char *hex, size_t *len);
+
 #endif

@@ -7,31 +7,10 @@
 #include "pavise/cbor.h"
 #include "pavise/crypto.h"
 
-/* Parses hex (spaces ignored) into a new allocation. */
-static uint8_t *unhex(const char *hex, size_t *len)
-{
-    char *digits = malloc(strlen(hex) + 1);
-    uint8_t *out = malloc(strlen(hex) / 2 + 1);
-    size_t n = 0;
-    assert_non_null(digits);
-    assert_non_null(out);
-    for (const char *s = hex; *s != '\0'; s++) {
-        if (*s != ' ') {
-            digits[n++] = *s;
-        }
-    }
-    digits[n] = '\0';
-    assert_int_equal(n % 2, 0);
-    assert_int_equal(pv_hex_decode(digits, out, n / 2), PV_OK);
-    free(digits);
-    *len = n / 2;
-    return out;
-}
-
 static void assert_bytes_hex(const pv_buf *b, const char *hex)
 {
     size_t n;
-    uint8_t *want = unhex(hex, &n);
+    uint8_t *want = tu_unhex(hex, &n);
     if (pv_buf_len(b) != n || (n > 0 && memcmp(pv_buf_data(b), want, n) != 0)) {
         char got[256];
         pv_hex_encode(pv_buf_data(b), pv_buf_len(b), got, sizeof(got));
@@ -44,7 +23,7 @@ static void assert_bytes_hex(const pv_buf *b, const char *hex)
 static int check_hex(const char *hex, unsigned depth, pv_err *e)
 {
     size_t n;
-    uint8_t *p = unhex(hex, &n);
+    uint8_t *p = tu_unhex(hex, &n);
     pv_err_clear(e);
     int r = pv_cbor_check(p, n, depth, e);
     free(p);
@@ -54,7 +33,7 @@ static int check_hex(const char *hex, unsigned depth, pv_err *e)
 static cbor_item_t *decode_hex(const char *hex)
 {
     size_t n;
-    uint8_t *p = unhex(hex, &n);
+    uint8_t *p = tu_unhex(hex, &n);
     cbor_item_t *it = NULL;
     pv_err e;
     int r = pv_cbor_decode(p, n, &it, &e);
@@ -365,7 +344,7 @@ static void test_check_truncated_everywhere(void **state)
     (void)state;
     /* {1: [h'0102', "ab", -300, {2: true}], 3: 18(null), 4: 1000000} */
     size_t n;
-    uint8_t *p = unhex("a3 01 84 420102 626162 39012b a1 02 f5 03 d2 f6 04 1a000f4240", &n);
+    uint8_t *p = tu_unhex("a3 01 84 420102 626162 39012b a1 02 f5 03 d2 f6 04 1a000f4240", &n);
     pv_err e;
     assert_int_equal(pv_cbor_check(p, n, PV_CBOR_MAX_DEPTH, &e), PV_OK);
     for (size_t cut = 0; cut < n; cut++) {
@@ -537,7 +516,7 @@ static void test_get_text_utf8(void **state)
     char *s;
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         size_t n;
-        uint8_t *p = unhex(bad[i], &n);
+        uint8_t *p = tu_unhex(bad[i], &n);
         /* libcbor refuses invalid UTF-8 itself, so build the item directly to reach
          * pv_cbor_get_text; pv_cbor_decode must refuse the encoded form (except NUL). */
         cbor_item_t *it = cbor_build_stringn((const char *)p + 1, n - 1);

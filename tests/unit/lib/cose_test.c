@@ -28,27 +28,6 @@ struct fixture {
     pv_key *pub11; /* key "11", public part only */
 };
 
-/* Parses hex (spaces ignored) into a new allocation. */
-static uint8_t *unhex(const char *hex, size_t *len)
-{
-    char *digits = malloc(strlen(hex) + 1);
-    uint8_t *out = malloc(strlen(hex) / 2 + 1);
-    size_t n = 0;
-    assert_non_null(digits);
-    assert_non_null(out);
-    for (const char *s = hex; *s != '\0'; s++) {
-        if (*s != ' ') {
-            digits[n++] = *s;
-        }
-    }
-    digits[n] = '\0';
-    assert_int_equal(n % 2, 0);
-    assert_int_equal(pv_hex_decode(digits, out, n / 2), PV_OK);
-    free(digits);
-    *len = n / 2;
-    return out;
-}
-
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
@@ -66,7 +45,7 @@ static int setup(void **state)
     free(dir);
 
     size_t n;
-    uint8_t *der = unhex(key11_spki_hex, &n);
+    uint8_t *der = tu_unhex(key11_spki_hex, &n);
     assert_int_equal(pv_key_from_spki_der(der, n, &f->pub11, &e), PV_OK);
     free(der);
     assert_true(pv_key_equal_public(f->key11, f->pub11));
@@ -145,7 +124,7 @@ static void sig_structure(const uint8_t *prot, size_t prot_len, const char *aad,
 static pv_buf *hand_build(const pv_key *key, const struct spec *s)
 {
     size_t prot_len;
-    uint8_t *prot = unhex(s->prot, &prot_len);
+    uint8_t *prot = tu_unhex(s->prot, &prot_len);
     const char *signed_payload = s->payload ? s->payload : s->signed_payload;
     uint8_t sig[PV_ES256_SIG_LEN + 1];
     pv_err e;
@@ -422,25 +401,25 @@ static void test_tags(void **state)
 
     /* 18(18([...])) and 55799(18([...])) are refused. */
     size_t n;
-    uint8_t *p = unhex("d2d2 84 43a10126 a0 4178 5840"
-                       "0000000000000000000000000000000000000000000000000000000000000000"
-                       "0000000000000000000000000000000000000000000000000000000000000000",
-                       &n);
+    uint8_t *p = tu_unhex("d2d2 84 43a10126 a0 4178 5840"
+                          "0000000000000000000000000000000000000000000000000000000000000000"
+                          "0000000000000000000000000000000000000000000000000000000000000000",
+                          &n);
     pv_cose_sign1 *m = NULL;
     assert_int_equal(pv_cose_sign1_decode(p, n, 0, &m, &e), PV_ERR_FORMAT);
     assert_string_equal(e.msg, "COSE_Sign1: expected an array, found a tag");
     free(p);
-    p = unhex("d9d9f7 84 43a10126 a0 4178 5840"
-              "0000000000000000000000000000000000000000000000000000000000000000"
-              "0000000000000000000000000000000000000000000000000000000000000000",
-              &n);
+    p = tu_unhex("d9d9f7 84 43a10126 a0 4178 5840"
+                 "0000000000000000000000000000000000000000000000000000000000000000"
+                 "0000000000000000000000000000000000000000000000000000000000000000",
+                 &n);
     assert_int_equal(pv_cose_sign1_decode(p, n, 0, &m, &e), PV_ERR_FORMAT);
     assert_string_equal(e.msg, "COSE_Sign1: tag 55799 is not the COSE_Sign1 tag (18)");
     free(p);
-    p = unhex("d2d2 84 43a10126 a0 4178 5840"
-              "0000000000000000000000000000000000000000000000000000000000000000"
-              "0000000000000000000000000000000000000000000000000000000000000000",
-              &n);
+    p = tu_unhex("d2d2 84 43a10126 a0 4178 5840"
+                 "0000000000000000000000000000000000000000000000000000000000000000"
+                 "0000000000000000000000000000000000000000000000000000000000000000",
+                 &n);
     /* A non-shortest tag head (d8 12) is still tag 18. */
     p[0] = 0xd8;
     p[1] = 0x12;
@@ -482,7 +461,7 @@ static void test_outer_shape(void **state)
     pv_err e;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         size_t n;
-        uint8_t *p = unhex(cases[i].hex, &n);
+        uint8_t *p = tu_unhex(cases[i].hex, &n);
         pv_cose_sign1 *m = NULL;
         pv_err_clear(&e);
         int r = pv_cose_sign1_decode(p, n, 0, &m, &e);
@@ -763,7 +742,7 @@ static void test_null_error_context(void **state)
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         size_t n;
-        uint8_t *p = unhex(cases[i].hex, &n);
+        uint8_t *p = tu_unhex(cases[i].hex, &n);
         pv_cose_sign1 *m = NULL;
         int r = pv_cose_sign1_decode(p, n, 0, &m, NULL);
         if (r != cases[i].code) {
@@ -788,12 +767,12 @@ static void test_layout_of_created_message(void **state)
     struct fixture *f = *state;
     pv_buf *b = create(f->key11, "11", "text/plain", "This is the content.", "ext", 0);
     size_t n;
-    uint8_t *want = unhex("d2 84"
-                          " 53 a3 0126 036a746578742f706c61696e 04423131" /* protected */
-                          " a0"                                           /* unprotected */
-                          " 54 546869732069732074686520636f6e74656e742e"  /* payload */
-                          " 5840",                                        /* signature */
-                          &n);
+    uint8_t *want = tu_unhex("d2 84"
+                             " 53 a3 0126 036a746578742f706c61696e 04423131" /* protected */
+                             " a0"                                           /* unprotected */
+                             " 54 546869732069732074686520636f6e74656e742e"  /* payload */
+                             " 5840",                                        /* signature */
+                             &n);
     assert_int_equal(pv_buf_len(b), n + 64);
     assert_memory_equal(pv_buf_data(b), want, n);
     free(want);
@@ -802,11 +781,11 @@ static void test_layout_of_created_message(void **state)
     pv_buf *tbs = pv_buf_new(1024);
     sig_structure(pv_buf_data(b) + 3, 0x13, "ext", (const uint8_t *)"This is the content.", 20,
                   tbs);
-    uint8_t *tbs_want = unhex("84 6a5369676e617475726531"
-                              " 53 a3 0126 036a746578742f706c61696e 04423131"
-                              " 43 657874"
-                              " 54 546869732069732074686520636f6e74656e742e",
-                              &n);
+    uint8_t *tbs_want = tu_unhex("84 6a5369676e617475726531"
+                                 " 53 a3 0126 036a746578742f706c61696e 04423131"
+                                 " 43 657874"
+                                 " 54 546869732069732074686520636f6e74656e742e",
+                                 &n);
     assert_int_equal(pv_buf_len(tbs), n);
     assert_memory_equal(pv_buf_data(tbs), tbs_want, n);
     free(tbs_want);
@@ -819,7 +798,7 @@ static void test_layout_of_created_message(void **state)
     /* Detached: the payload position holds nil (f6). */
     pv_buf_free(b);
     b = create(f->key11, NULL, NULL, "This is the content.", NULL, PV_COSE_DETACHED);
-    want = unhex("d2 84 43a10126 a0 f6 5840", &n);
+    want = tu_unhex("d2 84 43a10126 a0 f6 5840", &n);
     assert_int_equal(pv_buf_len(b), n + 64);
     assert_memory_equal(pv_buf_data(b), want, n);
     free(want);
@@ -841,8 +820,8 @@ static void test_cose_wg_example(void **state)
     static const char to_be_signed[] = "846A5369676E61747572653143A101264C11AA22BB33CC44DD55006"
                                        "69954546869732069732074686520636F6E74656E742E";
     size_t n, tn;
-    uint8_t *msg = unhex(example, &n);
-    uint8_t *tbs_want = unhex(to_be_signed, &tn);
+    uint8_t *msg = tu_unhex(example, &n);
+    uint8_t *tbs_want = tu_unhex(to_be_signed, &tn);
     pv_cose_sign1 *m = NULL;
     pv_err e;
 
