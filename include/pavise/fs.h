@@ -30,12 +30,14 @@ typedef struct pv_afile {
     int fd;
     char *path;     /* final path */
     char *tmp_path; /* temporary path in the same directory */
+    bool overwrite; /* false: commit never replaces a file, even one created meanwhile */
 } pv_afile;
 
 /* Creates the temporary file with the given mode. When overwrite is false and path
  * exists, fails with PV_ERR_EXISTS. */
 int pv_afile_open(pv_afile *f, const char *path, mode_t mode, bool overwrite, pv_err *e);
-/* fsync, rename over path, fsync the directory, close. On failure the temporary file is
+/* fsync, rename to path (without replacing an existing file unless opened with
+ * overwrite: PV_ERR_EXISTS), fsync the directory, close. On failure the temporary file is
  * removed. Always releases f. */
 int pv_afile_commit(pv_afile *f, pv_err *e);
 /* Removes the temporary file and releases f. Safe on a zeroed or released pv_afile. */

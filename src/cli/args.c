@@ -174,10 +174,25 @@ int cli_exit_code(int code)
     }
 }
 
+void cli_put_escaped(FILE *out, const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+        if (*p < 0x20 || *p == 0x7f) {
+            fprintf(out, "\\x%02x", *p);
+        } else if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {
+            fprintf(out, "\\u%04x", p[1]); /* C1 controls, UTF-8 encoded */
+            p++;
+        } else {
+            fputc(*p, out);
+        }
+    }
+}
+
 static void print_value(const json_t *v)
 {
     if (json_is_string(v)) {
-        fputs(json_string_value(v), stdout);
+        /* Strings may come from an untrusted package: no terminal control sequences. */
+        cli_put_escaped(stdout, json_string_value(v));
     } else if (json_is_integer(v)) {
         printf("%lld", (long long)json_integer_value(v));
     } else if (json_is_true(v)) {

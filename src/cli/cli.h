@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include <jansson.h>
 
@@ -68,6 +69,10 @@ int cli_exit_code(int code);
  * fields lists the JSON keys to show in table mode with their labels, as pairs
  * {key, label, key, label, ..., NULL}. */
 int cli_print_object(bool json, json_t *obj, const char *const *fields);
+
+/* Writes s with control characters (C0, DEL, C1) shown as escapes, so text from an
+ * untrusted file cannot drive the terminal or forge lines. */
+void cli_put_escaped(FILE *out, const char *s);
 
 /* Parses a positive whole number of days (1..36500). */
 int cli_parse_days(const char *s, const char *what, long *days, pv_err *e);

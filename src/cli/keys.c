@@ -40,7 +40,7 @@ static int check_subject_days(const cli_cmd *cmd, const cli_args *args, long *da
         return r;
     }
     if (pv_cert_check_subject(cli_get(cmd, args, "subject"), e) != PV_OK) {
-        return pv_err_set(e, PV_ERR_USAGE, "--subject: %s", pv_err_msg(e));
+        return pv_err_wrap(e, PV_ERR_USAGE, "--subject");
     }
     return PV_OK;
 }

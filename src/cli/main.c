@@ -55,8 +55,9 @@ static int run_command(const cli_cmd *cmd, int argc, char **argv)
     pv_err_clear(&e);
     int r = cli_parse(cmd, argc, argv, &args, &help, &e);
     if (r != PV_OK) {
-        fprintf(stderr, "pavise %s %s: %s\nRun 'pavise %s %s --help' for usage.\n", cmd->group,
-                cmd->name, pv_err_msg(&e), cmd->group, cmd->name);
+        fprintf(stderr, "pavise %s %s: ", cmd->group, cmd->name);
+        cli_put_escaped(stderr, pv_err_msg(&e));
+        fprintf(stderr, "\nRun 'pavise %s %s --help' for usage.\n", cmd->group, cmd->name);
         return CLI_EXIT_USAGE;
     }
     if (help) {
@@ -66,7 +67,9 @@ static int run_command(const cli_cmd *cmd, int argc, char **argv)
     r = cmd->run(cmd, &args, &e);
     if (r != PV_OK) {
         fflush(stdout);
-        fprintf(stderr, "pavise: error: %s\n", pv_err_msg(&e));
+        fputs("pavise: error: ", stderr);
+        cli_put_escaped(stderr, pv_err_msg(&e));
+        fputc('\n', stderr);
     }
     return cli_exit_code(r);
 }

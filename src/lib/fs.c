@@ -19,7 +19,8 @@ int pv_fs_read_file(const char *path, size_t max, uint8_t **data, size_t *len, p
     *len = 0;
     int r = PV_ERR_INTERNAL;
     uint8_t *d = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    /* O_NONBLOCK: a FIFO must be refused below, not waited on. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) {
         return pv_err_sys(e, errno == ENOENT ? PV_ERR_NOT_FOUND : PV_ERR_IO, errno, "%s", path);
     }
@@ -142,6 +143,8 @@ int pv_afile_open(pv_afile *f, const char *path, mode_t mode, bool overwrite, pv
 {
     memset(f, 0, sizeof(*f));
     f->fd = -1;
+    f->overwrite = overwrite;
+    /* An early, friendly refusal; pv_afile_commit enforces it atomically. */
     if (!overwrite && access(path, F_OK) == 0) {
         return pv_err_set(e, PV_ERR_EXISTS, "%s: already exists", path);
     }
@@ -189,9 +192,24 @@ int pv_afile_commit(pv_afile *f, pv_err *e)
         goto out;
     }
     f->fd = -1;
-    if (rename(f->tmp_path, f->path) != 0) {
-        r = pv_err_sys(e, PV_ERR_IO, errno, "%s: rename", f->path);
-        goto out;
+    if (f->overwrite) {
+        if (rename(f->tmp_path, f->path) != 0) {
+            r = pv_err_sys(e, PV_ERR_IO, errno, "%s: rename", f->path);
+            goto out;
+        }
+    } else if (renameat2(AT_FDCWD, f->tmp_path, AT_FDCWD, f->path, RENAME_NOREPLACE) != 0) {
+        /* A file that appeared since pv_afile_open is never replaced. Filesystems without
+         * RENAME_NOREPLACE fall back to link(), which cannot replace either. */
+        if (errno == EEXIST) {
+            r = pv_err_set(e, PV_ERR_EXISTS, "%s: already exists", f->path);
+            goto out;
+        }
+        if ((errno != EINVAL && errno != ENOSYS) || link(f->tmp_path, f->path) != 0) {
+            r = pv_err_sys(e, errno == EEXIST ? PV_ERR_EXISTS : PV_ERR_IO, errno, "%s: rename",
+                           f->path);
+            goto out;
+        }
+        unlink(f->tmp_path);
     }
     free(f->tmp_path);
     f->tmp_path = NULL;
@@ -203,7 +221,7 @@ out:
 
 void pv_afile_abort(pv_afile *f)
 {
-    if (f->fd >= 0) {
+    if (f->fd >= 0 && f->path != NULL) { /* a zeroed pv_afile owns no descriptor */
         close(f->fd);
     }
     if (f->tmp_path != NULL) {

@@ -261,7 +261,8 @@ int pv_imgpkg_open(const char *path, pv_imgpkg **out, pv_err *e)
         return pv_err_set(e, PV_ERR_NOMEM, "out of memory");
     }
     int r;
-    pkg->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    /* O_NONBLOCK: a FIFO must be refused, not waited on; regular files ignore it. */
+    pkg->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (pkg->fd < 0) {
         r = pv_err_sys(e, errno == ENOENT ? PV_ERR_NOT_FOUND : PV_ERR_IO, errno, "cannot open");
         goto fail;
@@ -493,23 +494,49 @@ int pv_imgpkg_extract(pv_imgpkg *pkg, const char *dest, pv_err *e)
     char *staging = NULL;
     payload_stream s;
     memset(&s, 0, sizeof(s));
+    char *target = NULL;
     if (!pkg->verified) {
         return pv_err_set(e, PV_ERR_INVALID_ARG, "package has not been verified");
     }
-    if ((r = check_dest(dest, e)) != PV_OK) {
-        return r;
+    /* "out/" names the directory "out": drop trailing slashes so that the staging
+     * directory lands beside it, not inside it. */
+    size_t dlen = strlen(dest);
+    while (dlen > 1 && dest[dlen - 1] == '/') {
+        dlen--;
     }
-    size_t n = strlen(dest) + 32;
-    staging = malloc(n);
-    if (staging == NULL) {
+    target = strndup(dest, dlen);
+    staging = malloc(dlen + 32);
+    if (target == NULL || staging == NULL) {
+        free(target);
+        free(staging);
         return pv_err_set(e, PV_ERR_NOMEM, "out of memory");
     }
+    const char *base = strrchr(target, '/') ? strrchr(target, '/') + 1 : target;
+    if (strcmp(base, ".") == 0 || strcmp(base, "..") == 0 || strcmp(target, "/") == 0) {
+        r = pv_err_set(e, PV_ERR_INVALID_ARG, "%s: name a new directory to extract into", dest);
+        free(target);
+        free(staging);
+        return r;
+    }
+    dest = target;
+    if ((r = check_dest(dest, e)) != PV_OK) {
+        free(target);
+        free(staging);
+        return r;
+    }
+    size_t n = dlen + 32;
     /* Beside dest, so the final rename stays within one filesystem. */
     snprintf(staging, n, "%s.staging-XXXXXX", dest);
     if (mkdtemp(staging) == NULL) {
         r = pv_err_sys(e, PV_ERR_IO, errno, "%s: creating a staging directory", dest);
         free(staging);
+        free(target);
         return r;
+    }
+    /* mkdtemp makes it 0700; the extracted tree's root is a directory like the others. */
+    if (chmod(staging, 0755) != 0) {
+        r = pv_err_sys(e, PV_ERR_IO, errno, "%s", staging);
+        goto out;
     }
     if ((r = stream_open(&s, pkg, e)) != PV_OK) {
         goto out;
@@ -545,6 +572,7 @@ out:
         pv_fs_remove_tree(staging, NULL);
     }
     free(staging);
+    free(target);
     return r;
 }
 
@@ -763,6 +791,9 @@ int pv_imgpkg_pack_dir(const char *dest, pv_manifest *m, const char *dir, const 
     struct stat st;
     uint64_t size = 0;
     int r;
+    if (m->entry_point == NULL || m->entry_point[0] != '/') {
+        return pv_err_set(e, PV_ERR_MANIFEST, "the manifest has no absolute entry point");
+    }
     if (!overwrite && access(dest, F_OK) == 0) {
         return pv_err_set(e, PV_ERR_EXISTS, "%s: already exists", dest);
     }

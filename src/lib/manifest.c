@@ -364,6 +364,11 @@ int pv_manifest_validate(const pv_manifest *m, pv_err *e)
             return pv_err_set(e, PV_ERR_FORMAT, "argument %zu is longer than %d bytes", i,
                               PV_MAX_ARG);
         }
+        for (const char *p = m->args.v[i]; *p != '\0'; p++) {
+            if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+                return pv_err_set(e, PV_ERR_FORMAT, "argument %zu has a control character", i);
+            }
+        }
     }
     if (m->payload_size > (4ULL << 30)) {
         return pv_err_set(e, PV_ERR_FORMAT, "payload size %llu is larger than 4 GiB",
@@ -520,8 +525,10 @@ static int get_uint_max(const cbor_item_t *it, uint64_t max, uint64_t *out, cons
     return PV_OK;
 }
 
-static int get_strlist(const cbor_item_t *it, size_t max_n, size_t max_len, pv_strlist *out,
-                       const char *what, pv_err *e)
+/* allow_empty: the manifest's argument list may be empty; capability lists, which are
+ * omitted when they grant nothing, may not. */
+static int get_strlist(const cbor_item_t *it, size_t max_n, size_t max_len, bool allow_empty,
+                       pv_strlist *out, const char *what, pv_err *e)
 {
     if (it == NULL || !cbor_isa_array(it) || !cbor_array_is_definite(it)) {
         return pv_err_set(e, PV_ERR_FORMAT, "%s: expected an array", what);
@@ -529,6 +536,9 @@ static int get_strlist(const cbor_item_t *it, size_t max_n, size_t max_len, pv_s
     size_t n = cbor_array_size(it);
     if (n > max_n) {
         return pv_err_set(e, PV_ERR_FORMAT, "%s: more than %zu entries", what, max_n);
+    }
+    if (n == 0 && !allow_empty) {
+        return pv_err_set(e, PV_ERR_FORMAT, "%s: present but empty", what);
     }
     cbor_item_t **items = cbor_array_handle(it);
     for (size_t i = 0; i < n; i++) {
@@ -554,7 +564,11 @@ static int get_flag(const cbor_item_t *map, int64_t key, bool *out, const char *
         return PV_OK;
     }
     int r = pv_cbor_get_bool(it, out, e);
-    return r == PV_OK ? r : pv_err_wrap(e, r, "%s", what);
+    if (r != PV_OK) {
+        return pv_err_wrap(e, r, "%s", what);
+    }
+    /* One encoding per manifest: what is not granted is absent, never false. */
+    return *out ? PV_OK : pv_err_set(e, PV_ERR_FORMAT, "%s: present but false", what);
 }
 
 static int decode_caps(const cbor_item_t *map, pv_capabilities *c, pv_err *e)
@@ -572,12 +586,13 @@ static int decode_caps(const cbor_item_t *map, pv_capabilities *c, pv_err *e)
     }
     cbor_item_t *it;
     if ((it = pv_cbor_map_get(map, C_CONNECTIONS)) != NULL &&
-        (r = get_strlist(it, PV_MAX_CONNECTIONS, PV_MAX_HOSTNAME, &c->allowed_connections,
+        (r = get_strlist(it, PV_MAX_CONNECTIONS, PV_MAX_HOSTNAME, false, &c->allowed_connections,
                          "allowed connections", e)) != PV_OK) {
         return r;
     }
     if ((it = pv_cbor_map_get(map, C_TCP_PORTS)) != NULL) {
-        if (!cbor_isa_array(it) || cbor_array_size(it) > PV_MAX_TCP_PORTS) {
+        if (!cbor_isa_array(it) || cbor_array_size(it) == 0 ||
+            cbor_array_size(it) > PV_MAX_TCP_PORTS) {
             return pv_err_set(e, PV_ERR_FORMAT, "TCP server ports: expected an array of at most %d",
                               PV_MAX_TCP_PORTS);
         }
@@ -590,13 +605,16 @@ static int decode_caps(const cbor_item_t *map, pv_capabilities *c, pv_err *e)
         }
     }
     if ((it = pv_cbor_map_get(map, C_PERIPHERALS)) != NULL &&
-        (r = get_strlist(it, PV_MAX_PERIPHERALS, PV_MAX_PERIPHERAL, &c->peripherals, "peripherals",
-                         e)) != PV_OK) {
+        (r = get_strlist(it, PV_MAX_PERIPHERALS, PV_MAX_PERIPHERAL, false, &c->peripherals,
+                         "peripherals", e)) != PV_OK) {
         return r;
     }
     if ((it = pv_cbor_map_get(map, C_STORAGE_KB)) != NULL) {
         if ((r = get_uint_max(it, PV_MAX_STORAGE_KB, &v, "mutable storage", e)) != PV_OK) {
             return r;
+        }
+        if (v == 0) {
+            return pv_err_set(e, PV_ERR_FORMAT, "mutable storage: present but 0");
         }
         c->mutable_storage_kb = (uint32_t)v;
     }
@@ -609,13 +627,16 @@ static int decode_caps(const cbor_item_t *map, pv_capabilities *c, pv_err *e)
         return r;
     }
     if ((it = pv_cbor_map_get(map, C_POWER)) != NULL &&
-        (r = get_strlist(it, PV_MAX_POWER_CONTROLS, 32, &c->power_controls, "power controls", e)) !=
-            PV_OK) {
+        (r = get_strlist(it, PV_MAX_POWER_CONTROLS, 32, false, &c->power_controls, "power controls",
+                         e)) != PV_OK) {
         return r;
     }
     if ((it = pv_cbor_map_get(map, C_MEMORY_KB)) != NULL) {
         if ((r = get_uint_max(it, PV_MAX_MEMORY_KB, &v, "memory limit", e)) != PV_OK) {
             return r;
+        }
+        if (v == 0) {
+            return pv_err_set(e, PV_ERR_FORMAT, "memory limit: present but 0");
         }
         c->memory_limit_kb = (uint32_t)v;
     }
@@ -672,7 +693,7 @@ static int decode_fields(const cbor_item_t *root, pv_manifest *m, pv_err *e)
     }
     if ((r = get_text(pv_cbor_map_get(root, K_ENTRY_POINT), PV_MAX_ENTRY_POINT, &m->entry_point,
                       "entry point", e)) != PV_OK ||
-        (r = get_strlist(pv_cbor_map_get(root, K_ARGS), PV_MAX_ARGS, PV_MAX_ARG, &m->args,
+        (r = get_strlist(pv_cbor_map_get(root, K_ARGS), PV_MAX_ARGS, PV_MAX_ARG, true, &m->args,
                          "arguments", e)) != PV_OK ||
         (r = decode_caps(pv_cbor_map_get(root, K_CAPS), &m->caps, e)) != PV_OK) {
         return r;

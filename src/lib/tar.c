@@ -47,9 +47,10 @@ static la_ssize_t pack_write(struct archive *a, void *ctx, const void *p, size_t
     return (la_ssize_t)n;
 }
 
-static int by_name(const struct dirent **a, const struct dirent **b)
+static int by_name(const void *a, const void *b)
 {
-    return strcmp((*a)->d_name, (*b)->d_name); /* bytewise: independent of the locale */
+    /* bytewise: independent of the locale */
+    return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 static bool has_control(const char *s)
@@ -233,9 +234,9 @@ out:
 static int pack_tree(pack_ctx *c, int dirfd, const char *rel, int depth)
 {
     int r = PV_OK;
-    struct dirent **names = NULL;
+    char **names = NULL;
     int n = -1;
-    if (depth > PV_TAR_MAX_DEPTH) {
+    if (depth >= PV_TAR_MAX_DEPTH) { /* its entries would have depth + 1 components */
         close(dirfd);
         return pv_err_set(c->e, PV_ERR_TOO_LARGE, "'%s' is nested deeper than %d levels", rel,
                           PV_TAR_MAX_DEPTH);
@@ -254,31 +255,34 @@ static int pack_tree(pack_ctx *c, int dirfd, const char *rel, int depth)
         }
         if (count == cap) {
             cap = cap ? cap * 2 : 32;
-            struct dirent **grown = realloc(names, cap * sizeof(*names));
+            char **grown = realloc(names, cap * sizeof(*names));
             if (grown == NULL) {
                 r = pv_err_set(c->e, PV_ERR_NOMEM, "out of memory");
                 goto out;
             }
             names = grown;
         }
-        names[count] = malloc(sizeof(struct dirent));
+        /* readdir's records are only d_reclen long: copy the name, not the struct. */
+        names[count] = strdup(de->d_name);
         if (names[count] == NULL) {
             r = pv_err_set(c->e, PV_ERR_NOMEM, "out of memory");
             goto out;
         }
-        memcpy(names[count++], de, sizeof(struct dirent));
+        count++;
         if (count > PV_TAR_MAX_ENTRIES) {
             r = pv_err_set(c->e, PV_ERR_TOO_LARGE, "more than %d entries", PV_TAR_MAX_ENTRIES);
             goto out;
         }
     }
     n = (int)count;
-    qsort(names, count, sizeof(*names), (int (*)(const void *, const void *))by_name);
+    qsort(names, count, sizeof(*names), by_name);
     for (int i = 0; i < n && r == PV_OK; i++) {
-        const char *name = names[i]->d_name;
+        const char *name = names[i];
         char child[PV_TAR_MAX_PATH + 1];
         int len = snprintf(child, sizeof(child), "%s%s%s", rel, rel[0] ? "/" : "", name);
-        if (len < 0 || (size_t)len >= sizeof(child)) {
+        /* At most PV_TAR_MAX_PATH - 1 bytes, so a directory's entry with its trailing
+         * '/' still fits the extractor's limit. */
+        if (len < 0 || len >= PV_TAR_MAX_PATH) {
             r = pv_err_set(c->e, PV_ERR_TOO_LARGE, "'%s/%s': path longer than %d bytes", rel, name,
                            PV_TAR_MAX_PATH);
         } else if (has_control(name)) {
@@ -336,11 +340,12 @@ out:
 
 /* ==== extraction ==== */
 
-enum kind { K_FILE, K_DIR, K_IMPLICIT_DIR, K_LINK };
+enum kind { K_FILE, K_HARDLINK, K_DIR, K_IMPLICIT_DIR, K_LINK };
 
 typedef struct seen {
     char *path;
-    enum kind kind;
+    enum kind kind; /* never K_HARDLINK: a hard link is recorded as the file it names */
+    mode_t perm;    /* for files: the mode they were given */
 } seen;
 
 typedef struct extract_ctx {
@@ -397,7 +402,7 @@ static void insert_slot(seen *slots, size_t cap, seen item)
 }
 
 /* Adds a path that is not in the table yet; keeps the load at most one half. */
-static int add_seen(extract_ctx *c, const char *path, enum kind kind)
+static int add_seen(extract_ctx *c, const char *path, enum kind kind, mode_t perm)
 {
     if (2 * (c->nseen + 1) > c->cap) {
         size_t cap = c->cap ? c->cap * 2 : 256;
@@ -418,7 +423,7 @@ static int add_seen(extract_ctx *c, const char *path, enum kind kind)
     if (copy == NULL) {
         return PV_ERR_NOMEM;
     }
-    insert_slot(c->slots, c->cap, (seen){.path = copy, .kind = kind});
+    insert_slot(c->slots, c->cap, (seen){.path = copy, .kind = kind, .perm = perm});
     c->nseen++;
     return PV_OK;
 }
@@ -431,15 +436,16 @@ static int normalize(const char *raw, char *out, size_t out_size, pv_err *e)
     if (raw == NULL) {
         return pv_err_set(e, PV_ERR_UNSAFE, "entry has no usable path name");
     }
+    /* First, so that no message below ever echoes a control character. */
+    if (has_control(raw)) {
+        return pv_err_set(e, PV_ERR_UNSAFE, "an entry's path has control characters");
+    }
     if (raw[0] == '/') {
         return pv_err_set(e, PV_ERR_UNSAFE, "'%.200s': absolute path", raw);
     }
     if (strlen(raw) > PV_TAR_MAX_PATH) {
         return pv_err_set(e, PV_ERR_UNSAFE, "'%.200s...': path longer than %d bytes", raw,
                           PV_TAR_MAX_PATH);
-    }
-    if (has_control(raw)) {
-        return pv_err_set(e, PV_ERR_UNSAFE, "'%.200s': path has control characters", raw);
     }
     size_t o = 0;
     int depth = 0;
@@ -496,7 +502,7 @@ static int check_parents(extract_ctx *c, const char *path)
             return pv_err_set(c->e, PV_ERR_UNSAFE, "'%s': path goes through the file '%s'", path,
                               parent);
         }
-        if (s == NULL && add_seen(c, parent, K_IMPLICIT_DIR) != PV_OK) {
+        if (s == NULL && add_seen(c, parent, K_IMPLICIT_DIR, 0755) != PV_OK) {
             return pv_err_set(c->e, PV_ERR_NOMEM, "out of memory");
         }
         *slash = '/';
@@ -504,12 +510,43 @@ static int check_parents(extract_ctx *c, const char *path)
     return PV_OK;
 }
 
-/* Every rule of pv_tar_extract for one entry. On success *kind tells what it is. */
-static int check_entry(extract_ctx *c, struct archive_entry *ent, const char *path, enum kind *kind)
+/* What check_entry decided about an entry. */
+typedef struct entry_plan {
+    enum kind kind;
+    mode_t perm;                           /* files and directories */
+    char link_target[PV_TAR_MAX_PATH + 1]; /* hard links: the normalized target */
+} entry_plan;
+
+static int plan_hardlink(extract_ctx *c, struct archive_entry *ent, const char *path,
+                         entry_plan *plan)
+{
+    int r =
+        normalize(archive_entry_hardlink(ent), plan->link_target, sizeof(plan->link_target), c->e);
+    if (r != PV_OK) {
+        return pv_err_wrap(c->e, r, "'%s': hard link target", path);
+    }
+    seen *t = find_seen(c, plan->link_target);
+    if (t == NULL || t->kind != K_FILE) {
+        return pv_err_set(c->e, PV_ERR_UNSAFE,
+                          "'%s': hard link to '%s', which is not an earlier file of the archive",
+                          path, plan->link_target);
+    }
+    /* pax lets a hard link carry data, which would be written through the link into the
+     * earlier file: a second, hidden version of it. */
+    if (archive_entry_size_is_set(ent) && archive_entry_size(ent) != 0) {
+        return pv_err_set(c->e, PV_ERR_UNSAFE, "'%s': hard link carries data", path);
+    }
+    plan->kind = K_HARDLINK;
+    plan->perm = t->perm; /* the shared inode keeps the mode its file was given */
+    return PV_OK;
+}
+
+/* Every rule of pv_tar_extract for one entry, and what to write for it. */
+static int check_entry(extract_ctx *c, struct archive_entry *ent, const char *path,
+                       entry_plan *plan)
 {
     mode_t type = archive_entry_filetype(ent);
     mode_t mode = archive_entry_mode(ent);
-    const char *hardlink = archive_entry_hardlink(ent);
     int r;
     if (mode & (S_ISUID | S_ISGID | S_ISVTX)) {
         return pv_err_set(c->e, PV_ERR_UNSAFE, "'%s': setuid, setgid or sticky bit", path);
@@ -517,23 +554,16 @@ static int check_entry(extract_ctx *c, struct archive_entry *ent, const char *pa
     if (archive_entry_sparse_count(ent) > 0) {
         return pv_err_set(c->e, PV_ERR_UNSAFE, "'%s': sparse files are not accepted", path);
     }
-    if (hardlink != NULL) {
-        char target[PV_TAR_MAX_PATH + 1];
-        if ((r = normalize(hardlink, target, sizeof(target), c->e)) != PV_OK) {
-            return pv_err_wrap(c->e, r, "'%s': hard link target", path);
+    if (archive_entry_hardlink(ent) != NULL) {
+        if ((r = plan_hardlink(c, ent, path, plan)) != PV_OK) {
+            return r;
         }
-        seen *t = find_seen(c, target);
-        if (t == NULL || t->kind != K_FILE) {
-            return pv_err_set(c->e, PV_ERR_UNSAFE,
-                              "'%s': hard link to '%s', which is not an earlier file of the "
-                              "archive",
-                              path, target);
-        }
-        *kind = K_FILE;
     } else if (type == AE_IFREG) {
-        *kind = K_FILE;
+        plan->kind = K_FILE;
+        plan->perm = (archive_entry_perm(ent) & 0111) ? 0755 : 0644;
     } else if (type == AE_IFDIR) {
-        *kind = K_DIR;
+        plan->kind = K_DIR;
+        plan->perm = 0755;
     } else if (type == AE_IFLNK) {
         const char *target = archive_entry_symlink(ent);
         if (target == NULL) {
@@ -542,43 +572,75 @@ static int check_entry(extract_ctx *c, struct archive_entry *ent, const char *pa
         if ((r = check_link_target(path, target, path_depth(path), c->e)) != PV_OK) {
             return r;
         }
-        *kind = K_LINK;
+        plan->kind = K_LINK;
     } else {
         return pv_err_set(c->e, PV_ERR_UNSAFE,
                           "'%s': device nodes, FIFOs and sockets are not accepted", path);
     }
-    seen *s = find_seen(c, path);
-    if (s != NULL && !(s->kind == K_IMPLICIT_DIR && *kind == K_DIR)) {
-        return pv_err_set(c->e, PV_ERR_UNSAFE, "'%s': duplicate entry", path);
-    }
     if ((r = check_parents(c, path)) != PV_OK) {
         return r;
     }
+    /* Looked up after check_parents, which may grow (and move) the table. */
+    seen *s = find_seen(c, path);
+    if (s != NULL && !(s->kind == K_IMPLICIT_DIR && plan->kind == K_DIR)) {
+        return pv_err_set(c->e, PV_ERR_UNSAFE, "'%s': duplicate entry", path);
+    }
     if (s != NULL) {
         s->kind = K_DIR;
-        return PV_OK;
+    } else if (add_seen(c, path, plan->kind == K_HARDLINK ? K_FILE : plan->kind, plan->perm) !=
+               PV_OK) {
+        return pv_err_set(c->e, PV_ERR_NOMEM, "out of memory");
     }
-    return add_seen(c, path, *kind) == PV_OK ? PV_OK
-                                             : pv_err_set(c->e, PV_ERR_NOMEM, "out of memory");
+    /* Implicit parent directories cost what entries cost: they count. */
+    if (c->nseen > PV_TAR_MAX_ENTRIES) {
+        return pv_err_set(c->e, PV_ERR_UNSAFE, "more than %d entries and directories",
+                          PV_TAR_MAX_ENTRIES);
+    }
+    return PV_OK;
 }
 
-static int copy_data(struct archive *in, struct archive *out, const char *path, pv_err *e)
+/* An error from libarchive's disk writer: an I/O error when the system gave a reason
+ * (no space, no inodes), otherwise one of libarchive's own safety refusals. */
+static int disk_error(struct archive *out, const char *path, pv_err *e)
 {
+    int err = archive_errno(out);
+    if (err > 0) {
+        return pv_err_sys(e, PV_ERR_IO, err, "'%s'", path);
+    }
+    return pv_err_set(e, PV_ERR_UNSAFE, "'%s': %s", path, archive_error_string(out));
+}
+
+/* Copies a file's data. The bytes must arrive in order, without holes, and add up to
+ * exactly the declared size: pax keys such as GNU.sparse.realsize can declare a size
+ * far beyond the data, which libarchive would create by extending the file. */
+static int copy_data(struct archive *in, struct archive *out, la_int64_t declared, const char *path,
+                     pv_err *e)
+{
+    la_int64_t written = 0;
     for (;;) {
         const void *buf;
         size_t size;
         la_int64_t offset;
         int rc = archive_read_data_block(in, &buf, &size, &offset);
         if (rc == ARCHIVE_EOF) {
-            return PV_OK;
+            break;
         }
         if (rc != ARCHIVE_OK) {
             return pv_err_set(e, PV_ERR_FORMAT, "'%s': %s", path, archive_error_string(in));
         }
-        if (archive_write_data_block(out, buf, size, offset) != ARCHIVE_OK) {
-            return pv_err_set(e, PV_ERR_IO, "'%s': %s", path, archive_error_string(out));
+        if (offset != written || (la_int64_t)size > declared - written) {
+            return pv_err_set(e, PV_ERR_UNSAFE, "'%s': data has holes or exceeds its size", path);
         }
+        if (archive_write_data_block(out, buf, size, offset) != ARCHIVE_OK) {
+            return disk_error(out, path, e);
+        }
+        written += (la_int64_t)size;
     }
+    if (written != declared) {
+        return pv_err_set(e, PV_ERR_UNSAFE, "'%s': %lld bytes of data for a declared %lld", path,
+                          (long long)written, (long long)declared);
+    }
+    return PV_OK;
 }
 
 int pv_tar_extract(pv_tar_read_fn read_fn, void *ctx, const char *dest_dir, pv_err *e)
@@ -622,7 +684,7 @@ int pv_tar_extract(pv_tar_read_fn read_fn, void *ctx, const char *dest_dir, pv_e
             goto out;
         }
         char path[PV_TAR_MAX_PATH + 1];
-        enum kind kind = K_FILE;
+        entry_plan plan;
         if ((r = normalize(archive_entry_pathname(ent), path, sizeof(path), e)) != PV_OK) {
             goto out;
         }
@@ -633,7 +695,7 @@ int pv_tar_extract(pv_tar_read_fn read_fn, void *ctx, const char *dest_dir, pv_e
             }
             continue; /* "./": the destination itself */
         }
-        if ((r = check_entry(&c, ent, path, &kind)) != PV_OK) {
+        if ((r = check_entry(&c, ent, path, &plan)) != PV_OK) {
             goto out;
         }
         /* Write under the resolved destination, with modes we choose. */
@@ -643,28 +705,34 @@ int pv_tar_extract(pv_tar_read_fn read_fn, void *ctx, const char *dest_dir, pv_e
             goto out;
         }
         archive_entry_set_pathname(ent, full);
-        if (archive_entry_hardlink(ent) != NULL) {
-            char target[PV_TAR_MAX_PATH + 1], tfull[PATH_MAX];
-            normalize(archive_entry_hardlink(ent), target, sizeof(target), NULL);
-            snprintf(tfull, sizeof(tfull), "%s/%s", root, target);
+        if (plan.kind == K_HARDLINK) {
+            char tfull[PATH_MAX];
+            if ((size_t)snprintf(tfull, sizeof(tfull), "%s/%s", root, plan.link_target) >=
+                sizeof(tfull)) {
+                r = pv_err_set(e, PV_ERR_UNSAFE, "'%s': path too long", path);
+                goto out;
+            }
             archive_entry_set_hardlink(ent, tfull);
         }
         archive_entry_set_uid(ent, 0);
         archive_entry_set_gid(ent, 0);
-        if (kind == K_DIR) {
-            archive_entry_set_perm(ent, 0755);
-        } else if (kind == K_FILE) {
-            archive_entry_set_perm(ent, (archive_entry_perm(ent) & 0111) ? 0755 : 0644);
+        if (plan.kind != K_LINK) {
+            archive_entry_set_perm(ent, plan.perm);
         }
+        /* The writer must never see the declared size: it would extend the file to it
+         * when the entry is finished, even when we stop because the data fell short.
+         * copy_data holds the data to that size instead. */
+        la_int64_t declared = archive_entry_size(ent);
+        archive_entry_unset_size(ent);
         if (archive_write_header(out, ent) != ARCHIVE_OK) {
-            r = pv_err_set(e, PV_ERR_UNSAFE, "'%s': %s", path, archive_error_string(out));
+            r = disk_error(out, path, e);
             goto out;
         }
-        if (kind == K_FILE && (r = copy_data(in, out, path, e)) != PV_OK) {
+        if (plan.kind == K_FILE && (r = copy_data(in, out, declared, path, e)) != PV_OK) {
             goto out;
         }
         if (archive_write_finish_entry(out) != ARCHIVE_OK) {
-            r = pv_err_set(e, PV_ERR_IO, "'%s': %s", path, archive_error_string(out));
+            r = disk_error(out, path, e);
             goto out;
         }
     }

@@ -115,6 +115,10 @@ expect 3 "$PAVISE" image-package verify --package cut.imagepackage --trust-ancho
 contains err.txt "truncated"
 expect 1 "$PAVISE" image-package verify --package missing.imagepackage --trust-anchor ca.crt
 contains err.txt "missing.imagepackage"
+# Text that reaches the terminal never carries control characters.
+expect 1 "$PAVISE" image-package show --package "$(printf 'evil\033[2J')"
+contains err.txt 'evil\x1b[2J'
+grep -q "$(printf '\033')" err.txt && bad "escape character reached the terminal" || ok
 
 # ---- app manifest errors name the file and the field ----
 mkdir -p app/bin && cp "$APP/bin/hello" app/bin/hello

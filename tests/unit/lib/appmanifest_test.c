@@ -104,6 +104,7 @@ static void test_errors(void **state)
     expect("\"/bin/telemetry\"", "\"bin/telemetry\"", "EntryPoint");
     expect("\"/bin/telemetry\"", "\"/bin/../telemetry\"", "'..'");
     expect("\"--broker\"", "7", "CmdArgs[0]: expected a string");
+    expect("\"--broker\"", "\"\\u001b[2J\"", "argument 0 has a control character");
     expect("\"mqtt.example.com\", \"192", "\"bad host!\", \"192",
            "Capabilities.AllowedConnections[0]");
     expect("[8080]", "[0]", "AllowedTcpServerPorts[0]");

@@ -27,6 +27,36 @@ static void test_read_limits(void **state)
     assert_int_equal(pv_fs_read_file(path, 9, &d, &len, &e), PV_ERR_TOO_LARGE);
     assert_null(d);
     assert_int_equal(pv_fs_read_file(dir, 100, &d, &len, &e), PV_ERR_IO); /* a directory */
+    /* A FIFO is refused at once rather than waited on. */
+    char *fifo = tu_path(dir, "fifo");
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    assert_int_equal(pv_fs_read_file(fifo, 100, &d, &len, &e), PV_ERR_IO);
+    free(fifo);
+    tu_rmtree(dir);
+    free(path);
+    free(dir);
+}
+
+static void test_no_overwrite_is_atomic(void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp("fs");
+    char *path = tu_path(dir, "key");
+    pv_afile f;
+    pv_err e;
+    assert_int_equal(pv_afile_open(&f, path, 0600, false, &e), 0);
+    assert_int_equal(pv_fs_write_all(f.fd, "new", 3), 0);
+    /* Someone else creates the file between open and commit: it is kept. */
+    tu_write(path, "theirs", 6, 0600);
+    assert_int_equal(pv_afile_commit(&f, &e), PV_ERR_EXISTS);
+    size_t len;
+    uint8_t *d = tu_read(path, &len);
+    assert_int_equal(len, 6);
+    assert_memory_equal(d, "theirs", 6);
+    free(d);
+    assert_int_equal(tu_count_entries(dir), 1); /* no temporary file left */
+    pv_afile zero = {0};
+    pv_afile_abort(&zero); /* a zeroed pv_afile owns nothing, closes nothing */
     tu_rmtree(dir);
     free(path);
     free(dir);
@@ -110,6 +140,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_read_limits),
         cmocka_unit_test(test_atomic_write),
+        cmocka_unit_test(test_no_overwrite_is_atomic),
         cmocka_unit_test(test_pread_and_remove_tree),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -119,7 +119,17 @@ static void test_round_trip(void **state)
     assert_int_equal(tu_count_entries(f->dir), 6); /* root.crt chain.pem leaf.key src pkg out */
     /* A second extraction to the same, now non-empty, place is refused. */
     assert_int_equal(pv_imgpkg_extract(pkg, dest, &e), PV_ERR_EXISTS);
+    /* A destination written with a trailing slash is the same directory, and the
+     * extracted root has the same mode as every other directory. */
+    char *slashed = tu_path(f->dir, "out2/");
+    assert_int_equal(pv_imgpkg_extract(pkg, slashed, &e), 0);
+    char *out2 = tu_path(f->dir, "out2");
+    assert_int_equal(stat(out2, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0755);
+    assert_int_equal(tu_count_entries(f->dir), 7);
     pv_imgpkg_free(pkg);
+    free(slashed);
+    free(out2);
     free(dest);
 }
 

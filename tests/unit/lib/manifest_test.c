@@ -232,6 +232,74 @@ static void m_name_number(pv_cbor_enc *enc)
     pv_cbor_put_uint(enc, 42);
 }
 
+/* The capabilities map (key 12) rebuilt with one entry that grants nothing. */
+static void caps_with(pv_cbor_enc *enc, uint64_t key, int kind)
+{
+    uint8_t id[16] = {1}, h[32] = {2};
+    pv_cbor_put_map(enc, 14);
+    pv_cbor_put_uint(enc, 1);
+    pv_cbor_put_uint(enc, 1);
+    pv_cbor_put_uint(enc, 2);
+    pv_cbor_put_bytes(enc, id, 16);
+    pv_cbor_put_uint(enc, 3);
+    pv_cbor_put_bytes(enc, id, 16);
+    pv_cbor_put_uint(enc, 4);
+    pv_cbor_put_uint(enc, 1);
+    pv_cbor_put_uint(enc, 5);
+    pv_cbor_put_text(enc, "x");
+    pv_cbor_put_uint(enc, 6);
+    pv_cbor_put_text(enc, "1");
+    pv_cbor_put_uint(enc, 7);
+    pv_cbor_put_uint(enc, 0);
+    pv_cbor_put_uint(enc, 8);
+    pv_cbor_put_uint(enc, 0);
+    pv_cbor_put_uint(enc, 10);
+    pv_cbor_put_text(enc, "/bin/x");
+    pv_cbor_put_uint(enc, 11);
+    pv_cbor_put_array(enc, 0);
+    pv_cbor_put_uint(enc, 12);
+    pv_cbor_put_map(enc, 1);
+    pv_cbor_put_uint(enc, key);
+    if (kind == 0) {
+        pv_cbor_put_bool(enc, false);
+    } else if (kind == 1) {
+        pv_cbor_put_uint(enc, 0);
+    } else {
+        pv_cbor_put_array(enc, 0);
+    }
+    pv_cbor_put_uint(enc, 13);
+    pv_cbor_put_uint(enc, 0);
+    pv_cbor_put_uint(enc, 14);
+    pv_cbor_put_bytes(enc, h, 32);
+    pv_cbor_put_uint(enc, 15);
+    pv_cbor_put_bytes(enc, h, 32);
+}
+
+static void m_caps_false(pv_cbor_enc *enc)
+{
+    caps_with(enc, 5, 0);
+}
+
+static void m_caps_zero_storage(pv_cbor_enc *enc)
+{
+    caps_with(enc, 4, 1);
+}
+
+static void m_caps_zero_memory(pv_cbor_enc *enc)
+{
+    caps_with(enc, 9, 1);
+}
+
+static void m_caps_empty_list(pv_cbor_enc *enc)
+{
+    caps_with(enc, 3, 2);
+}
+
+static void m_caps_empty_ports(pv_cbor_enc *enc)
+{
+    caps_with(enc, 2, 2);
+}
+
 static void test_decode_errors(void **state)
 {
     (void)state;
@@ -247,6 +315,12 @@ static void test_decode_errors(void **state)
     expect_decode_error(m_missing_name, PV_ERR_FORMAT, "name");
     expect_decode_error(m_name_number, PV_ERR_FORMAT, "name");
     expect_decode_error(m_version_2, PV_ERR_UNSUPPORTED, "version 2");
+    /* What grants nothing is absent: one encoding per manifest. */
+    expect_decode_error(m_caps_false, PV_ERR_FORMAT, "present but false");
+    expect_decode_error(m_caps_zero_storage, PV_ERR_FORMAT, "present but 0");
+    expect_decode_error(m_caps_zero_memory, PV_ERR_FORMAT, "present but 0");
+    expect_decode_error(m_caps_empty_list, PV_ERR_FORMAT, "present but empty");
+    expect_decode_error(m_caps_empty_ports, PV_ERR_FORMAT, "TCP server ports");
 }
 
 static void test_decode_truncations(void **state)

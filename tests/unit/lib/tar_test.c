@@ -191,6 +191,49 @@ static void test_refusals(void **state)
     expect_unsafe(empty_comp, N(empty_comp), "empty path component");
 }
 
+/* Archives that libarchive's writer cannot produce, crafted by hand (tests/unit/data/tar):
+ * pax size keys that declare a terabyte for five bytes of data, and a hard link that
+ * carries data of its own. */
+static void test_crafted_archives(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *file, *needle;
+    } cases[] = {
+        {"pax-realsize.tar", "declared"},
+        {"pax-schily.tar", "declared"},
+        {"pax-gnusize.tar", "declared"},
+        {"hardlink-with-data.tar", "hard link carries data"},
+    };
+    const char *data = getenv("PV_TEST_DATA");
+    assert_non_null(data);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/tar/%s", data, cases[i].file);
+        size_t len;
+        uint8_t *bytes = tu_read(path, &len);
+        char *dir = tu_mkdtemp("tar-crafted");
+        mem_src src = {bytes, len, 0};
+        pv_err e;
+        pv_err_clear(&e);
+        int r = pv_tar_extract(mem_read, &src, dir, &e);
+        if (r != PV_ERR_UNSAFE || strstr(e.msg, cases[i].needle) == NULL) {
+            fail_msg("%s: expected unsafe '%s', got %d '%s'", cases[i].file, cases[i].needle, r,
+                     e.msg);
+        }
+        /* Whatever was written before the refusal is small: no terabyte file. */
+        char *big = tu_path(dir, "big");
+        struct stat st;
+        if (stat(big, &st) == 0) {
+            assert_true(st.st_size <= 5);
+        }
+        free(big);
+        tu_rmtree(dir);
+        free(dir);
+        free(bytes);
+    }
+}
+
 static void test_limits(void **state)
 {
     (void)state;
@@ -292,6 +335,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_safe_archive),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_crafted_archives),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_not_a_tar),
         cmocka_unit_test(test_pack_deterministic_and_refusals),
