@@ -74,9 +74,11 @@ int pv_imgpkg_extract(pv_imgpkg *pkg, const char *dest, pv_err *e);
 
 void pv_imgpkg_free(pv_imgpkg *pkg);
 
-/* Writes a package to dest atomically. The payload is read from payload_fd (from
- * offset 0 to end of file); m's payload_size, payload_sha256 and signer_key_id are
- * computed and set here. chain[0] must hold key's public key. */
+/* Writes a package to dest atomically. The payload is payload_fd, a regular file, from
+ * offset 0 to its end; it is read once, and hashed as it is copied into the package, so
+ * the signed digest is of the bytes the package holds (a payload that grows or shrinks
+ * meanwhile is an error). m's payload_size, payload_sha256 and signer_key_id are set
+ * here. chain[0] must hold key's public key. */
 int pv_imgpkg_create(const char *dest, pv_manifest *m, int payload_fd, const pv_key *key,
                      const pv_chain *chain, bool overwrite, pv_err *e);
 

@@ -578,33 +578,6 @@ out:
 
 /* ---- creation ---- */
 
-static int hash_fd(int fd, pv_sha256 *h, uint64_t *size, uint8_t *buf, pv_err *e)
-{
-    uint64_t off = 0;
-    for (;;) {
-        ssize_t k = pread(fd, buf, IO_CHUNK, (off_t)off);
-        if (k < 0 && errno == EINTR) {
-            continue;
-        }
-        if (k < 0) {
-            return pv_err_sys(e, PV_ERR_IO, errno, "reading the payload");
-        }
-        if (k == 0) {
-            break;
-        }
-        if (pv_sha256_update(h, buf, (size_t)k) != PV_OK) {
-            return pv_err_set(e, PV_ERR_CRYPTO, "hashing the payload");
-        }
-        off += (uint64_t)k;
-        if (off > PV_IMGPKG_MAX_PAYLOAD) {
-            return pv_err_set(e, PV_ERR_TOO_LARGE, "payload is larger than %llu bytes",
-                              (unsigned long long)PV_IMGPKG_MAX_PAYLOAD);
-        }
-    }
-    *size = off;
-    return PV_OK;
-}
-
 static int encode_chain(const pv_chain *chain, pv_buf *out, pv_err *e)
 {
     pv_cbor_enc enc;
@@ -640,60 +613,61 @@ static void build_header(uint8_t h[PV_IMGPKG_HEADER_LEN], uint32_t sm_len, uint3
     /* 32..47 reserved: zero */
 }
 
-/* Signs the manifest with the final header as external AAD. The COSE_Sign1's length
- * does not depend on the signature value (always 64 bytes), so a first signature with a
- * provisional header gives the length that goes into the real header. */
-static int sign_manifest(const pv_key *key, const pv_buf *manifest, uint32_t chain_len,
-                         uint64_t payload_len, pv_buf *cose, uint8_t header[PV_IMGPKG_HEADER_LEN],
+/* Encodes the manifest and signs it into cose with header as the external AAD. */
+static int sign_manifest(const pv_key *key, const pv_manifest *m,
+                         const uint8_t header[PV_IMGPKG_HEADER_LEN], pv_buf *manifest, pv_buf *cose,
                          pv_err *e)
 {
-    uint8_t kid[PV_KEY_ID_LEN];
-    int r = pv_key_id(key, kid);
+    pv_buf_reset(manifest);
+    pv_buf_reset(cose);
+    int r = pv_manifest_encode(m, manifest, e);
     if (r != PV_OK) {
-        return pv_err_set(e, r, "computing the key ID");
+        return r;
     }
-    build_header(header, 0, chain_len, payload_len);
-    for (int pass = 0; pass < 2; pass++) {
-        pv_buf_reset(cose);
-        r = pv_cose_sign1_create(key, kid, PV_KEY_ID_LEN, PV_IMGPKG_CONTENT_TYPE,
-                                 pv_buf_data(manifest), pv_buf_len(manifest), header,
-                                 PV_IMGPKG_HEADER_LEN, 0, cose, e);
-        if (r != PV_OK) {
-            return pv_err_wrap(e, r, "signing the manifest");
-        }
-        if (pv_buf_len(cose) > PV_IMGPKG_MAX_SIGNED_MANIFEST) {
-            return pv_err_set(e, PV_ERR_TOO_LARGE, "signed manifest is larger than %d bytes",
-                              PV_IMGPKG_MAX_SIGNED_MANIFEST);
-        }
-        if (pass == 0) {
-            build_header(header, (uint32_t)pv_buf_len(cose), chain_len, payload_len);
-        }
+    r = pv_cose_sign1_create(key, m->signer_key_id, PV_KEY_ID_LEN, PV_IMGPKG_CONTENT_TYPE,
+                             pv_buf_data(manifest), pv_buf_len(manifest), header,
+                             PV_IMGPKG_HEADER_LEN, 0, cose, e);
+    if (r != PV_OK) {
+        return pv_err_wrap(e, r, "signing the manifest");
     }
-    uint32_t signed_len = (uint32_t)header[16] << 24 | (uint32_t)header[17] << 16 |
-                          (uint32_t)header[18] << 8 | header[19];
-    if (signed_len != pv_buf_len(cose)) {
-        return pv_err_set(e, PV_ERR_INTERNAL, "signed manifest length changed between passes");
+    if (pv_buf_len(cose) > PV_IMGPKG_MAX_SIGNED_MANIFEST) {
+        return pv_err_set(e, PV_ERR_TOO_LARGE, "signed manifest is larger than %d bytes",
+                          PV_IMGPKG_MAX_SIGNED_MANIFEST);
     }
     return PV_OK;
 }
 
-static int copy_payload(int in_fd, int out_fd, uint64_t size, uint8_t *buf, pv_err *e)
+/* Copies exactly size bytes of in_fd to out_fd's current offset, hashing the bytes as
+ * they are written: the digest is of what the package holds, whatever happens to the
+ * input meanwhile. The input must end at size. */
+static int copy_hashed(int in_fd, int out_fd, uint64_t size, pv_sha256 *h, uint8_t *buf, pv_err *e)
 {
-    uint64_t off = 0;
-    while (off < size) {
+    for (uint64_t off = 0; off < size;) {
         size_t n = size - off < IO_CHUNK ? (size_t)(size - off) : IO_CHUNK;
         int r = pv_fs_pread_all(in_fd, buf, n, off);
         if (r != PV_OK) {
-            return pv_err_set(e, r, "payload changed while being packaged");
+            return r == PV_ERR_TRUNCATED
+                       ? pv_err_set(e, PV_ERR_IO, "payload shrank while being packaged")
+                       : pv_err_sys(e, PV_ERR_IO, errno, "reading the payload");
+        }
+        if (pv_sha256_update(h, buf, n) != PV_OK) {
+            return pv_err_set(e, PV_ERR_CRYPTO, "hashing the payload");
         }
         if (pv_fs_write_all(out_fd, buf, n) != PV_OK) {
             return pv_err_sys(e, PV_ERR_IO, errno, "writing the package");
         }
         off += n;
     }
+    if (pread(in_fd, buf, 1, (off_t)size) != 0) {
+        return pv_err_set(e, PV_ERR_IO, "payload grew while being packaged");
+    }
     return PV_OK;
 }
 
+/* The payload is read once. Its size fixes the layout before it is hashed: the manifest
+ * encodes to the same length with any digest, and an ES256 COSE_Sign1's length does not
+ * depend on the signature value. So the payload is copied into place while hashed, and
+ * the header, signed manifest and chain are written in front of it afterwards. */
 int pv_imgpkg_create(const char *dest, pv_manifest *m, int payload_fd, const pv_key *key,
                      const pv_chain *chain, bool overwrite, pv_err *e)
 {
@@ -706,6 +680,7 @@ int pv_imgpkg_create(const char *dest, pv_manifest *m, int payload_fd, const pv_
     pv_buf *chain_cbor = pv_buf_new(PV_IMGPKG_MAX_CHAIN);
     uint8_t header[PV_IMGPKG_HEADER_LEN];
     pv_afile out = {.fd = -1};
+    struct stat st;
     if (h == NULL || buf == NULL || manifest == NULL || cose == NULL || chain_cbor == NULL) {
         r = pv_err_set(e, PV_ERR_NOMEM, "out of memory");
         goto out;
@@ -723,30 +698,59 @@ int pv_imgpkg_create(const char *dest, pv_manifest *m, int payload_fd, const pv_
                        "the signing key does not belong to the signing certificate");
         goto out;
     }
-    if ((r = hash_fd(payload_fd, h, &m->payload_size, buf, e)) != PV_OK) {
+    if (fstat(payload_fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        r = pv_err_set(e, PV_ERR_IO, "the payload is not a regular file");
         goto out;
     }
-    if (pv_sha256_final(h, m->payload_sha256) != PV_OK ||
-        pv_key_id(key, m->signer_key_id) != PV_OK) {
-        r = pv_err_set(e, PV_ERR_CRYPTO, "hashing failed");
+    if ((uint64_t)st.st_size > PV_IMGPKG_MAX_PAYLOAD) {
+        r = pv_err_set(e, PV_ERR_TOO_LARGE, "payload is larger than %llu bytes",
+                       (unsigned long long)PV_IMGPKG_MAX_PAYLOAD);
         goto out;
     }
-    if ((r = pv_manifest_encode(m, manifest, e)) != PV_OK ||
-        (r = encode_chain(chain, chain_cbor, e)) != PV_OK ||
-        (r = sign_manifest(key, manifest, (uint32_t)pv_buf_len(chain_cbor), m->payload_size, cose,
-                           header, e)) != PV_OK) {
+    m->payload_size = (uint64_t)st.st_size;
+    memset(m->payload_sha256, 0, sizeof(m->payload_sha256)); /* placeholder, same length */
+    if (pv_key_id(key, m->signer_key_id) != PV_OK) {
+        r = pv_err_set(e, PV_ERR_CRYPTO, "computing the key ID");
         goto out;
     }
+    if ((r = encode_chain(chain, chain_cbor, e)) != PV_OK) {
+        goto out;
+    }
+    uint32_t chain_len = (uint32_t)pv_buf_len(chain_cbor);
+    build_header(header, 0, chain_len, m->payload_size);
+    if ((r = sign_manifest(key, m, header, manifest, cose, e)) != PV_OK) {
+        goto out;
+    }
+    uint32_t signed_len = (uint32_t)pv_buf_len(cose);
+    build_header(header, signed_len, chain_len, m->payload_size);
+
     if ((r = pv_afile_open(&out, dest, 0644, overwrite, e)) != PV_OK) {
         goto out;
     }
-    if (pv_fs_write_all(out.fd, header, sizeof(header)) != PV_OK ||
+    off_t payload_offset = (off_t)PV_IMGPKG_HEADER_LEN + signed_len + chain_len;
+    if (lseek(out.fd, payload_offset, SEEK_SET) != payload_offset) {
+        r = pv_err_sys(e, PV_ERR_IO, errno, "%s: seek", dest);
+        goto out;
+    }
+    if ((r = copy_hashed(payload_fd, out.fd, m->payload_size, h, buf, e)) != PV_OK) {
+        goto out;
+    }
+    if (pv_sha256_final(h, m->payload_sha256) != PV_OK) {
+        r = pv_err_set(e, PV_ERR_CRYPTO, "hashing the payload");
+        goto out;
+    }
+    if ((r = sign_manifest(key, m, header, manifest, cose, e)) != PV_OK) {
+        goto out;
+    }
+    if (pv_buf_len(cose) != signed_len) {
+        r = pv_err_set(e, PV_ERR_INTERNAL, "signed manifest length changed with its digest");
+        goto out;
+    }
+    if (lseek(out.fd, 0, SEEK_SET) != 0 ||
+        pv_fs_write_all(out.fd, header, sizeof(header)) != PV_OK ||
         pv_fs_write_all(out.fd, pv_buf_data(cose), pv_buf_len(cose)) != PV_OK ||
         pv_fs_write_all(out.fd, pv_buf_data(chain_cbor), pv_buf_len(chain_cbor)) != PV_OK) {
         r = pv_err_sys(e, PV_ERR_IO, errno, "%s: write", dest);
-        goto out;
-    }
-    if ((r = copy_payload(payload_fd, out.fd, m->payload_size, buf, e)) != PV_OK) {
         goto out;
     }
     r = pv_afile_commit(&out, e);
