@@ -36,6 +36,9 @@ typedef enum pv_code {
     PV_ERR_CRYPTO = -16,     /* the crypto library failed */
     PV_ERR_USAGE = -17,      /* command-line usage error */
     PV_ERR_MANIFEST = -18,   /* app manifest is invalid */
+    PV_ERR_ROT = -19,        /* the root of trust (TPM or its software stand-in) failed */
+    PV_ERR_ROLLBACK = -20,   /* a counter would go backwards, or an image is below it */
+    PV_ERR_LOCKED = -21,     /* a write-once value is already written */
 } pv_code;
 
 #define PV_ERR_MSG_MAX 1024

@@ -168,6 +168,8 @@ int cli_exit_code(int code)
     case PV_ERR_DIGEST:
     case PV_ERR_UNSAFE:
     case PV_ERR_MANIFEST:
+    case PV_ERR_ROLLBACK:
+    case PV_ERR_LOCKED:
         return CLI_EXIT_REJECTED;
     default:
         return CLI_EXIT_FAILED;

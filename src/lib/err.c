@@ -31,6 +31,9 @@ static const struct {
     {PV_ERR_CRYPTO, "cryptographic library failure"},
     {PV_ERR_USAGE, "usage error"},
     {PV_ERR_MANIFEST, "invalid app manifest"},
+    {PV_ERR_ROT, "root of trust failed"},
+    {PV_ERR_ROLLBACK, "anti-rollback check failed"},
+    {PV_ERR_LOCKED, "write-once value already written"},
 };
 
 const char *pv_strerror(int code)

@@ -193,3 +193,41 @@ uint8_t *tu_unhex(const char *hex, size_t *len)
     *len = n / 2;
     return out;
 }
+
+/* Runs scripts/<script> dir and returns the first line it prints (NULL on failure). */
+static char *run_script(const char *script, const char *dir)
+{
+    const char *src = getenv("PV_SOURCE_DIR");
+    char *cmd = NULL;
+    assert_non_null(src);
+    assert_true(asprintf(&cmd, "'%s/scripts/%s' '%s'", src, script, dir) > 0);
+    FILE *p = popen(cmd, "r");
+    free(cmd);
+    assert_non_null(p);
+    char line[512];
+    char *out = NULL;
+    if (fgets(line, sizeof(line), p) != NULL) {
+        line[strcspn(line, "\n")] = '\0';
+        out = strdup(line);
+    }
+    int status = pclose(p);
+    if (status != 0) {
+        free(out);
+        return NULL;
+    }
+    return out != NULL ? out : strdup("");
+}
+
+char *tu_swtpm_start(const char *dir)
+{
+    char *tcti = run_script("swtpm-start", dir);
+    if (tcti == NULL) {
+        fail_msg("cannot start swtpm in %s", dir);
+    }
+    return tcti;
+}
+
+void tu_swtpm_stop(const char *dir)
+{
+    free(run_script("swtpm-stop", dir));
+}

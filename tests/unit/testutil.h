@@ -37,4 +37,11 @@ void tu_make_chain(const char *dir, int64_t not_before, int64_t not_after, pv_ke
 /* Parses hex (spaces ignored) into a new allocation; fails the test on bad hex. */
 uint8_t *tu_unhex(const char *hex, size_t *len);
 
+/* Starts a manufactured swtpm in dir (scripts/swtpm-start: state in dir/state, the TPM
+ * vendor CA in dir/ca) and returns its TCTI string (caller frees). A second start on
+ * the same dir keeps the TPM's NV, like a reboot. Fails the test on error. */
+char *tu_swtpm_start(const char *dir);
+/* Stops it (scripts/swtpm-stop); harmless when it is not running. */
+void tu_swtpm_stop(const char *dir);
+
 #endif
