@@ -43,6 +43,9 @@ typedef enum pv_rot_kind {
  * (apps, configuration). Values start at 0 after provisioning. */
 #define PV_ROT_COUNTERS   8
 #define PV_ROT_COUNTER_OS 0
+/* A TPM NV counter only increments by one, so an advance costs one NV write per step;
+ * one call advances by at most this much on every backend. */
+#define PV_ROT_MAX_COUNTER_STEP 4096
 
 /* Limits. */
 #define PV_ROT_MAX_EVENTS     256  /* events in one boot's log */
@@ -136,7 +139,8 @@ void pv_rot_replay(const pv_rot_event *events, size_t n, uint8_t out[PV_SHA256_L
 int pv_rot_counter_read(pv_rot *rot, unsigned id, uint64_t *value, pv_err *e);
 
 /* Advances counter id to `to`. Equal to the current value: nothing to do.
- * PV_ERR_ROLLBACK when `to` is below it; counters never go back. */
+ * PV_ERR_ROLLBACK when `to` is below it; counters never go back. PV_ERR_TOO_LARGE when
+ * `to` is more than PV_ROT_MAX_COUNTER_STEP above it. */
 int pv_rot_counter_advance(pv_rot *rot, unsigned id, uint64_t to, pv_err *e);
 
 /* ---- the fused trust anchor ---- */

@@ -547,6 +547,11 @@ int pv_rot_counter_advance(pv_rot *rot, unsigned id, uint64_t to, pv_err *e)
     if (to == cur) {
         return PV_OK;
     }
+    if (to - cur > PV_ROT_MAX_COUNTER_STEP) {
+        return pv_err_set(e, PV_ERR_TOO_LARGE,
+                          "counter %u is at %llu; one advance may add at most %d", id,
+                          (unsigned long long)cur, PV_ROT_MAX_COUNTER_STEP);
+    }
     return rot->ops->counter_advance(rot->b, id, to, e);
 }
 
