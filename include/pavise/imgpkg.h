@@ -64,6 +64,10 @@ bool pv_imgpkg_is_verified(const pv_imgpkg *pkg);
 const pv_manifest *pv_imgpkg_manifest(const pv_imgpkg *pkg);
 const pv_chain *pv_imgpkg_chain(const pv_imgpkg *pkg);
 void pv_imgpkg_get_layout(const pv_imgpkg *pkg, pv_imgpkg_layout *out);
+/* The image digest: SHA-256 of the manifest exactly as signed (the COSE_Sign1 payload).
+ * It names the image, its payload digest and its security counter in one value; this is
+ * what a device measures when it boots or starts the image. */
+int pv_imgpkg_manifest_digest(const pv_imgpkg *pkg, uint8_t out[PV_SHA256_LEN]);
 
 /* Extracts the payload of a verified package into dest, which must not exist (or be an
  * empty directory). Files go to a staging directory beside dest that is renamed into

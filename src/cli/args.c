@@ -122,9 +122,12 @@ static void print_wrapped(const char *text, int width)
     putchar('\n');
 }
 
+const char *cli_program = "pavise";
+
 void cli_print_help(const cli_cmd *cmd)
 {
-    printf("Usage: pavise %s %s", cmd->group, cmd->name);
+    printf("Usage: %s%s%s %s", cli_program, cmd->group != NULL ? " " : "",
+           cmd->group != NULL ? cmd->group : "", cmd->name);
     for (int k = 0; cmd->opts[k].name != NULL; k++) {
         const cli_opt *o = &cmd->opts[k];
         printf(" %s--%s%s%s%s", o->required ? "" : "[", o->name, o->arg ? " " : "",

@@ -40,7 +40,7 @@ typedef struct cli_cmd cli_cmd;
 typedef int (*cli_run_fn)(const cli_cmd *cmd, const cli_args *args, pv_err *e);
 
 struct cli_cmd {
-    const char *group;
+    const char *group; /* NULL for a program without groups */
     const char *name;
     const char *summary;
     const char *description; /* a paragraph for --help; may be NULL */
@@ -48,6 +48,9 @@ struct cli_cmd {
     bool has_output;         /* accepts --output table|json */
     cli_run_fn run;
 };
+
+/* The program name help shows ("pavise", "pavise-device"). */
+extern const char *cli_program;
 
 /* Command tables of each group, terminated by an entry with name NULL. */
 extern const cli_cmd cli_keys_cmds[];

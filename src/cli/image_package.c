@@ -63,30 +63,29 @@ static const char *const summary_fields[] = {
     "Name:",           "imageType",         "Type:",   "version",   "Version:",
     "securityCounter", "Security counter:", NULL};
 
-static int pack_application(const cli_cmd *cmd, const cli_args *args, pv_err *e)
+/* Sets the image ID, loads the signing key and chain, packs dir into the destination and
+ * prints what the written package says. Shared by pack-application and pack-os. */
+static int sign_and_pack(const cli_cmd *cmd, const cli_args *args, pv_manifest *m, pv_err *e)
 {
-    const char *manifest_path = cli_get(cmd, args, "manifest");
     const char *dir = cli_get(cmd, args, "package-directory");
     const char *key_path = cli_get(cmd, args, "key");
     const char *cert_path = cli_get(cmd, args, "cert");
     const char *chain_path = cli_get(cmd, args, "chain");
     const char *dest = cli_get(cmd, args, "destination");
     const char *image_id = cli_get(cmd, args, "image-id");
-    pv_manifest m = {0};
     pv_key *key = NULL;
     pv_chain *chain = NULL, *extra = NULL;
     pv_imgpkg *pkg = NULL;
     int r;
-    if ((r = pv_app_manifest_load(manifest_path, &m, e)) != PV_OK ||
-        (r = build_time(&m.build_time, e)) != PV_OK) {
+    if ((r = build_time(&m->build_time, e)) != PV_OK) {
         goto out;
     }
     if (image_id != NULL) {
-        if (pv_uuid_parse(image_id, m.image_id) != PV_OK) {
+        if (pv_uuid_parse(image_id, m->image_id) != PV_OK) {
             r = pv_err_set(e, PV_ERR_USAGE, "--image-id: '%s' is not a UUID", image_id);
             goto out;
         }
-    } else if ((r = pv_uuid_generate(m.image_id)) != PV_OK) {
+    } else if ((r = pv_uuid_generate(m->image_id)) != PV_OK) {
         r = pv_err_set(e, r, "generating the image ID");
         goto out;
     }
@@ -106,7 +105,7 @@ static int pack_application(const cli_cmd *cmd, const cli_args *args, pv_err *e)
             }
         }
     }
-    if ((r = pv_imgpkg_pack_dir(dest, &m, dir, key, chain, cli_flag(cmd, args, "force"), e)) !=
+    if ((r = pv_imgpkg_pack_dir(dest, m, dir, key, chain, cli_flag(cmd, args, "force"), e)) !=
         PV_OK) {
         pv_err_wrap(e, r, "packing %s", dest);
         goto out;
@@ -118,10 +117,65 @@ static int pack_application(const cli_cmd *cmd, const cli_args *args, pv_err *e)
     r = cli_print_object(args->json, verified_json(pkg), summary_fields);
 out:
     pv_imgpkg_free(pkg);
-    pv_manifest_free(&m);
     pv_key_free(key);
     pv_chain_free(chain);
     pv_chain_free(extra);
+    return r;
+}
+
+static int pack_application(const cli_cmd *cmd, const cli_args *args, pv_err *e)
+{
+    pv_manifest m = {0};
+    int r = pv_app_manifest_load(cli_get(cmd, args, "manifest"), &m, e);
+    if (r == PV_OK) {
+        r = sign_and_pack(cmd, args, &m, e);
+    }
+    pv_manifest_free(&m);
+    return r;
+}
+
+/* A whole number in [0, 2^63). */
+static int parse_counter(const char *s, const char *what, uint64_t *out, pv_err *e)
+{
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (s[0] < '0' || s[0] > '9' || errno != 0 || *end != '\0' || v > INT64_MAX) {
+        return pv_err_set(e, PV_ERR_USAGE, "%s: '%s' is not a whole number below 2^63", what, s);
+    }
+    *out = v;
+    return PV_OK;
+}
+
+static int pack_os(const cli_cmd *cmd, const cli_args *args, pv_err *e)
+{
+    const char *component = cli_get(cmd, args, "component-id");
+    const char *counter = cli_get(cmd, args, "security-counter");
+    pv_manifest m = {0};
+    int r = PV_ERR_NOMEM;
+    m.type = PV_IMAGE_OS;
+    if (pv_uuid_parse(component, m.component_id) != PV_OK) {
+        r = pv_err_set(e, PV_ERR_USAGE, "--component-id: '%s' is not a UUID", component);
+        goto out;
+    }
+    if ((r = parse_counter(counter, "--security-counter", &m.security_counter, e)) != PV_OK) {
+        goto out;
+    }
+    m.name = strdup(cli_get(cmd, args, "name"));
+    m.version = strdup(cli_get(cmd, args, "version"));
+    m.entry_point = strdup(cli_get(cmd, args, "entry-point"));
+    if (m.name == NULL || m.version == NULL || m.entry_point == NULL) {
+        r = pv_err_set(e, PV_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    /* The same checks decode applies, with the option names the user typed. */
+    if ((r = pv_manifest_check_entry_point(m.entry_point, e)) != PV_OK) {
+        r = pv_err_wrap(e, PV_ERR_USAGE, "--entry-point");
+        goto out;
+    }
+    r = sign_and_pack(cmd, args, &m, e);
+out:
+    pv_manifest_free(&m);
     return r;
 }
 
@@ -306,6 +360,22 @@ static const cli_opt pack_opts[] = {
     {NULL, NULL, false, NULL},
 };
 
+static const cli_opt pack_os_opts[] = {
+    {"package-directory", "DIR", true, "the OS image's files (the runtime and what it needs)"},
+    {"entry-point", "PATH", true, "the runtime pavise-boot starts, e.g. /bin/pavised"},
+    {"component-id", "UUID", true, "the OS component ID (the same for every release)"},
+    {"name", "NAME", true, "the OS image's name"},
+    {"version", "VERSION", true, "the human version, e.g. 1.4.0"},
+    {"security-counter", "N", true, "anti-rollback counter: devices refuse images below theirs"},
+    {"key", "FILE", true, "the signing private key (PEM)"},
+    {"cert", "FILE", true, "the signing certificate, optionally followed by intermediates"},
+    {"chain", "FILE", false, "more intermediate certificates (PEM)"},
+    {"destination", "FILE", true, "the image package to write"},
+    {"image-id", "UUID", false, "image ID to use (default: a new random one)"},
+    {"force", NULL, false, "replace the destination if it exists"},
+    {NULL, NULL, false, NULL},
+};
+
 static const cli_opt show_opts[] = {
     {"package", "FILE", true, "the image package"},
     {NULL, NULL, false, NULL},
@@ -330,6 +400,11 @@ const cli_cmd cli_image_package_cmds[] = {
      "mtime 0), and signs the manifest with the key. The build time is SOURCE_DATE_EPOCH "
      "when set. The package is written atomically: nothing is left on failure.",
      pack_opts, true, pack_application},
+    {"image-package", "pack-os", "Sign an OS image (the runtime pavise-boot starts)",
+     "Tars the package directory deterministically and signs an OS manifest for it. Devices "
+     "verify it against the update trust anchor fused into their root of trust and refuse it "
+     "when its security counter is below the one the root of trust holds.",
+     pack_os_opts, true, pack_os},
     {"image-package", "show", "Show what an image package contains",
      "Prints the manifest, the signer's certificates and whether the package is intact. It "
      "does not decide trust: use verify. Exits 3 when the package is not intact.",

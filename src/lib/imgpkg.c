@@ -323,6 +323,14 @@ const pv_chain *pv_imgpkg_chain(const pv_imgpkg *pkg)
     return pkg->chain;
 }
 
+int pv_imgpkg_manifest_digest(const pv_imgpkg *pkg, uint8_t out[PV_SHA256_LEN])
+{
+    const uint8_t *p = NULL;
+    size_t n = 0;
+    pv_cose_sign1_payload(pkg->cose, &p, &n);
+    return pv_sha256_digest(p, n, out);
+}
+
 void pv_imgpkg_get_layout(const pv_imgpkg *pkg, pv_imgpkg_layout *out)
 {
     *out = pkg->layout;
