@@ -690,6 +690,11 @@ static int open_objects(rot_backend *b, pv_err *e)
     if (r == PV_OK) {
         r = nv_read(b, b->bases, b->bases, bases, sizeof(bases), e);
     }
+    /* Each read checks its counter again; this reports a broken device at open. */
+    for (unsigned i = 0; r == PV_OK && i < PV_ROT_COUNTERS; i++) {
+        r = nv_check(b, b->counter[i], ROT_TPM_NV_COUNTER_FIRST + i,
+                     ROT_TPM_COUNTER_ATTRS | TPMA_NV_WRITTEN, 0, 8, NULL, e);
+    }
     if (r != PV_OK) {
         return r;
     }
@@ -1171,7 +1176,7 @@ static int ek_start(rot_backend *b, ESYS_TR *ek, ESYS_TR *sess, pv_err *e)
 }
 
 /* The TPM's answers when a credential does not open with this EK and AK. */
-static bool credential_refused(TSS2_RC rc)
+static bool credential_refused(rot_backend *b, TSS2_RC rc)
 {
     static const TPM2_RC refusals[] = {TPM2_RC_INTEGRITY, TPM2_RC_VALUE,    TPM2_RC_SIZE,
                                        TPM2_RC_ECC_POINT, TPM2_RC_KEY,      TPM2_RC_INSUFFICIENT,
@@ -1180,6 +1185,16 @@ static bool credential_refused(TSS2_RC rc)
         if (rc_is(rc, refusals[i])) {
             return true;
         }
+    }
+    /* libtpms answers a seed that does not decrypt with our EK (a credential made for
+     * another TPM) with TPM_RC_FAILURE, though it has not entered failure mode. A TPM in
+     * failure mode refuses GetRandom too; one that still answers it refused the
+     * credential. */
+    if (rc_is(rc, TPM2_RC_FAILURE)) {
+        TPM2B_DIGEST *rnd = NULL;
+        TSS2_RC probe = Esys_GetRandom(b->ctx, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, 1, &rnd);
+        Esys_Free(rnd);
+        return probe == TSS2_RC_SUCCESS;
     }
     return false;
 }
@@ -1193,12 +1208,12 @@ static int tpm_activate_credential(rot_backend *b, const uint8_t *blob, size_t b
     ESYS_TR ek = ESYS_TR_NONE, sess = ESYS_TR_NONE;
     size_t off = 0;
     TSS2_RC rc = Tss2_MU_TPM2B_ID_OBJECT_Unmarshal(blob, blob_len, &off, &id);
-    if (rc != TSS2_RC_SUCCESS || off != blob_len) {
+    if (rc != TSS2_RC_SUCCESS || off != blob_len || id.size == 0) {
         return pv_err_set(e, PV_ERR_FORMAT, "the credential blob is not one TPM2B_ID_OBJECT");
     }
     off = 0;
     rc = Tss2_MU_TPM2B_ENCRYPTED_SECRET_Unmarshal(secret, secret_len, &off, &enc);
-    if (rc != TSS2_RC_SUCCESS || off != secret_len) {
+    if (rc != TSS2_RC_SUCCESS || off != secret_len || enc.size == 0) {
         return pv_err_set(e, PV_ERR_FORMAT,
                           "the credential secret is not one TPM2B_ENCRYPTED_SECRET");
     }
@@ -1210,7 +1225,7 @@ static int tpm_activate_credential(rot_backend *b, const uint8_t *blob, size_t b
                                  &cert);
     if (rc != TSS2_RC_SUCCESS) {
         cert = NULL;
-        r = credential_refused(rc)
+        r = credential_refused(b, rc)
                 ? pv_err_set(e, PV_ERR_SIGNATURE,
                              "the TPM refused the credential (made for another TPM or key): %s",
                              Tss2_RC_Decode(rc))

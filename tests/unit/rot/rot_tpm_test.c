@@ -145,8 +145,9 @@ static ESYS_TR raw_handle(raw_tpm *raw, TPM2_HANDLE h)
     return tr;
 }
 
-/* The TCG default RSA 2048 EK template, written out here independently of the backend. */
-static void raw_ek(raw_tpm *raw, ESYS_TR *ek, TPM2B_PUBLIC **pub)
+/* The TCG default RSA 2048 EK template, written out here independently of the backend.
+ * A non-zero `unique` gives another key of the same kind: another TPM's EK, in effect. */
+static void raw_ek(raw_tpm *raw, uint8_t unique, ESYS_TR *ek, TPM2B_PUBLIC **pub)
 {
     static const uint8_t policy[32] = {0x83, 0x71, 0x97, 0x67, 0x44, 0x84, 0xB3, 0xF8,
                                        0x1A, 0x90, 0xCC, 0x8D, 0x46, 0xA5, 0xD7, 0x24,
@@ -166,6 +167,7 @@ static void raw_ek(raw_tpm *raw, ESYS_TR *ek, TPM2B_PUBLIC **pub)
     tmpl.publicArea.parameters.rsaDetail.scheme.scheme = TPM2_ALG_NULL;
     tmpl.publicArea.parameters.rsaDetail.keyBits = 2048;
     tmpl.publicArea.unique.rsa.size = 256;
+    memset(tmpl.publicArea.unique.rsa.buffer, unique, 256);
     TPM2B_SENSITIVE_CREATE sens = {0};
     TPM2B_DATA outside = {0};
     TPML_PCR_SELECTION pcrs = {0};
@@ -505,7 +507,7 @@ static void test_activate_credential(void **state)
     /* The EK from the default template is the certified one. */
     ESYS_TR ek = ESYS_TR_NONE;
     TPM2B_PUBLIC *ekpub = NULL;
-    raw_ek(&raw, &ek, &ekpub);
+    raw_ek(&raw, 0, &ek, &ekpub);
     uint8_t want_n[256];
     EVP_PKEY *ck = cert_key(der);
     bn_of(ck, want_n);
@@ -517,9 +519,12 @@ static void test_activate_credential(void **state)
     uint8_t value[32];
     memset(value, 0x3c, sizeof(value));
     value[0] = 0x01;
-    credential good, wrong;
+    credential good, wrong, foreign;
     make_credential(&raw, ek, &name, value, sizeof(value), &good);
     make_credential(&raw, ek, &other, value, sizeof(value), &wrong);
+    Esys_FlushContext(raw.ctx, ek);
+    raw_ek(&raw, 1, &ek, NULL);
+    make_credential(&raw, ek, &name, value, sizeof(value), &foreign);
     Esys_FlushContext(raw.ctx, ek);
     raw_close(t, &raw);
     env_open(t);
@@ -534,6 +539,10 @@ static void test_activate_credential(void **state)
     /* Made for another key. */
     must(pv_rot_activate_credential(t->rot, wrong.blob, wrong.blob_len, wrong.secret,
                                     wrong.secret_len, out, &e),
+         PV_ERR_SIGNATURE, &e);
+    /* Made for another TPM's EK. */
+    must(pv_rot_activate_credential(t->rot, foreign.blob, foreign.blob_len, foreign.secret,
+                                    foreign.secret_len, out, &e),
          PV_ERR_SIGNATURE, &e);
     /* Tampered with. */
     good.blob[good.blob_len - 1] ^= 0x80;
@@ -550,6 +559,10 @@ static void test_activate_credential(void **state)
          PV_ERR_FORMAT, &e);
     must(pv_rot_activate_credential(t->rot, good.blob, good.blob_len, good.secret,
                                     good.secret_len - 3, out, &e),
+         PV_ERR_FORMAT, &e);
+    static const uint8_t empty[] = {0x00, 0x00};
+    must(pv_rot_activate_credential(t->rot, empty, sizeof(empty), good.secret, good.secret_len, out,
+                                    &e),
          PV_ERR_FORMAT, &e);
     static const uint8_t garbage[] = {0xff, 0xff, 0x01, 0x02, 0x03};
     must(pv_rot_activate_credential(t->rot, garbage, sizeof(garbage), good.secret, good.secret_len,
@@ -645,7 +658,34 @@ static void test_replaced_key_refused(void **state)
     tpm_env *t = *state;
     pv_err e = {0};
     pv_rot_config c = env_cfg(t);
+    pv_rot *rot = NULL;
     raw_tpm raw;
+
+    /* An ordinary index in a counter's place could be written back to any value. */
+    raw_open(t, &raw);
+    ESYS_TR nv = raw_handle(&raw, ROT_TPM_NV_COUNTER_FIRST + 7);
+    assert_int_equal(Esys_NV_UndefineSpace(raw.ctx, ESYS_TR_RH_OWNER, nv, ESYS_TR_PASSWORD,
+                                           ESYS_TR_NONE, ESYS_TR_NONE),
+                     TSS2_RC_SUCCESS);
+    TPM2B_AUTH noauth = {0};
+    TPM2B_NV_PUBLIC nvpub = {0};
+    nvpub.nvPublic.nvIndex = ROT_TPM_NV_COUNTER_FIRST + 7;
+    nvpub.nvPublic.nameAlg = TPM2_ALG_SHA256;
+    nvpub.nvPublic.attributes = TPMA_NV_OWNERWRITE | TPMA_NV_AUTHWRITE | TPMA_NV_OWNERREAD |
+                                TPMA_NV_AUTHREAD | TPMA_NV_NO_DA;
+    nvpub.nvPublic.dataSize = 8;
+    assert_int_equal(Esys_NV_DefineSpace(raw.ctx, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+                                         ESYS_TR_NONE, &noauth, &nvpub, &nv),
+                     TSS2_RC_SUCCESS);
+    TPM2B_MAX_NV_BUFFER zero8 = {.size = 8};
+    assert_int_equal(
+        Esys_NV_Write(raw.ctx, nv, nv, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &zero8, 0),
+        TSS2_RC_SUCCESS);
+    raw_close(t, &raw);
+    must(pv_rot_open(&c, &rot, &e), PV_ERR_ROT, &e);
+    assert_null(rot);
+    assert_non_null(strstr(pv_err_msg(&e), "0x01508017"));
+
     raw_open(t, &raw);
     ESYS_TR srk = raw_handle(&raw, ROT_TPM_SRK_HANDLE);
     ESYS_TR ak = raw_handle(&raw, ROT_TPM_AK_HANDLE);
@@ -683,7 +723,6 @@ static void test_replaced_key_refused(void **state)
     Esys_Free(pub);
     raw_close(t, &raw);
 
-    pv_rot *rot = NULL;
     must(pv_rot_open(&c, &rot, &e), PV_ERR_ROT, &e);
     assert_null(rot);
     assert_non_null(strstr(pv_err_msg(&e), "attestation key"));
