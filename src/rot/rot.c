@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cbor.h>
 
@@ -73,29 +74,50 @@ int rot_private_dir(const char *state_dir, char **out, pv_err *e)
     if (asprintf(&p, "%s/rot", state_dir) < 0) {
         return pv_err_set(e, PV_ERR_NOMEM, "out of memory");
     }
+    int r = PV_ERR_INTERNAL;
     if (mkdir(state_dir, 0700) != 0 && errno != EEXIST) {
-        int r = pv_err_sys(e, PV_ERR_IO, errno, "cannot create %s", state_dir);
-        free(p);
-        return r;
+        r = pv_err_sys(e, PV_ERR_IO, errno, "cannot create %s", state_dir);
+        goto out;
     }
-    if (mkdir(p, 0700) != 0 && errno != EEXIST) {
-        int r = pv_err_sys(e, PV_ERR_IO, errno, "cannot create %s", p);
-        free(p);
-        return r;
+    bool created = mkdir(p, 0700) == 0;
+    if (!created && errno != EEXIST) {
+        r = pv_err_sys(e, PV_ERR_IO, errno, "cannot create %s", p);
+        goto out;
     }
     struct stat st;
-    if (lstat(p, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        int r = pv_err_set(e, PV_ERR_IO, "%s is not a directory", p);
-        free(p);
-        return r;
+    if (lstat(p, &st) != 0) {
+        r = pv_err_sys(e, PV_ERR_IO, errno, "%s", p);
+        goto out;
     }
-    if ((st.st_mode & 077) != 0 && chmod(p, 0700) != 0) {
-        int r = pv_err_sys(e, PV_ERR_IO, errno, "cannot restrict %s", p);
-        free(p);
-        return r;
+    if (!S_ISDIR(st.st_mode)) {
+        r = pv_err_set(e, PV_ERR_ROT, "%s is not a directory (or is a symbolic link)", p);
+        goto out;
+    }
+    if (st.st_uid != geteuid()) {
+        r = pv_err_set(e, PV_ERR_ROT, "%s is owned by uid %u, not by uid %u", p,
+                       (unsigned)st.st_uid, (unsigned)geteuid());
+        goto out;
+    }
+    /* A directory someone else could read or write may already have leaked or swapped
+     * what it holds: refuse it (as OpenSSH does) rather than quietly tighten it. Only a
+     * directory made here is given its mode, whatever the umask did to it. */
+    if (created && chmod(p, 0700) != 0) {
+        r = pv_err_sys(e, PV_ERR_IO, errno, "cannot restrict %s", p);
+        goto out;
+    }
+    if (!created && (st.st_mode & 077) != 0) {
+        r = pv_err_set(e, PV_ERR_ROT,
+                       "%s is accessible by group or others (mode %04o); it must be private "
+                       "to its owner (0700)",
+                       p, (unsigned)(st.st_mode & 07777));
+        goto out;
     }
     *out = p;
-    return PV_OK;
+    p = NULL;
+    r = PV_OK;
+out:
+    free(p);
+    return r;
 }
 
 static int rot_start(const pv_rot_config *cfg, bool provision, pv_rot **out, pv_err *e)
@@ -457,7 +479,10 @@ int pv_rot_extend(pv_rot *rot, const char *type, const uint8_t digest[PV_SHA256_
         return pv_err_set(e, PV_ERR_INVALID_ARG, "event type must be 1-%d of [a-z0-9-]",
                           PV_ROT_MAX_EVENT_TYPE);
     }
-    if (data_len > PV_ROT_MAX_EVENT_DATA || (data == NULL && data_len != 0)) {
+    if (digest == NULL || (data == NULL && data_len != 0)) {
+        return pv_err_set(e, PV_ERR_INVALID_ARG, "no digest or no event data");
+    }
+    if (data_len > PV_ROT_MAX_EVENT_DATA) {
         return pv_err_set(e, PV_ERR_TOO_LARGE, "event data larger than %d bytes",
                           PV_ROT_MAX_EVENT_DATA);
     }
