@@ -54,7 +54,7 @@ typedef struct pv_enroll_challenge pv_enroll_challenge;
  * a key fit to be an attestation key, and that its point is attestation_key:
  *   type ECC, curve NIST P-256, nameAlg SHA-256, scheme ECDSA with SHA-256, no symmetric
  *   algorithm, no KDF; objectAttributes fixedTPM, fixedParent, sensitiveDataOrigin,
- *   restricted and sign set, decrypt clear.
+ *   restricted and sign set, decrypt and the reserved bits clear.
  * When name is not NULL it receives the key's TPM name (PV_ENROLL_AK_NAME_LEN bytes).
  * PV_OK; PV_ERR_TOO_LARGE; PV_ERR_FORMAT (does not unmarshal, trailing bytes, or one of
  * the properties above fails, named in the message); PV_ERR_SIGNATURE (a valid AK, but

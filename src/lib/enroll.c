@@ -61,6 +61,11 @@ static const struct {
     {TPMA_OBJECT_DECRYPT, false, "decrypt"},
 };
 
+/* A TPM refuses to create an object with these set, so no TPM's AK has them. */
+#define AK_RESERVED_ATTRIBUTES                                                                     \
+    (TPMA_OBJECT_RESERVED1_MASK | TPMA_OBJECT_RESERVED2_MASK | TPMA_OBJECT_RESERVED3_MASK |        \
+     TPMA_OBJECT_RESERVED4_MASK | TPMA_OBJECT_RESERVED5_MASK)
+
 /* Unmarshals exactly one TPMT_PUBLIC and insists that it is in the encoding the TPM
  * itself would produce, since the TPM's name is the hash of its own encoding. */
 static int unmarshal_public(const uint8_t *p, size_t len, TPMT_PUBLIC *pub, pv_err *e)
@@ -111,6 +116,10 @@ static int check_ak_properties(const TPMT_PUBLIC *pub, pv_err *e)
                               ak_attributes[i].name, set ? "set" : "clear",
                               ak_attributes[i].set ? "set" : "clear");
         }
+    }
+    if (pub->objectAttributes & AK_RESERVED_ATTRIBUTES) {
+        return pv_err_set(e, PV_ERR_FORMAT, "AK has reserved attribute bits set (0x%08x)",
+                          (unsigned)(pub->objectAttributes & AK_RESERVED_ATTRIBUTES));
     }
     if (ecc->curveID != TPM2_ECC_NIST_P256) {
         return pv_err_set(e, PV_ERR_FORMAT, "AK curve is not NIST P-256 (0x%04x)", ecc->curveID);
@@ -272,13 +281,13 @@ static int verify_ek(const uint8_t *der, size_t len, const pv_chain *intermediat
         goto out;
     }
     X509 *x = pv_cert_x509(ek);
-    if ((r = check_ek_usage(x, e)) != PV_OK) {
-        goto out;
-    }
     EVP_PKEY *pk = X509_get0_pubkey(x);
     if (pk == NULL || EVP_PKEY_get_base_id(pk) != EVP_PKEY_RSA ||
         EVP_PKEY_get_bits(pk) != EK_RSA_BITS) {
         r = pv_err_set(e, PV_ERR_UNSUPPORTED, "EK is not an RSA %d key", EK_RSA_BITS);
+        goto out;
+    }
+    if ((r = check_ek_usage(x, e)) != PV_OK) {
         goto out;
     }
     if (EVP_PKEY_up_ref(pk) != 1) {
