@@ -99,7 +99,9 @@ int pv_device_id_of_key(const pv_key *identity, char out[PV_DEVICE_ID_HEX_LEN + 
  * the signature as raw r || s, verifiable with pv_key_verify_es256 and the key from
  * pv_rot_attestation_key. On a TPM the attestation key is restricted, so it signs only
  * a digest the TPM computed itself over a message that does not begin with
- * TPM_GENERATED_VALUE; such a message is refused with PV_ERR_INVALID_ARG. */
+ * TPM_GENERATED_VALUE, and the TPM gives no ticket for a message shorter than 4 bytes;
+ * such messages are refused with PV_ERR_INVALID_ARG. (Pavise signs COSE Sig_structures,
+ * which begin with 0x84 and are far longer.) */
 int pv_rot_sign(pv_rot *rot, const void *msg, size_t len, uint8_t sig[PV_ES256_SIG_LEN], pv_err *e);
 
 /* Fills out with n (at most PV_ROT_MAX_RANDOM) random bytes from the root of trust's
@@ -126,7 +128,8 @@ int pv_rot_extend(pv_rot *rot, const char *type, const uint8_t digest[PV_SHA256_
 int pv_rot_read_measurement(pv_rot *rot, uint8_t out[PV_SHA256_LEN], pv_err *e);
 
 /* This boot's event log, in order. A log left from an earlier boot (the TPM was reset
- * since) reads as empty. The caller frees with pv_rot_events_free. */
+ * since: another boot epoch, or the PCR reads zero) reads as empty. The caller frees with
+ * pv_rot_events_free. */
 int pv_rot_event_log(pv_rot *rot, pv_rot_event **events, size_t *n, pv_err *e);
 void pv_rot_events_free(pv_rot_event *events, size_t n);
 
@@ -140,7 +143,9 @@ int pv_rot_counter_read(pv_rot *rot, unsigned id, uint64_t *value, pv_err *e);
 
 /* Advances counter id to `to`. Equal to the current value: nothing to do.
  * PV_ERR_ROLLBACK when `to` is below it; counters never go back. PV_ERR_TOO_LARGE when
- * `to` is more than PV_ROT_MAX_COUNTER_STEP above it. */
+ * `to` is more than PV_ROT_MAX_COUNTER_STEP above it. A TPM counter moves one step per
+ * NV write: an advance cut short by a power loss stops in between (never below the old
+ * value) and calling again finishes it. */
 int pv_rot_counter_advance(pv_rot *rot, unsigned id, uint64_t to, pv_err *e);
 
 /* ---- the fused trust anchor ---- */

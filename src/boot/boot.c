@@ -100,8 +100,7 @@ static char active_slot(const char *state)
 }
 
 /* Opens and verifies one slot's image. Fills res; PV_OK when it may boot. */
-static int verify_slot(const boot_opts *o, const pv_trust *trust, uint64_t floor,
-                       slot_result *res)
+static int verify_slot(const boot_opts *o, const pv_trust *trust, uint64_t floor, slot_result *res)
 {
     pv_err *e = &res->err;
     char rel[64];
@@ -286,8 +285,7 @@ static int exec_entry(const boot_opts *o, const slot_result *res, pv_err *e)
     }
     if (setenv("PAVISE_STATE_DIR", o->state, 1) != 0 ||
         setenv("PAVISE_BOOT_SLOT", res->name, 1) != 0 ||
-        setenv("PAVISE_OS_VERSION", m->version, 1) != 0 ||
-        setenv("PAVISE_OS_ROOT", root, 1) != 0) {
+        setenv("PAVISE_OS_VERSION", m->version, 1) != 0 || setenv("PAVISE_OS_ROOT", root, 1) != 0) {
         pv_err_sys(e, PV_ERR_INTERNAL, errno, "cannot set the runtime's environment");
         goto out;
     }
@@ -317,8 +315,8 @@ static int print_check(const boot_opts *o, slot_result *res, size_t n)
     for (size_t i = 0; i < n; i++) {
         if (res[i].ok) {
             const pv_manifest *m = pv_imgpkg_manifest(res[i].pkg);
-            printf("slot %s: ok: %s %s (security counter %llu)\n", res[i].name, m->name,
-                   m->version, (unsigned long long)m->security_counter);
+            printf("slot %s: ok: %s %s (security counter %llu)\n", res[i].name, m->name, m->version,
+                   (unsigned long long)m->security_counter);
         } else {
             printf("slot %s: refused: ", res[i].name);
             for (const char *p = pv_err_msg(&res[i].err); *p != '\0'; p++) {
@@ -409,10 +407,14 @@ out:
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"state", required_argument, NULL, 's'},   {"rot", required_argument, NULL, 'r'},
-        {"tcti", required_argument, NULL, 't'},    {"check", no_argument, NULL, 'c'},
-        {"output", required_argument, NULL, 'o'},  {"log-level", required_argument, NULL, 'l'},
-        {"log-json", no_argument, NULL, 'j'},      {"help", no_argument, NULL, 'h'},
+        {"state", required_argument, NULL, 's'},
+        {"rot", required_argument, NULL, 'r'},
+        {"tcti", required_argument, NULL, 't'},
+        {"check", no_argument, NULL, 'c'},
+        {"output", required_argument, NULL, 'o'},
+        {"log-level", required_argument, NULL, 'l'},
+        {"log-json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     boot_opts o = {0};

@@ -29,7 +29,8 @@ int pv_devstate_save(const char *state_dir, const pv_devstate *s, pv_err *e)
     int r = PV_ERR_NOMEM;
     char *path = pv_devstate_path(state_dir, PV_DEVSTATE_CONFIG);
     char *text = NULL;
-    json_t *o = json_pack("{s:i, s:s}", "version", CONFIG_VERSION, "rot", pv_rot_kind_name(s->kind));
+    json_t *o =
+        json_pack("{s:i, s:s}", "version", CONFIG_VERSION, "rot", pv_rot_kind_name(s->kind));
     if (path == NULL || o == NULL) {
         pv_err_set(e, r, "out of memory");
         goto out;
@@ -85,8 +86,8 @@ int pv_devstate_load(const char *state_dir, pv_devstate *out, pv_err *e)
         (r = pv_json_get_uint(o, "version", true, 1, 1000, "device.conf", &version, NULL, e)) !=
             PV_OK ||
         (r = pv_json_get_string(o, "rot", true, 16, "device.conf", &kind, NULL, e)) != PV_OK ||
-        (r = pv_json_get_string(o, "tcti", false, PV_ROT_MAX_TCTI, "device.conf", &tcti,
-                                &has_tcti, e)) != PV_OK) {
+        (r = pv_json_get_string(o, "tcti", false, PV_ROT_MAX_TCTI, "device.conf", &tcti, &has_tcti,
+                                e)) != PV_OK) {
         goto wrap;
     }
     if (version != CONFIG_VERSION) {

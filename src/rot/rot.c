@@ -351,8 +351,8 @@ static int log_decode_event(const cbor_item_t *it, pv_rot_event *ev, pv_err *e)
     return PV_OK;
 }
 
-/* Reads the log; *epoch_ok tells whether it belongs to this boot (when not, *events is
- * empty). A missing log is an empty log of this boot. */
+/* Reads the log. A log of another epoch is from an earlier boot and reads as empty, as
+ * does a missing log. */
 static int log_load(pv_rot *rot, const char *epoch, pv_rot_event **events, size_t *n, pv_err *e)
 {
     static const int64_t keys[] = {1, 2, 3};
@@ -469,6 +469,25 @@ static int log_store(pv_rot *rot, const char *epoch, const pv_rot_event *ev, siz
     return r;
 }
 
+/* This boot's log: empty when the epoch changed, and also when the PCR reads zero, which
+ * no extend can produce (a TPM Restart clears the PCRs without a new reset count). */
+static int log_current(pv_rot *rot, char epoch[EPOCH_MAX + 1], pv_rot_event **events, size_t *n,
+                       pv_err *e)
+{
+    static const uint8_t zero[PV_SHA256_LEN];
+    uint8_t pcr[PV_SHA256_LEN];
+    *events = NULL;
+    *n = 0;
+    int r = rot->ops->boot_epoch(rot->b, epoch, e);
+    if (r == PV_OK) {
+        r = rot->ops->pcr_read(rot->b, pcr, e);
+    }
+    if (r != PV_OK || memcmp(pcr, zero, sizeof(zero)) == 0) {
+        return r;
+    }
+    return log_load(rot, epoch, events, n, e);
+}
+
 int pv_rot_extend(pv_rot *rot, const char *type, const uint8_t digest[PV_SHA256_LEN],
                   const void *data, size_t data_len, pv_err *e)
 {
@@ -486,11 +505,7 @@ int pv_rot_extend(pv_rot *rot, const char *type, const uint8_t digest[PV_SHA256_
         return pv_err_set(e, PV_ERR_TOO_LARGE, "event data larger than %d bytes",
                           PV_ROT_MAX_EVENT_DATA);
     }
-    int r = rot->ops->boot_epoch(rot->b, epoch, e);
-    if (r != PV_OK) {
-        return r;
-    }
-    r = log_load(rot, epoch, &ev, &n, e);
+    int r = log_current(rot, epoch, &ev, &n, e);
     if (r != PV_OK) {
         return r;
     }
@@ -538,13 +553,7 @@ int pv_rot_read_measurement(pv_rot *rot, uint8_t out[PV_SHA256_LEN], pv_err *e)
 int pv_rot_event_log(pv_rot *rot, pv_rot_event **events, size_t *n, pv_err *e)
 {
     char epoch[EPOCH_MAX + 1];
-    *events = NULL;
-    *n = 0;
-    int r = rot->ops->boot_epoch(rot->b, epoch, e);
-    if (r != PV_OK) {
-        return r;
-    }
-    return log_load(rot, epoch, events, n, e);
+    return log_current(rot, epoch, events, n, e);
 }
 
 /* ---- counters ---- */

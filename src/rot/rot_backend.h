@@ -38,8 +38,9 @@ typedef struct rot_backend_ops {
     int (*boot_epoch)(rot_backend *b, char out[65], pv_err *e);
 
     int (*counter_read)(rot_backend *b, unsigned id, uint64_t *value, pv_err *e);
-    /* to > current (rot.c has checked); must be atomic: afterwards the counter reads
-     * either the old value or `to`, never anything else. */
+    /* to > current (rot.c has checked). Never below the old value afterwards, even when
+     * cut short: a TPM NV counter moves one step per write, so an interrupted advance can
+     * stop in between, and repeating the call finishes it. */
     int (*counter_advance)(rot_backend *b, unsigned id, uint64_t to, pv_err *e);
 
     int (*fuse_trust_anchor)(rot_backend *b, const uint8_t hash[PV_SHA256_LEN], pv_err *e);

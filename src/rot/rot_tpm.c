@@ -957,8 +957,9 @@ static int tpm_boot_epoch(rot_backend *b, char out[65], pv_err *e)
     if (rc != TSS2_RC_SUCCESS) {
         return tpm_fail(e, rc, "reading the TPM clock");
     }
-    snprintf(out, 65, "tpm-%u-%u", (unsigned)t->clockInfo.resetCount,
-             (unsigned)t->clockInfo.restartCount);
+    /* resetCount only: a suspend and resume bumps restartCount but keeps the PCRs. A TPM
+     * Restart (which clears them without a reset) is caught by rot.c's zero-PCR rule. */
+    snprintf(out, 65, "tpm-%u", (unsigned)t->clockInfo.resetCount);
     Esys_Free(t);
     return PV_OK;
 }
