@@ -31,6 +31,7 @@ typedef struct pv_afile {
     char *path;     /* final path */
     char *tmp_path; /* temporary path in the same directory */
     bool overwrite; /* false: commit never replaces a file, even one created meanwhile */
+    bool no_sync;   /* true: commit renames without fsync (see pv_fs_replace_boot_data) */
 } pv_afile;
 
 /* Creates the temporary file with the given mode. When overwrite is false and path
@@ -46,6 +47,13 @@ void pv_afile_abort(pv_afile *f);
 /* Writes data atomically to path with mode (see pv_afile_open for overwrite). */
 int pv_fs_write_file(const char *path, const void *data, size_t len, mode_t mode, bool overwrite,
                      pv_err *e);
+
+/* Replaces path atomically (readers see the old or the new contents, never a mix) but
+ * without fsync: for data that means nothing after a reboot, such as this boot's event
+ * log, where a power cut may lose the file but a reader never sees a partial one.
+ * Avoids a flash write and two cache flushes per update. */
+int pv_fs_replace_boot_data(const char *path, const void *data, size_t len, mode_t mode,
+                            pv_err *e);
 
 /* Removes a directory tree without following symbolic links. Missing is not an error. */
 int pv_fs_remove_tree(const char *path, pv_err *e);

@@ -182,7 +182,7 @@ int pv_afile_open(pv_afile *f, const char *path, mode_t mode, bool overwrite, pv
 int pv_afile_commit(pv_afile *f, pv_err *e)
 {
     int r = PV_ERR_INTERNAL;
-    if (fsync(f->fd) != 0) {
+    if (!f->no_sync && fsync(f->fd) != 0) {
         r = pv_err_sys(e, PV_ERR_IO, errno, "%s: fsync", f->path);
         goto out;
     }
@@ -213,7 +213,7 @@ int pv_afile_commit(pv_afile *f, pv_err *e)
     }
     free(f->tmp_path);
     f->tmp_path = NULL;
-    r = pv_fs_sync_parent(f->path, e);
+    r = f->no_sync ? PV_OK : pv_fs_sync_parent(f->path, e);
 out:
     pv_afile_abort(f);
     return r;
@@ -234,20 +234,33 @@ void pv_afile_abort(pv_afile *f)
     f->path = NULL;
 }
 
-int pv_fs_write_file(const char *path, const void *data, size_t len, mode_t mode, bool overwrite,
-                     pv_err *e)
+static int write_file(const char *path, const void *data, size_t len, mode_t mode, bool overwrite,
+                      bool no_sync, pv_err *e)
 {
     pv_afile f;
     int r = pv_afile_open(&f, path, mode, overwrite, e);
     if (r != PV_OK) {
         return r;
     }
+    f.no_sync = no_sync;
     if (pv_fs_write_all(f.fd, data, len) != PV_OK) {
         r = pv_err_sys(e, PV_ERR_IO, errno, "%s: write", path);
         pv_afile_abort(&f);
         return r;
     }
     return pv_afile_commit(&f, e);
+}
+
+int pv_fs_write_file(const char *path, const void *data, size_t len, mode_t mode, bool overwrite,
+                     pv_err *e)
+{
+    return write_file(path, data, len, mode, overwrite, false, e);
+}
+
+int pv_fs_replace_boot_data(const char *path, const void *data, size_t len, mode_t mode,
+                            pv_err *e)
+{
+    return write_file(path, data, len, mode, true, true, e);
 }
 
 static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)

@@ -463,7 +463,9 @@ static int log_store(pv_rot *rot, const char *epoch, const pv_rot_event *ev, siz
     if (r != PV_OK) {
         r = pv_err_set(e, r, "cannot encode the event log");
     } else {
-        r = pv_fs_write_file(rot->log_path, pv_buf_data(out), pv_buf_len(out), 0600, true, e);
+        /* No fsync: the log describes this boot's PCR only; after a power cut the PCR reads
+         * zero and the log starts again whatever survived (log_current). */
+        r = pv_fs_replace_boot_data(rot->log_path, pv_buf_data(out), pv_buf_len(out), 0600, e);
     }
     pv_buf_free(out);
     return r;

@@ -102,6 +102,28 @@ static void test_atomic_write(void **state)
     free(dir);
 }
 
+static void test_replace_boot_data(void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp("fs");
+    char *path = tu_path(dir, "log");
+    pv_err e;
+    size_t len;
+    assert_int_equal(pv_fs_replace_boot_data(path, "first", 5, 0600, &e), PV_OK);
+    assert_int_equal(pv_fs_replace_boot_data(path, "second", 6, 0600, &e), PV_OK);
+    uint8_t *d = tu_read(path, &len);
+    assert_int_equal(len, 6);
+    assert_memory_equal(d, "second", 6);
+    free(d);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    assert_int_equal(tu_count_entries(dir), 1); /* no temporary left */
+    tu_rmtree(dir);
+    free(path);
+    free(dir);
+}
+
 static void test_pread_and_remove_tree(void **state)
 {
     (void)state;
@@ -142,6 +164,7 @@ int main(void)
         cmocka_unit_test(test_atomic_write),
         cmocka_unit_test(test_no_overwrite_is_atomic),
         cmocka_unit_test(test_pread_and_remove_tree),
+        cmocka_unit_test(test_replace_boot_data),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
