@@ -577,8 +577,8 @@ static int decode_payload(const envelope *env, const uint8_t kid[PV_KEY_ID_LEN],
     int r = pv_cbor_decode(p, n, &map, e);
     if (r == PV_OK) {
         r = decode_fields(map, out, e);
+        cbor_decref(&map); /* libcbor's decref does not accept NULL */
     }
-    cbor_decref(&map);
     if (r != PV_OK) {
         pv_mfgrec_free(out);
         return pv_err_wrap(e, r, "record");

@@ -12,6 +12,7 @@
 #include <tss2/tss2_mu.h>
 
 #include "pavise/enroll.h"
+#include "pavise/mfgrec.h"
 #include "pavise/platform.h"
 #include "pavise/rot.h"
 
@@ -496,6 +497,61 @@ static void test_sizes(void **state)
     expect_create(f, NULL, in, tr, f->now, PV_ERR_INVALID_ARG, NULL);
 }
 
+/* The service's path: the factory's record of a real TPM device verifies, and its fields
+ * are the enrollment request. */
+static void test_from_manufacturing_record(void **state)
+{
+    fixture *f = *state;
+    device *a = &f->dev[0];
+    pv_key *factory_key = NULL;
+    pv_chain *factory_chain = NULL;
+    pv_trust *factory_ca = NULL;
+    pv_err e = {0};
+    char *dir = tu_path(f->dir, "factory");
+    assert_int_equal(mkdir(dir, 0700), 0);
+    tu_make_chain(dir, f->now - 3600, f->now + YEAR, &factory_key, &factory_chain, &factory_ca);
+
+    pv_mfgrec rec = {.version = PV_MFGREC_VERSION,
+                     .rot_kind = PV_ROT_TPM,
+                     .identity_key = a->identity,
+                     .attestation_key = a->ak,
+                     .ek_cert_der = (uint8_t *)pv_buf_data(a->ek_cert),
+                     .ek_cert_len = pv_buf_len(a->ek_cert),
+                     .ak_tpm_public = (uint8_t *)pv_buf_data(a->ak_public),
+                     .ak_tpm_public_len = pv_buf_len(a->ak_public),
+                     .manufactured_at = f->now};
+    assert_int_equal(pv_rot_device_id(a->rot, rec.device_id, &e), PV_OK);
+    pv_buf *file = pv_buf_new(PV_MFGREC_MAX_SIZE);
+    if (pv_mfgrec_sign(&rec, factory_key, factory_chain, file, &e) != PV_OK) {
+        fail_msg("sign: %s", pv_err_msg(&e));
+    }
+
+    pv_mfgrec v;
+    if (pv_mfgrec_verify(pv_buf_data(file), pv_buf_len(file), factory_ca, f->now, &v, &e) !=
+        PV_OK) {
+        fail_msg("verify: %s", pv_err_msg(&e));
+    }
+    pv_enroll_request req = {.ek_cert_der = v.ek_cert_der,
+                             .ek_cert_len = v.ek_cert_len,
+                             .ak_tpm_public = v.ak_tpm_public,
+                             .ak_tpm_public_len = v.ak_tpm_public_len,
+                             .attestation_key = v.attestation_key};
+    pv_enroll_challenge *c = challenge_ok(f, &req, a);
+    pv_buf *answer = pv_buf_new(64);
+    assert_int_equal(activate(a, c, answer, &e), PV_OK);
+    assert_int_equal(pv_enroll_challenge_check(c, pv_buf_data(answer), pv_buf_len(answer), &e),
+                     PV_OK);
+
+    pv_buf_free(answer);
+    pv_enroll_challenge_free(c);
+    pv_mfgrec_free(&v);
+    pv_buf_free(file);
+    pv_key_free(factory_key);
+    pv_chain_free(factory_chain);
+    pv_trust_free(factory_ca);
+    free(dir);
+}
+
 /* The software backend has no TPM to prove anything with. */
 static void test_software_backend(void **state)
 {
@@ -529,6 +585,7 @@ int main(void)
         cmocka_unit_test(test_ak_not_declared_key),
         cmocka_unit_test(test_wrong_answer),
         cmocka_unit_test(test_sizes),
+        cmocka_unit_test(test_from_manufacturing_record),
         cmocka_unit_test(test_software_backend),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
