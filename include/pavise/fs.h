@@ -52,8 +52,7 @@ int pv_fs_write_file(const char *path, const void *data, size_t len, mode_t mode
  * without fsync: for data that means nothing after a reboot, such as this boot's event
  * log, where a power cut may lose the file but a reader never sees a partial one.
  * Avoids a flash write and two cache flushes per update. */
-int pv_fs_replace_boot_data(const char *path, const void *data, size_t len, mode_t mode,
-                            pv_err *e);
+int pv_fs_replace_boot_data(const char *path, const void *data, size_t len, mode_t mode, pv_err *e);
 
 /* Removes a directory tree without following symbolic links. Missing is not an error. */
 int pv_fs_remove_tree(const char *path, pv_err *e);

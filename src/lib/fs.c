@@ -257,8 +257,7 @@ int pv_fs_write_file(const char *path, const void *data, size_t len, mode_t mode
     return write_file(path, data, len, mode, overwrite, false, e);
 }
 
-int pv_fs_replace_boot_data(const char *path, const void *data, size_t len, mode_t mode,
-                            pv_err *e)
+int pv_fs_replace_boot_data(const char *path, const void *data, size_t len, mode_t mode, pv_err *e)
 {
     return write_file(path, data, len, mode, true, true, e);
 }

@@ -351,13 +351,10 @@ static int log_decode_event(const cbor_item_t *it, pv_rot_event *ev, pv_err *e)
     return PV_OK;
 }
 
-/* Reads the log. A log of another epoch is from an earlier boot and reads as empty, as
- * does a missing log. */
-static int log_load(pv_rot *rot, const char *epoch, pv_rot_event **events, size_t *n, pv_err *e)
+int rot_eventlog_decode(const uint8_t *data, size_t len, const char *epoch, pv_rot_event **events,
+                        size_t *n, pv_err *e)
 {
     static const int64_t keys[] = {1, 2, 3};
-    uint8_t *data = NULL;
-    size_t len = 0;
     cbor_item_t *root = NULL;
     pv_rot_event *ev = NULL;
     size_t count = 0;
@@ -365,21 +362,17 @@ static int log_load(pv_rot *rot, const char *epoch, pv_rot_event **events, size_
     uint64_t version = 0;
     *events = NULL;
     *n = 0;
-    int r = pv_fs_read_file(rot->log_path, EVENTLOG_MAX_FILE, &data, &len, e);
-    if (r == PV_ERR_NOT_FOUND) {
-        return PV_OK;
+    if (len > EVENTLOG_MAX_FILE) {
+        return pv_err_set(e, PV_ERR_TOO_LARGE, "larger than %d bytes", EVENTLOG_MAX_FILE);
     }
+    int r = pv_cbor_decode(data, len, &root, e);
     if (r != PV_OK) {
-        return pv_err_wrap(e, r, "event log %s", rot->log_path);
-    }
-    r = pv_cbor_decode(data, len, &root, e);
-    if (r != PV_OK) {
-        goto fail;
+        goto out;
     }
     r = PV_ERR_FORMAT;
     if (!cbor_isa_map(root)) {
         pv_err_set(e, r, "not a map");
-        goto fail;
+        goto out;
     }
     r = pv_cbor_map_check_keys(root, keys, 3, e);
     if (r == PV_OK) {
@@ -392,7 +385,7 @@ static int log_load(pv_rot *rot, const char *epoch, pv_rot_event **events, size_
         r = pv_cbor_get_text(pv_cbor_map_get(root, 2), EPOCH_MAX, &file_epoch, e);
     }
     if (r != PV_OK) {
-        goto fail;
+        goto out;
     }
     if (strcmp(file_epoch, epoch) != 0) {
         r = PV_OK; /* from an earlier boot */
@@ -401,41 +394,56 @@ static int log_load(pv_rot *rot, const char *epoch, pv_rot_event **events, size_
     cbor_item_t *arr = pv_cbor_map_get(root, 3);
     if (arr == NULL || !cbor_isa_array(arr) || !cbor_array_is_definite(arr)) {
         r = pv_err_set(e, PV_ERR_FORMAT, "no event array");
-        goto fail;
+        goto out;
     }
     size_t total = cbor_array_size(arr);
     if (total > PV_ROT_MAX_EVENTS) {
         r = pv_err_set(e, PV_ERR_TOO_LARGE, "more than %d events", PV_ROT_MAX_EVENTS);
-        goto fail;
+        goto out;
     }
     ev = calloc(total + 1, sizeof(*ev));
     if (ev == NULL) {
         r = pv_err_set(e, PV_ERR_NOMEM, "out of memory");
-        goto fail;
+        goto out;
     }
     for (count = 0; count < total; count++) {
         r = log_decode_event(cbor_array_handle(arr)[count], &ev[count], e);
         if (r != PV_OK) {
             count++; /* free what this entry may hold */
             pv_err_wrap(e, r, "event %zu", count - 1);
-            goto fail;
+            goto out;
         }
     }
     *events = ev;
     *n = count;
     ev = NULL;
     r = PV_OK;
-    goto out;
-fail:
-    pv_err_wrap(e, r, "event log %s", rot->log_path);
 out:
     pv_rot_events_free(ev, count);
     free(file_epoch);
     if (root != NULL) {
         cbor_decref(&root);
     }
-    free(data);
     return r;
+}
+
+/* Reads the log. A log of another epoch is from an earlier boot and reads as empty, as
+ * does a missing log. */
+static int log_load(pv_rot *rot, const char *epoch, pv_rot_event **events, size_t *n, pv_err *e)
+{
+    uint8_t *data = NULL;
+    size_t len = 0;
+    *events = NULL;
+    *n = 0;
+    int r = pv_fs_read_file(rot->log_path, EVENTLOG_MAX_FILE, &data, &len, e);
+    if (r == PV_ERR_NOT_FOUND) {
+        return PV_OK;
+    }
+    if (r == PV_OK) {
+        r = rot_eventlog_decode(data, len, epoch, events, n, e);
+    }
+    free(data);
+    return r == PV_OK ? r : pv_err_wrap(e, r, "event log %s", rot->log_path);
 }
 
 static int log_store(pv_rot *rot, const char *epoch, const pv_rot_event *ev, size_t n, pv_err *e)

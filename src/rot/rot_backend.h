@@ -59,4 +59,11 @@ extern const rot_backend_ops rot_soft_ops;
 /* Creates state_dir/rot (mode 0700) if missing and returns its path (caller frees). */
 int rot_private_dir(const char *state_dir, char **out, pv_err *e);
 
+/* Decodes an event log file (docs/rot.md §2) of at most 512 KiB: the events of boot
+ * `epoch`, or none when the file is from another epoch. Untrusted input: every field is
+ * checked and bounded. PV_ERR_FORMAT, PV_ERR_TRUNCATED, PV_ERR_TOO_LARGE,
+ * PV_ERR_UNSUPPORTED, PV_ERR_NOMEM. The caller frees with pv_rot_events_free. */
+int rot_eventlog_decode(const uint8_t *data, size_t len, const char *epoch, pv_rot_event **events,
+                        size_t *n, pv_err *e);
+
 #endif
