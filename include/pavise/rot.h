@@ -79,6 +79,11 @@ int pv_rot_provision(const pv_rot_config *cfg, pv_rot **out, pv_err *e);
  * Pavise identity. */
 int pv_rot_open(const pv_rot_config *cfg, pv_rot **out, pv_err *e);
 
+/* Takes back a provisioning that manufacturing could not finish (the identity, keys and
+ * counters are removed), so that it can be retried. Only before a trust anchor is fused:
+ * PV_ERR_LOCKED afterwards. Close rot afterwards; it is no longer usable. */
+int pv_rot_unprovision(pv_rot *rot, pv_err *e);
+
 /* Closes the connection and wipes what it holds. Accepts NULL. */
 void pv_rot_close(pv_rot *rot);
 

@@ -13,11 +13,13 @@
  * runs nothing. --check verifies both slots and reports, without measuring or running.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -39,6 +41,15 @@
 #define BOOT_LOG_MAX  (64 * 1024)
 #define BOOT_CONF_MAX 512
 
+/* The root of trust pavise-boot uses unless its command line says otherwise. It is never
+ * taken from the writable state directory: device.conf only has to agree with it. */
+#ifndef PV_BOOT_ROT
+#define PV_BOOT_ROT "tpm"
+#endif
+#define PV_BOOT_TCTI "device:/dev/tpmrm0"
+
+extern char **environ;
+
 typedef struct boot_opts {
     const char *state;
     const char *rot_kind; /* pinned kind, or NULL */
@@ -51,6 +62,7 @@ typedef struct slot_result {
     char name[2];
     bool ok;
     pv_imgpkg *pkg; /* verified, when ok */
+    int osfd;       /* run/os once extracted (for execveat), else -1 */
     pv_err err;
 } slot_result;
 
@@ -63,8 +75,10 @@ static void usage(FILE *out)
             "root of trust, enforces its anti-rollback counter, measures it and starts it;\n"
             "falls back to the other slot, and never runs an image that does not verify.\n\n"
             "  --state DIR        the device state directory\n"
-            "  --rot KIND         pin the root-of-trust kind (refuse a device.conf that differs)\n"
-            "  --tcti TCTI        TPM connection (default: device.conf, $PAVISE_TCTI)\n"
+            "  --rot KIND         the root of trust: tpm (default) or software; device.conf\n"
+            "                     must agree, it cannot choose\n"
+            "  --tcti TCTI        TPM connection (default: " PV_BOOT_TCTI "); never taken\n"
+            "                     from the state directory or the environment\n"
             "  --check            verify both slots and report; measure and run nothing\n"
             "  --output FORMAT    table (default) or json, for --check\n"
             "Exit codes: 0 ok (or, with --check, a slot is bootable), 1 nothing bootable or\n"
@@ -142,10 +156,28 @@ out:
     return r;
 }
 
-/* Extracts the verified image into run/os (replacing the previous boot's copy). */
+/* mkdir that accepts an existing directory but never a symlink or another file, so a
+ * link planted in the state directory cannot send removals or writes elsewhere. */
+static int ensure_dir(const char *path, mode_t mode, pv_err *e)
+{
+    struct stat st;
+    if (mkdir(path, mode) != 0 && errno != EEXIST) {
+        return pv_err_sys(e, PV_ERR_IO, errno, "cannot create %s", path);
+    }
+    if (lstat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        return pv_err_set(e, PV_ERR_UNSAFE, "%s is not a directory", path);
+    }
+    return PV_OK;
+}
+
+/* Extracts the verified image into run/os (replacing the previous boot's copy), holds the
+ * tree open and checks its entry point is an executable regular file in it, so that the
+ * exec goes through the same directory and a bad entry point falls back to the other slot. */
 static int extract_slot(const boot_opts *o, slot_result *res)
 {
     pv_err *e = &res->err;
+    const pv_manifest *m = pv_imgpkg_manifest(res->pkg);
+    struct stat st;
     int r = PV_ERR_NOMEM;
     char *run = pv_devstate_path(o->state, "run");
     char *dest = pv_devstate_path(o->state, PV_DEVSTATE_RUN_OS);
@@ -153,8 +185,7 @@ static int extract_slot(const boot_opts *o, slot_result *res)
         pv_err_set(e, r, "out of memory");
         goto out;
     }
-    if (mkdir(run, 0700) != 0 && errno != EEXIST) {
-        r = pv_err_sys(e, PV_ERR_IO, errno, "cannot create %s", run);
+    if ((r = ensure_dir(run, 0700, e)) != PV_OK) {
         goto out;
     }
     if ((r = pv_fs_remove_tree(dest, e)) != PV_OK && r != PV_ERR_NOT_FOUND) {
@@ -163,10 +194,29 @@ static int extract_slot(const boot_opts *o, slot_result *res)
     r = pv_imgpkg_extract(res->pkg, dest, e);
     if (r != PV_OK) {
         pv_err_wrap(e, r, "slot %s: extracting", res->name);
+        goto out;
     }
+    /* Not O_CLOEXEC: the kernel hands a script's interpreter /dev/fd/N/<entry>. */
+    res->osfd = open(dest, O_PATH | O_DIRECTORY | O_NOFOLLOW);
+    if (res->osfd < 0) {
+        r = pv_err_sys(e, PV_ERR_IO, errno, "cannot open %s", dest);
+        goto out;
+    }
+    if (fstatat(res->osfd, m->entry_point + 1, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+        !S_ISREG(st.st_mode) || (st.st_mode & 0111) == 0) {
+        r = pv_err_set(e, PV_ERR_FORMAT,
+                       "slot %s: the entry point %s is not an executable file in the image",
+                       res->name, m->entry_point);
+        goto out;
+    }
+    r = PV_OK;
 out:
     if (r != PV_OK) {
         res->ok = false;
+        if (res->osfd >= 0) {
+            close(res->osfd);
+            res->osfd = -1;
+        }
     }
     free(run);
     free(dest);
@@ -253,7 +303,8 @@ static void record(const boot_opts *o, slot_result *res, size_t n, const slot_re
     json_object_set_new(doc, "bootedSlot",
                         booted != NULL ? json_string(booted->name) : json_null());
     text = json_dumps(doc, JSON_INDENT(2) | JSON_SORT_KEYS);
-    if (text == NULL || (mkdir(bootdir, 0755) != 0 && errno != EEXIST)) {
+    if (text == NULL || ensure_dir(bootdir, 0755, &e) != PV_OK) {
+        pv_warn("cannot record the boot: %s", text == NULL ? "out of memory" : pv_err_msg(&e));
         goto out;
     }
     if (pv_fs_write_file(path, text, strlen(text), 0644, true, &e) != PV_OK) {
@@ -291,7 +342,9 @@ static int exec_entry(const boot_opts *o, const slot_result *res, pv_err *e)
     }
     pv_info("slot %s: starting %s", res->name, m->entry_point);
     fflush(NULL);
-    execv(entry, argv);
+    /* Through the directory extracted and checked in this boot, not a path that could
+     * have been swapped since. */
+    syscall(SYS_execveat, res->osfd, m->entry_point + 1, argv, environ, AT_SYMLINK_NOFOLLOW);
     r = pv_err_sys(e, PV_ERR_IO, errno, "cannot start %s", entry);
 out:
     free(argv);
@@ -328,6 +381,38 @@ static int print_check(const boot_opts *o, slot_result *res, size_t n)
     return PV_OK;
 }
 
+/* Opens the root of trust the command line names (kind and TCTI); device.conf has to
+ * agree on the kind but chooses nothing, so a writable state directory can neither
+ * downgrade the device to the software backend nor point it at a TPM of its own. */
+static int open_rot(const boot_opts *o, pv_rot **out, pv_err *e)
+{
+    pv_devstate st;
+    pv_rot_kind pinned;
+    const char *kind = o->rot_kind != NULL ? o->rot_kind : PV_BOOT_ROT;
+    if (pv_rot_kind_parse(kind, &pinned) != PV_OK) {
+        return pv_err_set(e, PV_ERR_INVALID_ARG, "unknown root-of-trust kind '%s'", kind);
+    }
+    if (pinned != PV_ROT_TPM && o->tcti != NULL) {
+        return pv_err_set(e, PV_ERR_INVALID_ARG, "--tcti is for the tpm root of trust");
+    }
+    int r = pv_devstate_load(o->state, &st, e);
+    if (r != PV_OK) {
+        return r;
+    }
+    if (st.kind != pinned) {
+        return pv_err_set(e, PV_ERR_INVALID_ARG,
+                          "the device says it has a %s root of trust; this boot expects %s",
+                          pv_rot_kind_name(st.kind), pv_rot_kind_name(pinned));
+    }
+    pv_rot_config cfg = {
+        .kind = pinned,
+        .state_dir = o->state,
+        .tcti = pinned == PV_ROT_TPM ? (o->tcti != NULL ? o->tcti : PV_BOOT_TCTI) : NULL,
+    };
+    r = pv_rot_open(&cfg, out, e);
+    return r == PV_OK ? r : pv_err_wrap(e, r, "%s root of trust", pv_rot_kind_name(pinned));
+}
+
 static int boot(const boot_opts *o)
 {
     pv_err e;
@@ -337,10 +422,11 @@ static int boot(const boot_opts *o)
     uint64_t floor = 0;
     slot_result res[2];
     memset(res, 0, sizeof(res));
+    res[0].osfd = res[1].osfd = -1;
     slot_result *booted = NULL;
     int rc = EXIT_NO_BOOT;
 
-    int r = pv_devstate_open_rot(o->state, o->rot_kind, o->tcti, &rot, &e);
+    int r = open_rot(o, &rot, &e);
     if (r == PV_OK) {
         r = pv_devstate_update_root(o->state, rot, &trust, &e);
     }
@@ -394,10 +480,16 @@ static int boot(const boot_opts *o)
     pv_rot_close(rot);
     rot = NULL;
     r = exec_entry(o, booted, &e);
+    booted->ok = false;
+    pv_err_set(&booted->err, r, "%s", pv_err_msg(&e));
+    record(o, res, 2, NULL);
     pv_error("cannot boot: %s", pv_err_msg(&e));
 out:
     for (size_t i = 0; i < 2; i++) {
         pv_imgpkg_free(res[i].pkg);
+        if (res[i].osfd >= 0) {
+            close(res[i].osfd);
+        }
     }
     pv_trust_free(trust);
     pv_rot_close(rot);

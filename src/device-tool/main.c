@@ -127,32 +127,59 @@ static int build_record(pv_rot *rot, const uint8_t anchor[PV_SHA256_LEN], pv_mfg
     return r;
 }
 
-static int write_record(const char *state, pv_rot *rot, const uint8_t anchor[PV_SHA256_LEN],
-                        const pv_key *fkey, const pv_chain *fchain, char **path_out, pv_err *e)
+/* The manufacturing record, built and signed in memory (nothing is written yet). */
+static int sign_record(pv_rot *rot, const uint8_t anchor[PV_SHA256_LEN], const pv_key *fkey,
+                       const pv_chain *fchain, pv_buf *out, pv_err *e)
 {
     pv_mfgrec rec;
     memset(&rec, 0, sizeof(rec));
-    pv_buf *out = pv_buf_new(PV_MFGREC_MAX_SIZE);
-    char *path = pv_devstate_path(state, PV_DEVSTATE_MFG_RECORD);
-    int r = PV_ERR_NOMEM;
-    if (out == NULL || path == NULL) {
-        pv_err_set(e, r, "out of memory");
-        goto out;
+    int r = build_record(rot, anchor, &rec, e);
+    if (r == PV_OK) {
+        r = pv_mfgrec_sign(&rec, fkey, fchain, out, e);
     }
-    if ((r = build_record(rot, anchor, &rec, e)) != PV_OK ||
-        (r = pv_mfgrec_sign(&rec, fkey, fchain, out, e)) != PV_OK) {
-        pv_err_wrap(e, r, "manufacturing record");
-        goto out;
-    }
-    if ((r = pv_fs_write_file(path, pv_buf_data(out), pv_buf_len(out), 0644, false, e)) != PV_OK) {
-        pv_err_wrap(e, r, "%s", path);
-        goto out;
-    }
-    *path_out = path;
-    path = NULL;
-out:
     pv_mfgrec_free(&rec);
-    pv_buf_free(out);
+    return r == PV_OK ? r : pv_err_wrap(e, r, "manufacturing record");
+}
+
+/* Nothing of a device may be in the state directory yet. */
+static int check_fresh(const char *state, pv_err *e)
+{
+    static const char *const files[] = {PV_DEVSTATE_CONFIG, PV_DEVSTATE_UPDATE_ROOT,
+                                        PV_DEVSTATE_MFG_RECORD};
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        char *path = pv_devstate_path(state, files[i]);
+        if (path == NULL) {
+            return pv_err_set(e, PV_ERR_NOMEM, "out of memory");
+        }
+        struct stat st;
+        bool exists = lstat(path, &st) == 0 || errno != ENOENT;
+        free(path);
+        if (exists) {
+            return pv_err_set(e, PV_ERR_EXISTS, "%s already holds a manufactured device (%s)",
+                              state, files[i]);
+        }
+    }
+    return PV_OK;
+}
+
+static int write_outputs(const char *state, const pv_chain *root, const pv_buf *record,
+                         const pv_devstate *st, pv_err *e)
+{
+    char *path = pv_devstate_path(state, PV_DEVSTATE_MFG_RECORD);
+    if (path == NULL) {
+        return pv_err_set(e, PV_ERR_NOMEM, "out of memory");
+    }
+    int r = save_update_root(state, root, e);
+    if (r == PV_OK) {
+        r = pv_fs_write_file(path, pv_buf_data(record), pv_buf_len(record), 0644, false, e);
+        if (r != PV_OK) {
+            pv_err_wrap(e, r, "%s", path);
+        }
+    }
+    /* Last: device.conf marks the device as manufactured. */
+    if (r == PV_OK) {
+        r = pv_devstate_save(state, st, e);
+    }
     free(path);
     return r;
 }
@@ -168,9 +195,9 @@ static int manufacture(const cli_cmd *cmd, const cli_args *args, pv_err *e)
     pv_chain *root = NULL, *fchain = NULL;
     pv_key *fkey = NULL;
     pv_rot *rot = NULL;
-    char *record_path = NULL;
+    pv_buf *record = NULL;
+    bool fused = false;
     int r = PV_ERR_INTERNAL;
-    pv_err probe;
 
     if (pv_rot_kind_parse(cli_get(cmd, args, "rot"), &st.kind) != PV_OK) {
         return pv_err_set(e, PV_ERR_USAGE, "--rot is tpm or software");
@@ -184,11 +211,13 @@ static int manufacture(const cli_cmd *cmd, const cli_args *args, pv_err *e)
     if (tcti != NULL) {
         memcpy(st.tcti, tcti, strlen(tcti) + 1);
     }
-    if (pv_devstate_load(state, &(pv_devstate){0}, &probe) != PV_ERR_NOT_FOUND) {
-        return pv_err_set(e, PV_ERR_EXISTS, "%s already holds a manufactured device", state);
-    }
-    if ((r = load_update_root(cli_get(cmd, args, "trust-anchor"), &root, anchor, e)) != PV_OK ||
+    if ((r = check_fresh(state, e)) != PV_OK ||
+        (r = load_update_root(cli_get(cmd, args, "trust-anchor"), &root, anchor, e)) != PV_OK ||
         (r = load_factory(cmd, args, &fkey, &fchain, e)) != PV_OK) {
+        goto out;
+    }
+    if ((record = pv_buf_new(PV_MFGREC_MAX_SIZE)) == NULL) {
+        r = pv_err_set(e, PV_ERR_NOMEM, "out of memory");
         goto out;
     }
     pv_rot_config cfg = {.kind = st.kind, .state_dir = state, .tcti = tcti};
@@ -197,23 +226,26 @@ static int manufacture(const cli_cmd *cmd, const cli_args *args, pv_err *e)
                     pv_rot_kind_name(st.kind));
         goto out;
     }
+    /* Everything that can fail for a reason of this device (no EK certificate, say) comes
+     * before the fuse, so that the identity can still be taken back and the run retried. */
+    if ((r = sign_record(rot, anchor, fkey, fchain, record, e)) != PV_OK ||
+        (r = pv_rot_device_id(rot, device_id, e)) != PV_OK) {
+        goto out;
+    }
     if ((r = pv_rot_fuse_trust_anchor(rot, anchor, e)) != PV_OK) {
         pv_err_wrap(e, r, "fusing the trust anchor");
         goto out;
     }
-    if ((r = save_update_root(state, root, e)) != PV_OK ||
-        (r = write_record(state, rot, anchor, fkey, fchain, &record_path, e)) != PV_OK ||
-        (r = pv_rot_device_id(rot, device_id, e)) != PV_OK) {
-        goto out;
-    }
-    /* Last: device.conf marks the device as manufactured. */
-    if ((r = pv_devstate_save(state, &st, e)) != PV_OK) {
+    fused = true;
+    if ((r = write_outputs(state, root, record, &st, e)) != PV_OK) {
         goto out;
     }
     pv_hex_encode(anchor, sizeof(anchor), anchor_hex, sizeof(anchor_hex));
+    char *record_path = pv_devstate_path(state, PV_DEVSTATE_MFG_RECORD);
     json_t *o =
-        json_pack("{s:s, s:s, s:s, s:s}", "deviceId", device_id, "rot", pv_rot_kind_name(st.kind),
+        json_pack("{s:s, s:s, s:s, s:s?}", "deviceId", device_id, "rot", pv_rot_kind_name(st.kind),
                   "trustAnchor", anchor_hex, "manufacturingRecord", record_path);
+    free(record_path);
     static const char *const fields[] = {"deviceId",
                                          "Device ID:",
                                          "rot",
@@ -225,7 +257,13 @@ static int manufacture(const cli_cmd *cmd, const cli_args *args, pv_err *e)
                                          NULL};
     r = cli_print_object(args->json, o, fields);
 out:
-    free(record_path);
+    if (r != PV_OK && rot != NULL && !fused) {
+        pv_err undo;
+        if (pv_rot_unprovision(rot, &undo) != PV_OK) {
+            pv_warn("could not take the new identity back: %s", pv_err_msg(&undo));
+        }
+    }
+    pv_buf_free(record);
     pv_rot_close(rot);
     pv_key_free(fkey);
     pv_chain_free(fchain);

@@ -12,7 +12,10 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <unistd.h>
 
 #include <cbor.h>
@@ -171,6 +174,11 @@ int pv_rot_provision(const pv_rot_config *cfg, pv_rot **out, pv_err *e)
 int pv_rot_open(const pv_rot_config *cfg, pv_rot **out, pv_err *e)
 {
     return rot_start(cfg, false, out, e);
+}
+
+int pv_rot_unprovision(pv_rot *rot, pv_err *e)
+{
+    return rot->ops->unprovision(rot->b, e);
 }
 
 void pv_rot_close(pv_rot *rot)
@@ -498,8 +506,8 @@ static int log_current(pv_rot *rot, char epoch[EPOCH_MAX + 1], pv_rot_event **ev
     return log_load(rot, epoch, events, n, e);
 }
 
-int pv_rot_extend(pv_rot *rot, const char *type, const uint8_t digest[PV_SHA256_LEN],
-                  const void *data, size_t data_len, pv_err *e)
+static int extend_locked(pv_rot *rot, const char *type, const uint8_t digest[PV_SHA256_LEN],
+                         const void *data, size_t data_len, pv_err *e)
 {
     char epoch[EPOCH_MAX + 1];
     pv_rot_event *ev = NULL;
@@ -552,6 +560,31 @@ int pv_rot_extend(pv_rot *rot, const char *type, const uint8_t digest[PV_SHA256_
     }
 out:
     pv_rot_events_free(ev, n);
+    return r;
+}
+
+/* Read log, extend, write log is one step: two processes measuring at once must not
+ * lose an event, so it runs under an exclusive lock on rot/eventlog.lock. */
+int pv_rot_extend(pv_rot *rot, const char *type, const uint8_t digest[PV_SHA256_LEN],
+                  const void *data, size_t data_len, pv_err *e)
+{
+    char *lock_path = NULL;
+    if (asprintf(&lock_path, "%s.lock", rot->log_path) < 0) {
+        return pv_err_set(e, PV_ERR_NOMEM, "out of memory");
+    }
+    int fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    int r;
+    if (fd < 0) {
+        r = pv_err_sys(e, PV_ERR_IO, errno, "%s", lock_path);
+    } else if (flock(fd, LOCK_EX) != 0) {
+        r = pv_err_sys(e, PV_ERR_IO, errno, "%s: lock", lock_path);
+    } else {
+        r = extend_locked(rot, type, digest, data, data_len, e);
+    }
+    if (fd >= 0) {
+        close(fd); /* releases the lock */
+    }
+    free(lock_path);
     return r;
 }
 

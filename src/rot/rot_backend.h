@@ -22,6 +22,9 @@ typedef struct rot_backend_ops {
     /* Open a provisioned root of trust; PV_ERR_NOT_FOUND if not provisioned. */
     int (*open)(const pv_rot_config *cfg, rot_backend **out, pv_err *e);
     void (*close)(rot_backend *b);
+    /* Removes what provision created, only while no trust anchor is fused (PV_ERR_LOCKED
+     * otherwise). b is closed by the caller afterwards. */
+    int (*unprovision)(rot_backend *b, pv_err *e);
 
     int (*identity_key)(rot_backend *b, pv_key **out, pv_err *e);
     int (*attestation_key)(rot_backend *b, pv_key **out, pv_err *e);

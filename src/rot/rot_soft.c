@@ -978,8 +978,27 @@ static int soft_trust_anchor(rot_backend *b, uint8_t hash[PV_SHA256_LEN], pv_err
     return r;
 }
 
+static int soft_unprovision(rot_backend *b, pv_err *e)
+{
+    int r = soft_lock(b, e);
+    if (r != PV_OK) {
+        return r;
+    }
+    if (soft_exists(b, NAME_FUSE)) {
+        r = pv_err_set(e, PV_ERR_LOCKED, "the trust anchor is fused: the identity stays for good");
+    } else if (unlinkat(b->dirfd, NAME_MARKER, 0) != 0 && errno != ENOENT) {
+        /* The marker first: without it, whatever is left is an interrupted provisioning. */
+        r = pv_err_sys(e, PV_ERR_IO, errno, "%s/%s", b->dir, NAME_MARKER);
+    } else {
+        r = remove_files(b, N_PROVISION_FILES, e);
+    }
+    soft_unlock(b);
+    return r;
+}
+
 const rot_backend_ops rot_soft_ops = {
     .kind = PV_ROT_SOFTWARE,
+    .unprovision = soft_unprovision,
     .provision = soft_provision,
     .open = soft_open,
     .close = soft_close,

@@ -1254,8 +1254,22 @@ out:
     return r;
 }
 
+static int tpm_unprovision(rot_backend *b, pv_err *e)
+{
+    uint8_t hash[PV_SHA256_LEN];
+    int r = tpm_trust_anchor(b, hash, e);
+    if (r != PV_ERR_NOT_FOUND) {
+        return r == PV_OK ? pv_err_set(e, PV_ERR_LOCKED,
+                                       "the trust anchor is fused: the identity stays for good")
+                          : r;
+    }
+    provision_undo(b);
+    return PV_OK;
+}
+
 const rot_backend_ops rot_tpm_ops = {
     .kind = PV_ROT_TPM,
+    .unprovision = tpm_unprovision,
     .provision = tpm_provision,
     .open = tpm_open,
     .close = tpm_close,

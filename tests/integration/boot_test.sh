@@ -85,14 +85,14 @@ install_slot() {
 }
 boot_ok() { # SLOT VERSION: boots and the runtime from SLOT ran
     rm -f "$T/ran"
-    expect 0 "$PBOOT" --state "$S"
+    expect 0 "$PBOOT" --state "$S" "${BOOTARGS[@]}"
     if [ -f "$T/ran" ] && [ "$(cat "$T/ran")" = "$1 $2" ]; then ok; else
         bad "expected the runtime of slot $1 ($2) to run; ran: $(cat "$T/ran" 2>/dev/null)"; cat err.txt >&2
     fi
 }
 boot_refused() { # nothing runs, non-zero exit
     rm -f "$T/ran"
-    expect 1 "$PBOOT" --state "$S"
+    expect 1 "$PBOOT" --state "$S" "${BOOTARGS[@]}"
     [ ! -e "$T/ran" ] && ok || bad "a runtime ran although boot was refused"
 }
 
@@ -172,7 +172,7 @@ run_suite() { # KIND MANUFACTURE-ARGS...
 
     # --check verifies and reports, running nothing.
     rm -f "$T/ran"
-    expect 0 "$PBOOT" --state "$S" --check
+    expect 0 "$PBOOT" --state "$S" "${BOOTARGS[@]}" --check
     contains out.txt "slot a: refused"
     contains out.txt "slot b: ok: pavise-os 2.0.0"
     [ ! -e "$T/ran" ] && ok || bad "--check ran the runtime"
@@ -184,6 +184,15 @@ run_suite() { # KIND MANUFACTURE-ARGS...
     contains err.txt "does not match the trust anchor fused"
     cp saved-root.crt "$S/trust/update-root.crt"
 
+    # A symlink planted for run/ sends nothing elsewhere: both slots are refused.
+    mkdir -p "$T/elsewhere/os" && touch "$T/elsewhere/os/keep"
+    rm -rf "$S/run" && ln -s "$T/elsewhere" "$S/run"
+    boot_refused
+    contains "$S/boot/last-boot.json" "is not a directory"
+    [ -e "$T/elsewhere/os/keep" ] && ok || bad "boot removed files through a symlink"
+    rm -f "$S/run"
+    boot_ok b 2.0.0
+
     # Usage.
     expect 2 "$PBOOT"
     expect 2 "$PBOOT" --state "$S" stray
@@ -193,17 +202,29 @@ run_suite() { # KIND MANUFACTURE-ARGS...
 }
 
 # ---- software root of trust ----
+BOOTARGS=(--rot software)
 run_suite software
 S=$T/dev-software
 [ "$(stat -c %a "$S/rot")" = 700 ] && ok || bad "rot dir mode $(stat -c %a "$S/rot")"
-expect 1 "$PBOOT" --state "$S" --rot tpm
-contains err.txt "manufactured with a software root of trust"
+# The boot's own default is the TPM: a device.conf saying "software" cannot choose.
+rm -f "$T/ran"
+expect 1 "$PBOOT" --state "$S"
+contains err.txt "the device says it has a software root of trust; this boot expects tpm"
+[ ! -e "$T/ran" ] && ok || bad "a runtime ran on a downgraded root of trust"
 
 # ---- TPM (swtpm) ----
 TCTI=$("$SRC/scripts/swtpm-start" "$T/tpm") || { bad "swtpm did not start"; TCTI=; }
 if [ -n "$TCTI" ]; then
+    BOOTARGS=(--tcti "$TCTI")
     run_suite tpm --tcti "$TCTI"
     S=$T/dev-tpm
+    # pavise-boot takes the TPM connection only from its command line: not from
+    # device.conf (which records the swtpm here), not from the environment.
+    rm -f "$T/ran"
+    PAVISE_TCTI=$TCTI expect 1 "$PBOOT" --state "$S"
+    [ ! -e "$T/ran" ] && ok || bad "pavise-boot used a TCTI from device.conf or the environment"
+    expect 1 "$PBOOT" --state "$S" --rot software
+    contains err.txt "the device says it has a tpm root of trust; this boot expects software"
     # No private key anywhere in the state directory.
     if grep -rlE 'PRIVATE KEY' "$S" >/dev/null; then bad "a private key is in $S"; else ok; fi
     # Counters survive a TPM restart; the PCR and the log start again.
@@ -218,6 +239,23 @@ if [ -n "$TCTI" ]; then
     # A device manufactured on another TPM cannot use this one's identity.
     TCTI2=$("$SRC/scripts/swtpm-start" "$T/tpm2") || bad "second swtpm did not start"
     expect 1 "$PDEV" show --state "$S" --tcti "$TCTI2"
+    "$SRC/scripts/swtpm-stop" "$T/tpm2"
+
+    # A TPM without an EK certificate: manufacture fails before fusing anything, takes the
+    # identity back, and can be retried (here it fails the same way, not "already holds").
+    mkdir -p "$T/bare"
+    swtpm socket --tpm2 --tpmstate dir="$T/bare" --server type=unixio,path="$T/bare/sock" \
+        --ctrl type=unixio,path="$T/bare/sock.ctrl" --flags startup-clear \
+        --pid file="$T/bare/swtpm.pid" --daemon
+    for _ in $(seq 1 100); do [ -S "$T/bare/sock" ] && break; sleep 0.05; done
+    for attempt in 1 2; do
+        expect 1 "$PDEV" manufacture --state "$T/dev-bare-$attempt" --rot tpm --tcti "swtpm:path=$T/bare/sock" \
+            --trust-anchor root.crt --factory-key factory.key --factory-cert factory.crt
+        contains err.txt "EK certificate"
+        lacks err.txt "already holds"
+        [ ! -e "$T/dev-bare-$attempt/device.conf" ] && ok || bad "device.conf written by a failed manufacture"
+    done
+    "$SRC/scripts/swtpm-stop" "$T/bare"
 fi
 
 echo "boot_test: $pass passed, $failed failed"
