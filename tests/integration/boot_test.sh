@@ -19,20 +19,7 @@ cleanup() {
 trap cleanup EXIT
 cd "$T"
 
-pass=0
-failed=0
-ok() { pass=$((pass + 1)); }
-bad() { failed=$((failed + 1)); echo "FAIL: $*" >&2; }
-expect() {
-    local want=$1; shift
-    "$@" >out.txt 2>err.txt
-    local got=$?
-    if [ "$got" -eq "$want" ]; then ok; else
-        bad "exit $got (wanted $want): $*"; sed 's/^/  stdout: /' out.txt >&2; sed 's/^/  stderr: /' err.txt >&2
-    fi
-}
-contains() { if grep -qF -- "$2" "$1"; then ok; else bad "'$2' not in $1: $(head -c 600 "$1")"; fi; }
-lacks() { if grep -qF -- "$2" "$1"; then bad "'$2' unexpectedly in $1"; else ok; fi; }
+. "$(dirname "$0")/testlib.sh"
 json() { python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(eval("d" + sys.argv[2]))' "$1" "$2"; }
 
 # ---- keys: the update root signs OS images; the factory signs manufacturing records ----

@@ -12,23 +12,7 @@ T=$(mktemp -d "$TMPBASE/cli-XXXXXX")
 trap 'rm -rf "$T"' EXIT
 cd "$T"
 
-pass=0
-failed=0
-ok() { pass=$((pass + 1)); }
-bad() { failed=$((failed + 1)); echo "FAIL: $*" >&2; }
-
-# expect CODE CMD...: runs CMD, keeps stdout in out.txt and stderr in err.txt.
-expect() {
-    local want=$1; shift
-    "$@" >out.txt 2>err.txt
-    local got=$?
-    if [ "$got" -eq "$want" ]; then ok; else
-        bad "exit $got (wanted $want): $*"; sed 's/^/  stdout: /' out.txt >&2; sed 's/^/  stderr: /' err.txt >&2
-    fi
-}
-contains() { # FILE TEXT
-    if grep -qF -- "$2" "$1"; then ok; else bad "'$2' not in $1: $(head -c 400 "$1")"; fi
-}
+. "$(dirname "$0")/testlib.sh"
 golden() { # NAME FILE: compare FILE (with the temp dir replaced by @T@) to golden/NAME.exp
     sed "s#$T#@T@#g" "$2" >"$2.norm"
     if [ "${PV_UPDATE_GOLDEN:-0}" = 1 ]; then cp "$2.norm" "$GOLDEN/$1.exp"; ok; return; fi
