@@ -20,6 +20,7 @@
 
 #include "pavise/buf.h"
 #include "pavise/err.h"
+#include "pavise/x509.h"
 
 #define PV_CBOR_MAX_DEPTH 16
 
@@ -42,6 +43,10 @@ void pv_cbor_put_map(pv_cbor_enc *enc, size_t npairs);
 void pv_cbor_put_tag(pv_cbor_enc *enc, uint64_t tag);
 void pv_cbor_put_bool(pv_cbor_enc *enc, bool v);
 void pv_cbor_put_null(pv_cbor_enc *enc);
+/* A certificate chain as a CBOR array of DER byte strings, leaf first (the form image
+ * packages and manufacturing records carry). */
+void pv_cbor_put_chain(pv_cbor_enc *enc, const pv_chain *chain);
+
 /* PV_OK or the first error (PV_ERR_TOO_LARGE, PV_ERR_NOMEM, PV_ERR_INVALID_ARG for a
  * NULL buffer or pointer, or text that is not valid UTF-8). */
 int pv_cbor_enc_result(const pv_cbor_enc *enc);
@@ -80,5 +85,9 @@ int pv_cbor_get_bytes(const cbor_item_t *it, const uint8_t **p, size_t *n, pv_er
 /* A new NUL-terminated copy of a definite text string of at most max bytes, valid
  * UTF-8, with no NUL inside. Free with free(). PV_ERR_TOO_LARGE, PV_ERR_FORMAT. */
 int pv_cbor_get_text(const cbor_item_t *it, size_t max, char **out, pv_err *e);
+
+/* Decodes a CBOR array of 1 to PV_CHAIN_MAX_CERTS DER certificates into a new chain
+ * (caller frees). PV_ERR_FORMAT (naming the certificate), PV_ERR_NOMEM. */
+int pv_cbor_get_chain(const cbor_item_t *it, pv_chain **out, pv_err *e);
 
 #endif

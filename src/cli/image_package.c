@@ -348,16 +348,19 @@ static int extract(const cli_cmd *cmd, const cli_args *args, pv_err *e)
     return r;
 }
 
+/* The options sign_and_pack reads, shared by both pack commands. */
+#define SIGNING_OPTS                                                                               \
+    {"key", "FILE", true, "the signing private key (PEM)"},                                        \
+        {"cert", "FILE", true, "the signing certificate, optionally followed by intermediates"},   \
+        {"chain", "FILE", false, "more intermediate certificates (PEM)"},                          \
+        {"destination", "FILE", true, "the image package to write"},                               \
+        {"image-id", "UUID", false, "image ID to use (default: a new random one)"},                \
+        {"force", NULL, false, "replace the destination if it exists"},
+
 static const cli_opt pack_opts[] = {
     {"manifest", "FILE", true, "the app manifest (app_manifest.json)"},
     {"package-directory", "DIR", true, "the app's files; the entry point is relative to it"},
-    {"key", "FILE", true, "the signing private key (PEM)"},
-    {"cert", "FILE", true, "the signing certificate, optionally followed by intermediates"},
-    {"chain", "FILE", false, "more intermediate certificates (PEM)"},
-    {"destination", "FILE", true, "the image package to write"},
-    {"image-id", "UUID", false, "image ID to use (default: a new random one)"},
-    {"force", NULL, false, "replace the destination if it exists"},
-    {NULL, NULL, false, NULL},
+    SIGNING_OPTS{NULL, NULL, false, NULL},
 };
 
 static const cli_opt pack_os_opts[] = {
@@ -367,13 +370,7 @@ static const cli_opt pack_os_opts[] = {
     {"name", "NAME", true, "the OS image's name"},
     {"version", "VERSION", true, "the human version, e.g. 1.4.0"},
     {"security-counter", "N", true, "anti-rollback counter: devices refuse images below theirs"},
-    {"key", "FILE", true, "the signing private key (PEM)"},
-    {"cert", "FILE", true, "the signing certificate, optionally followed by intermediates"},
-    {"chain", "FILE", false, "more intermediate certificates (PEM)"},
-    {"destination", "FILE", true, "the image package to write"},
-    {"image-id", "UUID", false, "image ID to use (default: a new random one)"},
-    {"force", NULL, false, "replace the destination if it exists"},
-    {NULL, NULL, false, NULL},
+    SIGNING_OPTS{NULL, NULL, false, NULL},
 };
 
 static const cli_opt show_opts[] = {

@@ -163,32 +163,8 @@ static int parse_chain(pv_imgpkg *pkg, const uint8_t *p, size_t n, pv_err *e)
     if (r != PV_OK) {
         return r;
     }
-    if (!cbor_isa_array(root) || cbor_array_size(root) == 0 ||
-        cbor_array_size(root) > PV_CHAIN_MAX_CERTS) {
-        r = pv_err_set(e, PV_ERR_FORMAT, "expected an array of 1 to %d certificates",
-                       PV_CHAIN_MAX_CERTS);
+    if ((r = pv_cbor_get_chain(root, &pkg->chain, e)) != PV_OK) {
         goto out;
-    }
-    pkg->chain = pv_chain_new();
-    if (pkg->chain == NULL) {
-        r = pv_err_set(e, PV_ERR_NOMEM, "out of memory");
-        goto out;
-    }
-    for (size_t i = 0; i < cbor_array_size(root); i++) {
-        const uint8_t *der;
-        size_t der_len;
-        pv_cert *cert = NULL;
-        if ((r = pv_cbor_get_bytes(cbor_array_handle(root)[i], &der, &der_len, e)) != PV_OK ||
-            (r = pv_cert_from_der(der, der_len, &cert, e)) != PV_OK) {
-            pv_err_wrap(e, r, "certificate %zu", i);
-            goto out;
-        }
-        r = pv_chain_add(pkg->chain, cert);
-        pv_cert_free(cert);
-        if (r != PV_OK) {
-            r = pv_err_set(e, r, "certificate %zu: %s", i, pv_strerror(r));
-            goto out;
-        }
     }
     /* The leaf must hold the key the manifest names. */
     pv_key *leaf = NULL;
@@ -590,13 +566,7 @@ static int encode_chain(const pv_chain *chain, pv_buf *out, pv_err *e)
 {
     pv_cbor_enc enc;
     pv_cbor_enc_init(&enc, out);
-    pv_cbor_put_array(&enc, pv_chain_count(chain));
-    for (size_t i = 0; i < pv_chain_count(chain); i++) {
-        const uint8_t *der;
-        size_t len;
-        pv_cert_der(pv_chain_get(chain, i), &der, &len);
-        pv_cbor_put_bytes(&enc, der, len);
-    }
+    pv_cbor_put_chain(&enc, chain);
     int r = pv_cbor_enc_result(&enc);
     return r == PV_OK ? r : pv_err_set(e, r, "certificate chain is too large");
 }

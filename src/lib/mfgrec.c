@@ -184,13 +184,7 @@ static int encode_envelope(const uint8_t *cose, size_t cose_len, const pv_chain 
     pv_cbor_put_array(&enc, ENVELOPE_ITEMS);
     pv_cbor_put_uint(&enc, PV_MFGREC_VERSION);
     pv_cbor_put_bytes(&enc, cose, cose_len);
-    pv_cbor_put_array(&enc, pv_chain_count(chain));
-    for (size_t i = 0; i < pv_chain_count(chain); i++) {
-        const uint8_t *der;
-        size_t len;
-        pv_cert_der(pv_chain_get(chain, i), &der, &len);
-        pv_cbor_put_bytes(&enc, der, len);
-    }
+    pv_cbor_put_chain(&enc, chain);
     int r = pv_cbor_enc_result(&enc);
     return r == PV_OK ? PV_OK : pv_err_set(e, r, "encoding the record file: %s", pv_strerror(r));
 }
@@ -280,39 +274,8 @@ static void envelope_free(envelope *env)
 
 static int parse_chain(const cbor_item_t *arr, pv_chain **out, pv_err *e)
 {
-    int r = PV_ERR_INTERNAL;
-    pv_chain *chain = NULL;
-    if (!cbor_isa_array(arr) || cbor_array_size(arr) == 0 ||
-        cbor_array_size(arr) > PV_CHAIN_MAX_CERTS) {
-        return pv_err_set(e, PV_ERR_FORMAT,
-                          "factory chain: expected an array of 1 to %d certificates",
-                          PV_CHAIN_MAX_CERTS);
-    }
-    if ((chain = pv_chain_new()) == NULL) {
-        return pv_err_set(e, PV_ERR_NOMEM, "out of memory");
-    }
-    for (size_t i = 0; i < cbor_array_size(arr); i++) {
-        const uint8_t *der;
-        size_t len;
-        pv_cert *c = NULL;
-        if ((r = pv_cbor_get_bytes(cbor_array_handle(arr)[i], &der, &len, e)) != PV_OK ||
-            (r = pv_cert_from_der(der, len, &c, e)) != PV_OK) {
-            pv_err_wrap(e, r, "factory chain: certificate %zu", i);
-            goto out;
-        }
-        r = pv_chain_add(chain, c);
-        pv_cert_free(c);
-        if (r != PV_OK) {
-            r = pv_err_set(e, r, "factory chain: certificate %zu: %s", i, pv_strerror(r));
-            goto out;
-        }
-    }
-    *out = chain;
-    chain = NULL;
-    r = PV_OK;
-out:
-    pv_chain_free(chain);
-    return r;
+    int r = pv_cbor_get_chain(arr, out, e);
+    return r == PV_OK ? r : pv_err_wrap(e, r, "factory chain");
 }
 
 /* The COSE kid must be the key ID of the leaf certificate: a record names its signer. */
