@@ -104,7 +104,8 @@ int pv_devstate_load(const char *state_dir, pv_devstate *out, pv_err *e)
     r = PV_OK;
     goto out;
 wrap:
-    pv_err_wrap(e, r, "%s", path);
+    /* A missing field is a malformed file, not a device that was never manufactured. */
+    r = pv_err_wrap(e, r == PV_ERR_NOT_FOUND ? PV_ERR_FORMAT : r, "%s", path);
 out:
     json_decref(o);
     free(path);

@@ -198,6 +198,18 @@ rm -f "$T/ran"
 expect 1 "$PBOOT" --state "$S"
 contains err.txt "the device says it has a software root of trust; this boot expects tpm"
 [ ! -e "$T/ran" ] && ok || bad "a runtime ran on a downgraded root of trust"
+# A damaged device.conf: a clear error, nothing runs, and it is left as it was.
+cp "$S/device.conf" conf.saved
+for bad_conf in 'not json' '{"version":1,"rot":"software","extra":1}' '{"version":1,"rot":"dice"}' \
+    '{"version":2,"rot":"software"}' '{"version":1}' "$(head -c 5000 /dev/zero | tr '\0' ' ')"; do
+    printf '%s' "$bad_conf" >"$S/device.conf"
+    rm -f "$T/ran"
+    expect 1 "$PBOOT" --state "$S" --rot software
+    contains err.txt "device.conf"
+    [ ! -e "$T/ran" ] && ok || bad "a runtime ran with a damaged device.conf"
+    expect 3 "$PDEV" show --state "$S"
+done
+cp conf.saved "$S/device.conf"
 
 # ---- TPM (swtpm) ----
 TCTI=$("$SRC/scripts/swtpm-start" "$T/tpm") || { bad "swtpm did not start"; TCTI=; }
