@@ -267,3 +267,16 @@ int cli_parse_days(const char *s, const char *what, long *days, pv_err *e)
     *days = v;
     return PV_OK;
 }
+
+int cli_parse_uint(const char *s, const char *what, uint64_t max, uint64_t *out, pv_err *e)
+{
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (s[0] < '0' || s[0] > '9' || errno != 0 || *end != '\0' || v > max) {
+        return pv_err_set(e, PV_ERR_USAGE, "%s: '%s' is not a whole number from 0 to %llu", what, s,
+                          (unsigned long long)max);
+    }
+    *out = v;
+    return PV_OK;
+}

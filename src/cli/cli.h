@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include <jansson.h>
@@ -79,5 +80,9 @@ void cli_put_escaped(FILE *out, const char *s);
 
 /* Parses a positive whole number of days (1..36500). */
 int cli_parse_days(const char *s, const char *what, long *days, pv_err *e);
+
+/* Parses a whole decimal number from 0 to max (no sign, no spaces); PV_ERR_USAGE naming
+ * what otherwise. */
+int cli_parse_uint(const char *s, const char *what, uint64_t max, uint64_t *out, pv_err *e);
 
 #endif

@@ -134,19 +134,6 @@ static int pack_application(const cli_cmd *cmd, const cli_args *args, pv_err *e)
     return r;
 }
 
-/* A whole number in [0, 2^63). */
-static int parse_counter(const char *s, const char *what, uint64_t *out, pv_err *e)
-{
-    char *end = NULL;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (s[0] < '0' || s[0] > '9' || errno != 0 || *end != '\0' || v > INT64_MAX) {
-        return pv_err_set(e, PV_ERR_USAGE, "%s: '%s' is not a whole number below 2^63", what, s);
-    }
-    *out = v;
-    return PV_OK;
-}
-
 static int pack_os(const cli_cmd *cmd, const cli_args *args, pv_err *e)
 {
     const char *component = cli_get(cmd, args, "component-id");
@@ -158,7 +145,8 @@ static int pack_os(const cli_cmd *cmd, const cli_args *args, pv_err *e)
         r = pv_err_set(e, PV_ERR_USAGE, "--component-id: '%s' is not a UUID", component);
         goto out;
     }
-    if ((r = parse_counter(counter, "--security-counter", &m.security_counter, e)) != PV_OK) {
+    if ((r = cli_parse_uint(counter, "--security-counter", INT64_MAX, &m.security_counter, e)) !=
+        PV_OK) {
         goto out;
     }
     m.name = strdup(cli_get(cmd, args, "name"));

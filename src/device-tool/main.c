@@ -129,13 +129,17 @@ static int build_record(pv_rot *rot, const uint8_t anchor[PV_SHA256_LEN], pv_mfg
 
 /* The manufacturing record, built and signed in memory (nothing is written yet). */
 static int sign_record(pv_rot *rot, const uint8_t anchor[PV_SHA256_LEN], const pv_key *fkey,
-                       const pv_chain *fchain, pv_buf *out, pv_err *e)
+                       const pv_chain *fchain, pv_buf *out,
+                       char device_id[PV_DEVICE_ID_HEX_LEN + 1], pv_err *e)
 {
     pv_mfgrec rec;
     memset(&rec, 0, sizeof(rec));
     int r = build_record(rot, anchor, &rec, e);
     if (r == PV_OK) {
         r = pv_mfgrec_sign(&rec, fkey, fchain, out, e);
+    }
+    if (r == PV_OK) {
+        memcpy(device_id, rec.device_id, sizeof(rec.device_id));
     }
     pv_mfgrec_free(&rec);
     return r == PV_OK ? r : pv_err_wrap(e, r, "manufacturing record");
@@ -228,8 +232,7 @@ static int manufacture(const cli_cmd *cmd, const cli_args *args, pv_err *e)
     }
     /* Everything that can fail for a reason of this device (no EK certificate, say) comes
      * before the fuse, so that the identity can still be taken back and the run retried. */
-    if ((r = sign_record(rot, anchor, fkey, fchain, record, e)) != PV_OK ||
-        (r = pv_rot_device_id(rot, device_id, e)) != PV_OK) {
+    if ((r = sign_record(rot, anchor, fkey, fchain, record, device_id, e)) != PV_OK) {
         goto out;
     }
     if ((r = pv_rot_fuse_trust_anchor(rot, anchor, e)) != PV_OK) {
@@ -408,29 +411,17 @@ static int show(const cli_cmd *cmd, const cli_args *args, pv_err *e)
 
 /* ---- advance-counter ---- */
 
-static int parse_u64(const char *s, uint64_t max, uint64_t *out)
-{
-    char *end = NULL;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (s[0] < '0' || s[0] > '9' || errno != 0 || *end != '\0' || v > max) {
-        return PV_ERR_USAGE;
-    }
-    *out = v;
-    return PV_OK;
-}
-
 static int advance_counter(const cli_cmd *cmd, const cli_args *args, pv_err *e)
 {
     const char *which = cli_get(cmd, args, "counter");
     uint64_t id = 0, to = 0, now = 0;
     if (strcmp(which, "os") == 0) {
         id = PV_ROT_COUNTER_OS;
-    } else if (parse_u64(which, PV_ROT_COUNTERS - 1, &id) != PV_OK) {
+    } else if (cli_parse_uint(which, "--counter", PV_ROT_COUNTERS - 1, &id, e) != PV_OK) {
         return pv_err_set(e, PV_ERR_USAGE, "--counter is os or 0-%d", PV_ROT_COUNTERS - 1);
     }
-    if (parse_u64(cli_get(cmd, args, "to"), INT64_MAX, &to) != PV_OK) {
-        return pv_err_set(e, PV_ERR_USAGE, "--to is a whole number below 2^63");
+    if (cli_parse_uint(cli_get(cmd, args, "to"), "--to", INT64_MAX, &to, e) != PV_OK) {
+        return PV_ERR_USAGE;
     }
     pv_rot *rot = NULL;
     int r = pv_devstate_open_rot(cli_get(cmd, args, "state"), NULL, cli_get(cmd, args, "tcti"),
