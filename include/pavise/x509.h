@@ -94,6 +94,9 @@ typedef struct pv_cert_params {
     bool code_signing; /* leaf: digitalSignature + extendedKeyUsage codeSigning */
     bool client_auth;  /* leaf: extendedKeyUsage clientAuth */
     bool server_auth;  /* leaf: extendedKeyUsage serverAuth */
+    /* subjectAltName, or NULL for none: comma-separated "DNS:name" and "IP:address"
+     * entries (e.g. "DNS:localhost,IP:127.0.0.1"). */
+    const char *subject_alt_names;
 } pv_cert_params;
 
 /* Parses a subject string as described in pv_cert_params (the only syntax accepted);
@@ -105,5 +108,21 @@ int pv_cert_check_subject(const char *subject, pv_err *e);
  * subjectKeyIdentifier, authorityKeyIdentifier, SHA-256 signature. */
 int pv_cert_create(const pv_cert_params *p, const pv_key *subject_key, const pv_cert *issuer,
                    const pv_key *issuer_key, pv_cert **out, pv_err *e);
+
+/* ---- certificate signing requests (PKCS#10) ---- */
+
+/* Makes a PEM certificate signing request for key (which must hold its private part)
+ * with the given subject (pv_cert_params syntax) into out (appended).
+ * PV_OK; PV_ERR_INVALID_ARG; PV_ERR_FORMAT (subject); PV_ERR_CRYPTO. */
+int pv_csr_create(const pv_key *key, const char *subject, pv_buf *out, pv_err *e);
+
+/* Parses a PEM certificate signing request of at most PV_CSR_MAX bytes, checks that it
+ * is signed by the key it carries (proof of possession) and that the key is ECDSA P-256,
+ * and returns that public key. Everything else in the request (subject, extensions) is
+ * ignored: the issuer decides them.
+ * PV_OK; PV_ERR_TOO_LARGE; PV_ERR_FORMAT; PV_ERR_SIGNATURE; PV_ERR_UNSUPPORTED. */
+PV_WUR int pv_csr_verify(const char *pem, size_t len, pv_key **public_key, pv_err *e);
+
+#define PV_CSR_MAX 8192
 
 #endif

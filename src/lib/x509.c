@@ -1001,6 +1001,21 @@ static bool add_ext_key_usage(X509 *x, const pv_cert_params *p)
     return ok;
 }
 
+static bool add_subject_alt_names(X509 *x, const pv_cert_params *p)
+{
+    if (p->subject_alt_names == NULL) {
+        return true;
+    }
+    X509V3_CTX ctx;
+    X509V3_set_ctx_nodb(&ctx);
+    X509V3_set_ctx(&ctx, NULL, x, NULL, NULL, 0);
+    X509_EXTENSION *ext =
+        X509V3_EXT_conf_nid(NULL, &ctx, NID_subject_alt_name, p->subject_alt_names);
+    bool ok = ext != NULL && X509_add_ext(x, ext, -1) == 1;
+    X509_EXTENSION_free(ext);
+    return ok;
+}
+
 static int check_create_args(const pv_cert_params *p, const pv_key *subject_key,
                              const pv_cert *issuer, const pv_key *issuer_key, pv_err *e)
 {
@@ -1080,7 +1095,7 @@ int pv_cert_create(const pv_cert_params *p, const pv_key *subject_key, const pv_
         goto out;
     }
     if (!add_key_ids(x, issuer_x) || !add_basic_constraints(x, p) || !add_key_usage(x, p) ||
-        !add_ext_key_usage(x, p)) {
+        !add_ext_key_usage(x, p) || !add_subject_alt_names(x, p)) {
         r = pv_err_ssl(e, PV_ERR_CRYPTO, "adding the certificate extensions");
         goto out;
     }
@@ -1093,5 +1108,97 @@ int pv_cert_create(const pv_cert_params *p, const pv_key *subject_key, const pv_
 out:
     X509_NAME_free(name);
     X509_free(x);
+    return r;
+}
+
+/* ---- certificate signing requests ---- */
+
+int pv_csr_create(const pv_key *key, const char *subject, pv_buf *out, pv_err *e)
+{
+    int r = PV_ERR_INTERNAL;
+    X509_REQ *req = NULL;
+    X509_NAME *name = NULL;
+    BIO *bio = NULL;
+    parsed_subject sub;
+    if (key == NULL || !pv_key_has_private(key) || subject == NULL || out == NULL) {
+        return pv_err_set(e, PV_ERR_INVALID_ARG, "a request needs a private key and a subject");
+    }
+    r = parse_subject(subject, &sub, e);
+    if (r != PV_OK) {
+        goto out;
+    }
+    req = X509_REQ_new();
+    name = subject_name(&sub);
+    bio = BIO_new(BIO_s_mem());
+    if (req == NULL || name == NULL || bio == NULL) {
+        r = pv_err_ssl(e, PV_ERR_NOMEM, "building the certificate request");
+        goto out;
+    }
+    EVP_PKEY *pk = pv_key_evp(key);
+    if (X509_REQ_set_version(req, 0) != 1 || X509_REQ_set_subject_name(req, name) != 1 ||
+        X509_REQ_set_pubkey(req, pk) != 1 || X509_REQ_sign(req, pk, EVP_sha256()) <= 0 ||
+        PEM_write_bio_X509_REQ(bio, req) != 1) {
+        r = pv_err_ssl(e, PV_ERR_CRYPTO, "signing the certificate request");
+        goto out;
+    }
+    char *data = NULL;
+    long n = BIO_get_mem_data(bio, &data);
+    r = n > 0 ? pv_buf_append(out, data, (size_t)n) : PV_ERR_CRYPTO;
+    if (r != PV_OK) {
+        r = pv_err_set(e, r, "storing the certificate request");
+    }
+out:
+    BIO_free(bio);
+    X509_NAME_free(name);
+    X509_REQ_free(req);
+    return r;
+}
+
+int pv_csr_verify(const char *pem, size_t len, pv_key **public_key, pv_err *e)
+{
+    *public_key = NULL;
+    int r = PV_ERR_INTERNAL;
+    X509_REQ *req = NULL;
+    BIO *bio = NULL;
+    if (pem == NULL || len == 0) {
+        return pv_err_set(e, PV_ERR_FORMAT, "certificate request is empty");
+    }
+    if (len > PV_CSR_MAX) {
+        return pv_err_set(e, PV_ERR_TOO_LARGE, "certificate request is larger than %d bytes",
+                          PV_CSR_MAX);
+    }
+    bio = BIO_new_mem_buf(pem, (int)len);
+    if (bio == NULL) {
+        return pv_err_ssl(e, PV_ERR_NOMEM, "reading the certificate request");
+    }
+    req = PEM_read_bio_X509_REQ(bio, NULL, NULL, NULL);
+    if (req == NULL) {
+        r = pv_err_ssl(e, PV_ERR_FORMAT, "certificate request is not a PEM PKCS#10 request");
+        goto out;
+    }
+    EVP_PKEY *pk = X509_REQ_get0_pubkey(req);
+    if (pk == NULL) {
+        r = pv_err_ssl(e, PV_ERR_FORMAT, "certificate request carries no public key");
+        goto out;
+    }
+    if (!EVP_PKEY_is_a(pk, "EC")) {
+        r = pv_err_set(e, PV_ERR_UNSUPPORTED, "certificate request key is not ECDSA P-256");
+        goto out;
+    }
+    char group[32] = "";
+    if (EVP_PKEY_get_utf8_string_param(pk, "group", group, sizeof(group), NULL) != 1 ||
+        strcmp(group, "prime256v1") != 0) {
+        ERR_clear_error();
+        r = pv_err_set(e, PV_ERR_UNSUPPORTED, "certificate request key is not ECDSA P-256");
+        goto out;
+    }
+    if (X509_REQ_verify(req, pk) != 1) {
+        r = pv_err_ssl(e, PV_ERR_SIGNATURE, "certificate request is not signed by its key");
+        goto out;
+    }
+    r = pv_key_from_evp(pk, public_key, e); /* takes its own reference */
+out:
+    X509_REQ_free(req);
+    BIO_free(bio);
     return r;
 }

@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Manufacturing records on the service: verified against the factory certificates in
+ * the `factories` table (`pavise-server factory add`) and kept by device ID, so that a
+ * device can be claimed by its ID (`pavise-server factory import`) or with its record.
+ */
+#ifndef PAVISE_SERVER_RECORDS_H
+#define PAVISE_SERVER_RECORDS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pavise/err.h"
+#include "pavise/rot.h"
+
+#include "store.h"
+
+/* Verifies a record file (pv_mfgrec_verify at `now` against every trusted factory) and
+ * stores it unless a record for that device is already stored (the first verified
+ * record is kept). device_id receives the record's device ID.
+ * PV_OK; PV_ERR_UNTRUSTED (no factory is trusted, or the chain leads to none of them);
+ * the codes of pv_mfgrec_verify; store errors. */
+int records_import(store *db, const uint8_t *rec, size_t len, int64_t now,
+                   char device_id[PV_DEVICE_ID_HEX_LEN + 1], pv_err *e);
+
+/* Adds a trusted factory CA certificate (PEM file contents; must be a CA certificate).
+ * PV_ERR_EXISTS when it is already trusted; PV_ERR_FORMAT. */
+int records_add_factory(store *db, const char *pem, size_t len, int64_t now, char fingerprint[65],
+                        pv_err *e);
+
+#endif
