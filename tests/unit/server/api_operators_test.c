@@ -385,7 +385,7 @@ static void test_tenants(void **state)
         assert_true(strcmp(str(json_array_get(items, i - 1), "id"),
                            str(json_array_get(items, i), "id")) < 0);
     }
-    char token[512] = "";
+    char token[256] = "";
     for (size_t i = 0; i < 3; i++) {
         snprintf(path, sizeof(path), "/v1/tenants?limit=1%s%s",
                  token[0] != '\0' ? "&continuation_token=" : "", token);

@@ -286,7 +286,7 @@ static void dump_table(st_env *env, const char *table, bool pg, pv_buf *out)
      * ordering by the key (and stays total for tables whose key is several columns). */
     append(sql, " ORDER BY ");
     for (size_t i = 0; i < ncol; i++) {
-        char num[16];
+        char num[32];
         snprintf(num, sizeof(num), "%s%zu", i > 0 ? ", " : "", i + 1);
         append(sql, num);
     }
