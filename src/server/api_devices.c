@@ -94,22 +94,6 @@ static int device_not_found(api_ctx *c, const char *id)
     return api_fail(c, 404, "not_found", "device %s not found in this tenant", id);
 }
 
-/* ---- transactions ---- */
-
-static int tx_begin(api_ctx *c)
-{
-    pv_err e = {0};
-    int r = store_begin(c->db, true, &e);
-    return r == PV_OK ? PV_OK : api_store_fail(c, r, &e, NULL);
-}
-
-static int tx_commit(api_ctx *c)
-{
-    pv_err e = {0};
-    int r = store_commit(c->db, &e);
-    return r == PV_OK ? PV_OK : api_store_fail(c, r, &e, NULL);
-}
-
 /* ---- list and show ---- */
 
 int api_device_list(api_ctx *c)
@@ -271,7 +255,6 @@ int api_device_claim(api_ctx *c)
     static const char *const fields[] = {"device_id", "manufacturing_record", NULL};
     int r = PV_ERR_INTERNAL;
     pv_err e = {0};
-    bool tx = false;
     store_rows *rows = NULL;
     json_t *dev = NULL;
     const char *id = NULL, *b64 = NULL;
@@ -285,10 +268,9 @@ int api_device_claim(api_ctx *c)
         r = api_fail(c, 400, "bad_request", "device_id: not 64 lowercase hex digits");
         goto out;
     }
-    if ((r = tx_begin(c)) != PV_OK) {
+    if ((r = api_tx_begin(c)) != PV_OK) {
         goto out;
     }
-    tx = true;
     if (b64 != NULL && (r = import_uploaded(c, id, b64)) != PV_OK) {
         goto out;
     }
@@ -330,16 +312,12 @@ int api_device_claim(api_ctx *c)
         r = r == PV_ERR_NOT_FOUND ? api_fail(c, 500, "internal", "claimed device vanished") : r;
         goto out;
     }
-    if ((r = tx_commit(c)) != PV_OK) {
+    if ((r = api_tx_commit(c)) != PV_OK) {
         goto out;
     }
-    tx = false;
     r = api_ok(c, 201, dev);
     dev = NULL;
 out:
-    if (tx) {
-        store_rollback(c->db);
-    }
     json_decref(dev);
     store_rows_free(rows);
     return r;
@@ -400,7 +378,7 @@ static int finish_change(api_ctx *c, const char *action, json_t *detail)
     if ((r = load_device(c, c->params[1], &dev)) != PV_OK) {
         return r == PV_ERR_NOT_FOUND ? device_not_found(c, c->params[1]) : r;
     }
-    if ((r = tx_commit(c)) != PV_OK) {
+    if ((r = api_tx_commit(c)) != PV_OK) {
         json_decref(dev);
         return r;
     }
@@ -412,7 +390,7 @@ int api_device_update(api_ctx *c)
     static const char *const fields[] = {"device_group_id", NULL};
     int r = PV_ERR_INTERNAL;
     pv_err e = {0};
-    bool tx = false, present = false;
+    bool present = false;
     const char *gid = NULL;
     int64_t changes = 0;
 
@@ -425,10 +403,9 @@ int api_device_update(api_ctx *c)
                      "nothing to update: give device_group_id (a device group ID, or null)");
         goto out;
     }
-    if ((r = tx_begin(c)) != PV_OK) {
+    if ((r = api_tx_begin(c)) != PV_OK) {
         goto out;
     }
-    tx = true;
     store_val p[] = {SV_TEXT(c->tenant_id), SV_TEXT(c->params[1]), SV_TEXT_OR_NULL(gid),
                      SV_INT(c->now)};
     r = store_exec(c->db,
@@ -454,11 +431,7 @@ int api_device_update(api_ctx *c)
                             gid != NULL ? json_string(gid) : json_null());
     }
     r = finish_change(c, "device.update", detail);
-    tx = r != PV_OK;
 out:
-    if (tx) {
-        store_rollback(c->db);
-    }
     return r;
 }
 
@@ -470,7 +443,7 @@ static int enable_mode(api_ctx *c, const char *action, const char *default_group
     static const char *const fields[] = {"device_group_id", NULL};
     int r = PV_ERR_INTERNAL;
     pv_err e = {0};
-    bool tx = false, present = false;
+    bool present = false;
     const char *gid = NULL;
     char target[37] = "";
     store_rows *rows = NULL;
@@ -479,10 +452,9 @@ static int enable_mode(api_ctx *c, const char *action, const char *default_group
         (r = body_group_id(c, &present, &gid)) != PV_OK) {
         goto out;
     }
-    if ((r = tx_begin(c)) != PV_OK) {
+    if ((r = api_tx_begin(c)) != PV_OK) {
         goto out;
     }
-    tx = true;
     store_val pd[] = {SV_TEXT(c->tenant_id), SV_TEXT(c->params[1])};
     r = store_exec(c->db,
                    "SELECT g.product_id FROM devices d "
@@ -542,11 +514,7 @@ static int enable_mode(api_ctx *c, const char *action, const char *default_group
         goto out;
     }
     r = finish_change(c, action, json_pack("{s:s}", "device_group_id", target));
-    tx = r != PV_OK;
 out:
-    if (tx) {
-        store_rollback(c->db);
-    }
     store_rows_free(rows);
     return r;
 }
@@ -566,17 +534,15 @@ int api_device_release(api_ctx *c)
     static const char *const fields[] = {NULL};
     int r = PV_ERR_INTERNAL;
     pv_err e = {0};
-    bool tx = false;
     int64_t changes = 0;
     json_t *out_json = NULL;
 
     if ((r = api_body_fields(c, fields)) != PV_OK) {
         goto out;
     }
-    if ((r = tx_begin(c)) != PV_OK) {
+    if ((r = api_tx_begin(c)) != PV_OK) {
         goto out;
     }
-    tx = true;
     /* Deleting the row is the release: the manufacturing record stays, so another
      * tenant can claim the device by its ID. */
     store_val p[] = {SV_TEXT(c->tenant_id), SV_TEXT(c->params[1])};
@@ -598,16 +564,12 @@ int api_device_release(api_ctx *c)
         r = api_fail(c, 500, "internal", "out of memory");
         goto out;
     }
-    if ((r = tx_commit(c)) != PV_OK) {
+    if ((r = api_tx_commit(c)) != PV_OK) {
         goto out;
     }
-    tx = false;
     r = api_ok(c, 200, out_json);
     out_json = NULL;
 out:
-    if (tx) {
-        store_rollback(c->db);
-    }
     json_decref(out_json);
     return r;
 }

@@ -38,20 +38,6 @@ static const struct {
 
 /* ---- shared helpers ---- */
 
-static int tx_begin(api_ctx *c)
-{
-    pv_err e = {0};
-    int r = store_begin(c->db, true, &e);
-    return r == PV_OK ? PV_OK : api_store_fail(c, r, &e, NULL);
-}
-
-static int tx_commit(api_ctx *c)
-{
-    pv_err e = {0};
-    int r = store_commit(c->db, &e);
-    return r == PV_OK ? PV_OK : api_store_fail(c, r, &e, NULL);
-}
-
 static int oom(api_ctx *c)
 {
     return api_fail(c, 500, "internal", "out of memory");
@@ -267,7 +253,6 @@ int api_product_create(api_ctx *c)
     static const char *const fields[] = {"name", "description", NULL};
     int r = PV_ERR_INTERNAL;
     pv_err e = {0};
-    bool tx = false;
     const char *name = NULL, *description = NULL;
     char id[37], what[160];
     json_t *o = NULL;
@@ -277,10 +262,9 @@ int api_product_create(api_ctx *c)
         goto out;
     }
     api_new_id(id);
-    if ((r = tx_begin(c)) != PV_OK) {
+    if ((r = api_tx_begin(c)) != PV_OK) {
         goto out;
     }
-    tx = true;
     snprintf(what, sizeof(what), "a product named '%s' already exists in this tenant", name);
     store_val p[] = {SV_TEXT(id), SV_TEXT(c->tenant_id), SV_TEXT(name),
                      SV_TEXT(description != NULL ? description : ""), SV_INT(c->now)};
@@ -319,16 +303,12 @@ int api_product_create(api_ctx *c)
         r = r == PV_ERR_NOT_FOUND ? api_fail(c, 500, "internal", "new product vanished") : r;
         goto out;
     }
-    if ((r = tx_commit(c)) != PV_OK) {
+    if ((r = api_tx_commit(c)) != PV_OK) {
         goto out;
     }
-    tx = false;
     r = api_ok(c, 201, o);
     o = NULL;
 out:
-    if (tx) {
-        store_rollback(c->db);
-    }
     json_decref(o);
     return r;
 }
@@ -338,7 +318,6 @@ int api_product_update(api_ctx *c)
     static const char *const fields[] = {"name", "description", NULL};
     int r = PV_ERR_INTERNAL;
     pv_err e = {0};
-    bool tx = false;
     const char *name = NULL, *description = NULL;
     char what[160];
     int64_t changes = 0;
@@ -352,10 +331,9 @@ int api_product_update(api_ctx *c)
         r = api_fail(c, 400, "bad_request", "nothing to update: give name or description");
         goto out;
     }
-    if ((r = tx_begin(c)) != PV_OK) {
+    if ((r = api_tx_begin(c)) != PV_OK) {
         goto out;
     }
-    tx = true;
     snprintf(what, sizeof(what), "a product named '%s' already exists in this tenant",
              name != NULL ? name : "");
     store_val p[] = {SV_TEXT(c->tenant_id), SV_TEXT(c->params[1]), SV_TEXT_OR_NULL(name),
@@ -383,16 +361,12 @@ int api_product_update(api_ctx *c)
         r = r == PV_ERR_NOT_FOUND ? product_not_found(c, c->params[1]) : r;
         goto out;
     }
-    if ((r = tx_commit(c)) != PV_OK) {
+    if ((r = api_tx_commit(c)) != PV_OK) {
         goto out;
     }
-    tx = false;
     r = api_ok(c, 200, o);
     o = NULL;
 out:
-    if (tx) {
-        store_rollback(c->db);
-    }
     json_decref(o);
     return r;
 }
@@ -401,16 +375,14 @@ int api_product_delete(api_ctx *c)
 {
     int r = PV_ERR_INTERNAL;
     pv_err e = {0};
-    bool tx = false;
     const char *id = c->params[1];
     store_rows *rows = NULL;
     int64_t devices = 0, groups = 0;
     json_t *o = NULL;
 
-    if ((r = tx_begin(c)) != PV_OK) {
+    if ((r = api_tx_begin(c)) != PV_OK) {
         goto out;
     }
-    tx = true;
     store_val p[] = {SV_TEXT(c->tenant_id), SV_TEXT(id)};
     r = exec_or_fail(c, "SELECT name FROM products WHERE tenant_id = $1 AND id = $2", p, 2, &rows,
                      NULL, NULL);
@@ -457,16 +429,12 @@ int api_product_delete(api_ctx *c)
         r = oom(c);
         goto out;
     }
-    if ((r = tx_commit(c)) != PV_OK) {
+    if ((r = api_tx_commit(c)) != PV_OK) {
         goto out;
     }
-    tx = false;
     r = api_ok(c, 200, o);
     o = NULL;
 out:
-    if (tx) {
-        store_rollback(c->db);
-    }
     json_decref(o);
     store_rows_free(rows);
     return r;
@@ -519,7 +487,6 @@ int api_group_create(api_ctx *c)
                                          "os_feed",    "update_policy", NULL};
     int r = PV_ERR_INTERNAL;
     pv_err e = {0};
-    bool tx = false;
     const char *product = NULL, *name = NULL, *description = NULL, *feed = NULL, *policy = NULL;
     char id[37], what[200];
     store_rows *rows = NULL;
@@ -538,10 +505,9 @@ int api_group_create(api_ctx *c)
         goto out;
     }
     api_new_id(id);
-    if ((r = tx_begin(c)) != PV_OK) {
+    if ((r = api_tx_begin(c)) != PV_OK) {
         goto out;
     }
-    tx = true;
     store_val pp[] = {SV_TEXT(c->tenant_id), SV_TEXT(product)};
     r = exec_or_fail(c, "SELECT 1 FROM products WHERE tenant_id = $1 AND id = $2", pp, 2, &rows,
                      NULL, NULL);
@@ -580,16 +546,12 @@ int api_group_create(api_ctx *c)
         r = r == PV_ERR_NOT_FOUND ? api_fail(c, 500, "internal", "new device group vanished") : r;
         goto out;
     }
-    if ((r = tx_commit(c)) != PV_OK) {
+    if ((r = api_tx_commit(c)) != PV_OK) {
         goto out;
     }
-    tx = false;
     r = api_ok(c, 201, o);
     o = NULL;
 out:
-    if (tx) {
-        store_rollback(c->db);
-    }
     json_decref(o);
     store_rows_free(rows);
     return r;
@@ -600,7 +562,6 @@ int api_group_update(api_ctx *c)
     static const char *const fields[] = {"name", "description", "os_feed", "update_policy", NULL};
     int r = PV_ERR_INTERNAL;
     pv_err e = {0};
-    bool tx = false;
     const char *name = NULL, *description = NULL, *feed = NULL, *policy = NULL;
     char what[200];
     int64_t changes = 0;
@@ -617,10 +578,9 @@ int api_group_update(api_ctx *c)
                      "nothing to update: give name, description, os_feed or update_policy");
         goto out;
     }
-    if ((r = tx_begin(c)) != PV_OK) {
+    if ((r = api_tx_begin(c)) != PV_OK) {
         goto out;
     }
-    tx = true;
     snprintf(what, sizeof(what), "a device group named '%s' already exists in its product",
              name != NULL ? name : "");
     store_val p[] = {SV_TEXT(c->tenant_id), SV_TEXT(c->params[1]),
@@ -652,16 +612,12 @@ int api_group_update(api_ctx *c)
         r = r == PV_ERR_NOT_FOUND ? group_not_found(c, c->params[1]) : r;
         goto out;
     }
-    if ((r = tx_commit(c)) != PV_OK) {
+    if ((r = api_tx_commit(c)) != PV_OK) {
         goto out;
     }
-    tx = false;
     r = api_ok(c, 200, o);
     o = NULL;
 out:
-    if (tx) {
-        store_rollback(c->db);
-    }
     json_decref(o);
     return r;
 }
@@ -670,16 +626,14 @@ int api_group_delete(api_ctx *c)
 {
     int r = PV_ERR_INTERNAL;
     pv_err e = {0};
-    bool tx = false;
     const char *id = c->params[1];
     store_rows *rows = NULL;
     int64_t devices = 0;
     json_t *o = NULL;
 
-    if ((r = tx_begin(c)) != PV_OK) {
+    if ((r = api_tx_begin(c)) != PV_OK) {
         goto out;
     }
-    tx = true;
     store_val p[] = {SV_TEXT(c->tenant_id), SV_TEXT(id)};
     r = exec_or_fail(c,
                      "SELECT name, product_id FROM device_groups WHERE tenant_id = $1 AND id = $2",
@@ -721,16 +675,12 @@ int api_group_delete(api_ctx *c)
         r = oom(c);
         goto out;
     }
-    if ((r = tx_commit(c)) != PV_OK) {
+    if ((r = api_tx_commit(c)) != PV_OK) {
         goto out;
     }
-    tx = false;
     r = api_ok(c, 200, o);
     o = NULL;
 out:
-    if (tx) {
-        store_rollback(c->db);
-    }
     json_decref(o);
     store_rows_free(rows);
     return r;
