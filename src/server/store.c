@@ -37,10 +37,6 @@ struct store_rows {
 /* A schema bigger than this is a mistake in schema.c, not something to run. */
 #define MIGRATION_MAX_BYTES ((size_t)1 << 20)
 
-/* The advisory lock key that serialises migrations on PostgreSQL: "pavise" in ASCII,
- * so it does not collide with another application's small integers. */
-#define MIGRATE_LOCK_KEY "0x706176697365"
-
 static const struct {
     const char *scheme;
     const store_backend_ops *ops;
