@@ -454,7 +454,7 @@ static void test_group_delete(void **state)
 static void test_group_list(void **state)
 {
     fixture *x = *state;
-    char p1[37], p2[37], rest[256], token[256];
+    char p1[37], p2[37], rest[512], token[256];
     json_t *out = NULL;
     product_create(x, x->alice, x->t1, "Widget", p1);
     product_create(x, x->alice, x->t1, "Gadget", p2);
