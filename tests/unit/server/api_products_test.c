@@ -43,7 +43,7 @@ static const char *error_message(json_t *o)
 static int call(fixture *x, const uint8_t *fp, const char *method, const char *tenant,
                 const char *rest, const char *body, json_t **out)
 {
-    char path[512];
+    char path[1024];
     snprintf(path, sizeof(path), "/v1/tenants/%s%s", tenant, rest);
     return st_call(&x->env, fp, method, path, body, out);
 }
