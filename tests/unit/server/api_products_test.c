@@ -43,7 +43,7 @@ static const char *error_message(json_t *o)
 static int call(fixture *x, const uint8_t *fp, const char *method, const char *tenant,
                 const char *rest, const char *body, json_t **out)
 {
-    char path[512];
+    char path[1024];
     snprintf(path, sizeof(path), "/v1/tenants/%s%s", tenant, rest);
     return st_call(&x->env, fp, method, path, body, out);
 }
@@ -454,7 +454,7 @@ static void test_group_delete(void **state)
 static void test_group_list(void **state)
 {
     fixture *x = *state;
-    char p1[37], p2[37], rest[256], token[256];
+    char p1[37], p2[37], rest[512], token[256];
     json_t *out = NULL;
     product_create(x, x->alice, x->t1, "Widget", p1);
     product_create(x, x->alice, x->t1, "Gadget", p2);
