@@ -542,6 +542,16 @@ static void test_two_connections(void **state)
     assert_int_equal(store_begin(t->db, false, &e), PV_OK);
     assert_int_equal(count_rows(t->db, "SELECT COUNT(*) FROM t"), 2);
     store_rollback(t->db);
+
+    /* The table changes under a cached statement (another replica migrating). */
+    store_rows *rows = NULL;
+    exec_ok(t->db, "SELECT * FROM t ORDER BY id", NULL, 0, &rows, NULL);
+    store_rows_free(rows);
+    exec_ok(other, "ALTER TABLE t ADD COLUMN extra TEXT", NULL, 0, NULL, NULL);
+    exec_ok(t->db, "SELECT * FROM t ORDER BY id", NULL, 0, &rows, NULL);
+    assert_int_equal(store_rows_count(rows), 2);
+    assert_true(store_rows_is_null(rows, 0, 5));
+    store_rows_free(rows);
     store_close(other);
 }
 
