@@ -75,6 +75,7 @@ extern const cli_cmd cli_device_group_cmds[];
 extern const cli_cmd cli_audit_cmds[];
 /* A command without a group (`pavise login`). */
 extern const cli_cmd cli_login_cmd;
+extern const cli_cmd cli_me_cmd;
 
 /* The value of option name (NULL when not given). */
 const char *cli_get(const cli_cmd *cmd, const cli_args *args, const char *name);

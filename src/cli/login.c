@@ -14,6 +14,7 @@
 #include "client.h"
 #include "pavise/buf.h"
 #include "pavise/fs.h"
+#include "pavise/json.h"
 #include "pavise/x509.h"
 
 #define NEW_SUFFIX ".new"
@@ -301,4 +302,54 @@ const cli_cmd cli_login_cmd = {
     login_opts,
     false,
     login,
+};
+
+/* pavise me: who the server says we are, and our roles. */
+static int me(const cli_cmd *cmd, const cli_args *args, pv_err *e)
+{
+    static const char *const fields[] = {"name", "User:", "id", "ID:", "server", "Server:", NULL};
+    static const char *const columns[] = {"tenant_id", "TENANT ID", "tenant_name", "TENANT",
+                                          "role",      "ROLE",      NULL};
+    cli_session s;
+    json_t *out = NULL;
+    int r = cli_session_open(cmd, args, false, &s, e);
+    if (r != PV_OK) {
+        return r;
+    }
+    if ((r = cli_call(&s, "GET", "/v1/me", NULL, NULL, &out, e)) != PV_OK) {
+        goto out;
+    }
+    if (args->json) {
+        r = pv_json_print(out);
+        goto out;
+    }
+    json_t *roles = json_incref(json_object_get(out, "roles"));
+    json_t *shown = json_deep_copy(out);
+    if (shown == NULL || json_object_set_new(shown, "server", json_string(s.server)) != 0) {
+        json_decref(shown);
+        json_decref(roles);
+        r = pv_err_set(e, PV_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    if ((r = cli_print_object(false, shown, fields)) != PV_OK) {
+        json_decref(roles);
+        goto out;
+    }
+    if (json_array_size(roles) == 0) {
+        json_decref(roles);
+        printf("Roles:    none yet (create a tenant with `pavise tenant create --name NAME`)\n");
+    } else {
+        putchar('\n');
+        r = cli_print_table(false, roles, columns);
+    }
+out:
+    json_decref(out);
+    cli_session_close(&s);
+    return r;
+}
+
+static const cli_opt me_opts[] = {CLI_OPT_SERVER, CLI_OPT_END};
+
+const cli_cmd cli_me_cmd = {
+    NULL, "me", "Show who you are logged in as, and your roles", NULL, me_opts, true, me,
 };

@@ -25,6 +25,7 @@ static const cli_group groups[] = {
     {"image-package", "Pack, inspect, verify and extract signed image packages",
      cli_image_package_cmds, NULL},
     {"login", "Log in to a Pavise server with a one-time enrollment code", NULL, &cli_login_cmd},
+    {"me", "Show who you are logged in as, and your roles", NULL, &cli_me_cmd},
     {"tenant", "Create, list, show and select tenants", cli_tenant_cmds, NULL},
     {"role", "Grant, list and remove operators' roles; invite operators", cli_role_cmds, NULL},
     {"product", "Create and manage products", cli_product_cmds, NULL},
