@@ -27,9 +27,11 @@
 
 #define CONNECT_TIMEOUT 10 /* seconds */
 #define REQUEST_TIMEOUT 60 /* seconds, the whole request */
-#define PAGE_SIZE       1000
-#define MAX_TOKEN       512
-#define MAX_CONFIG      (64 * 1024)
+#ifndef CLI_PAGE_SIZE
+#define CLI_PAGE_SIZE 1000 /* items per request (the server's maximum); small in tests */
+#endif
+#define MAX_TOKEN  512
+#define MAX_CONFIG (64 * 1024)
 
 /* ---- configuration ---- */
 
@@ -522,9 +524,10 @@ static int transport_error(cli_client *c, CURLcode cc, pv_err *e)
     }
     switch (cc) {
     case CURLE_PEER_FAILED_VERIFICATION:
-        return pv_err_set(e, PV_ERR_UNTRUSTED,
-                          "%s: the server's certificate does not verify with the pinned CA: %s",
-                          c->base, detail);
+        return pv_err_set(
+            e, PV_ERR_UNTRUSTED,
+            "%s: the server's certificate is not accepted (is ca.crt this server's CA?): %s",
+            c->base, detail);
     case CURLE_SSL_CERTPROBLEM:
         return pv_err_set(e, PV_ERR_IO, "%s: the operator certificate cannot be used: %s", c->base,
                           detail);
@@ -631,7 +634,7 @@ static const char *status_name(long status)
     case 503:
         return "unavailable";
     default:
-        return "error";
+        return NULL;
     }
 }
 
@@ -654,10 +657,12 @@ int cli_http_error(long status, const json_t *body, pv_err *e)
         code = status_name(status);
     }
     if (msg == NULL || msg[0] == '\0') {
-        return pv_err_set(e, pv, "the server answered HTTP %ld (HTTP %ld %s)", status, status,
-                          code);
+        msg = status >= 500                   ? "the server failed"
+              : status >= 400 && status < 500 ? "the server refused the request"
+                                              : "unexpected answer from the server";
     }
-    return pv_err_set(e, pv, "%.700s (HTTP %ld %s)", msg, status, code);
+    return pv_err_set(e, pv, "%.700s (HTTP %ld%s%s)", msg, status, code != NULL ? " " : "",
+                      code != NULL ? code : "");
 }
 
 /* ---- sessions ---- */
@@ -853,7 +858,7 @@ int cli_list(cli_session *s, const char *path, size_t limit, json_t **items, pv_
         return pv_err_set(e, PV_ERR_NOMEM, "out of memory");
     }
     for (;;) {
-        size_t want = PAGE_SIZE;
+        size_t want = CLI_PAGE_SIZE;
         if (limit > 0 && limit - json_array_size(all) < want) {
             want = limit - json_array_size(all);
         }
