@@ -566,8 +566,10 @@ int cli_client_request(cli_client *c, const char *method, const char *path, cons
     SETOPT(CURLOPT_HTTPGET, 1L);
     SETOPT(CURLOPT_CUSTOMREQUEST, (char *)NULL);
     if (with_body) {
+        /* Not copied by curl, so the body (which may hold an enrollment code) is wiped
+         * below rather than left in a copy. */
         SETOPT(CURLOPT_POSTFIELDSIZE, (long)strlen(text));
-        SETOPT(CURLOPT_COPYPOSTFIELDS, text);
+        SETOPT(CURLOPT_POSTFIELDS, text);
     }
     if (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0) {
         SETOPT(CURLOPT_CUSTOMREQUEST, method);
@@ -590,7 +592,12 @@ int cli_client_request(cli_client *c, const char *method, const char *path, cons
     }
     r = PV_OK;
 out:
-    free(text);
+    if (text != NULL) {
+        pv_wipe(text, strlen(text));
+        free(text);
+        /* curl must not keep a pointer to the freed body. */
+        curl_easy_setopt(c->h, CURLOPT_POSTFIELDS, (char *)NULL);
+    }
     return r;
 }
 
