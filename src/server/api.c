@@ -97,6 +97,12 @@ int api_store_fail(api_ctx *c, int code, const pv_err *e, const char *what)
         api_fail(c, 409, "conflict", "%s", what != NULL ? what : "it already exists");
         return code;
     }
+    if (code == PV_ERR_INVALID_ARG) {
+        /* A foreign key or check constraint: the handlers check what they refer to
+         * first, so this is a concurrent change (a group deleted meanwhile). */
+        api_fail(c, 409, "conflict", "it refers to something that changed meanwhile; try again");
+        return code;
+    }
     pv_error("%s %s: database: %s", c->req->method, c->route != NULL ? c->route->pattern : "?",
              pv_err_msg(e));
     api_fail(c, 500, "internal", "the server could not complete the request; see its log");

@@ -406,6 +406,11 @@ int api_device_update(api_ctx *c)
     if ((r = api_tx_begin(c)) != PV_OK) {
         goto out;
     }
+    /* Before the update: a group that does not exist at all would otherwise fail the
+     * foreign key instead of answering 404. */
+    if (gid != NULL && (r = check_group(c, gid)) != PV_OK) {
+        goto out;
+    }
     store_val p[] = {SV_TEXT(c->tenant_id), SV_TEXT(c->params[1]), SV_TEXT_OR_NULL(gid),
                      SV_INT(c->now)};
     r = store_exec(c->db,
@@ -418,11 +423,6 @@ int api_device_update(api_ctx *c)
     }
     if (changes == 0) {
         r = device_not_found(c, c->params[1]);
-        goto out;
-    }
-    /* After the update, so a missing device is reported before a missing group; the
-     * rollback undoes it when the group is not this tenant's. */
-    if (gid != NULL && (r = check_group(c, gid)) != PV_OK) {
         goto out;
     }
     json_t *detail = json_object();

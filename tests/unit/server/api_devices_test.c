@@ -421,6 +421,11 @@ static void test_assign(void **state)
     assert_int_equal(
         device_call(x, x->alice, "PATCH", x->t1, id, "", "{\"device_group_id\": \"nope\"}", NULL),
         400);
+    /* A well-formed group ID that exists nowhere is a 404 too (not a foreign-key error). */
+    assert_int_equal(device_call(x, x->alice, "PATCH", x->t1, id, "",
+                                 "{\"device_group_id\": \"0b0e2a8c-3f7a-4c1e-9d7b-2f6a1c3e5d70\"}",
+                                 NULL),
+                     404);
     char *after = st_dump(&x->env);
     assert_string_equal(before, after);
     free(before);
