@@ -51,6 +51,8 @@ typedef struct api_call {
     char after[API_MAX_TOKEN_KEY + 1];
 } api_call;
 
+static bool utf8_scan(const char *s, size_t len, size_t *chars, bool *only_spaces);
+
 static api_call *call_of(api_ctx *c)
 {
     return (api_call *)(void *)c;
@@ -312,9 +314,10 @@ int api_page(api_ctx *c, size_t *limit, const char **after)
         size_t n = 0;
         bool ok = b64url_decode(t, raw, sizeof(raw), &n) == PV_OK && n > TOKEN_PREFIX_LEN &&
                   memcmp(raw, TOKEN_PREFIX, TOKEN_PREFIX_LEN) == 0;
-        for (size_t i = TOKEN_PREFIX_LEN; ok && i < n; i++) {
-            ok = raw[i] >= 0x20 && raw[i] != 0x7f;
-        }
+        size_t chars;
+        bool spaces;
+        ok = ok &&
+             utf8_scan((const char *)raw + TOKEN_PREFIX_LEN, n - TOKEN_PREFIX_LEN, &chars, &spaces);
         if (!ok) {
             return api_fail(c, 400, "bad_request",
                             "query parameter 'continuation_token' is not a token this server "
@@ -452,8 +455,8 @@ bool api_valid_device_id(const char *s)
 bool api_valid_user_name(const char *s)
 {
     size_t n = s != NULL ? strnlen(s, 65) : 0;
-    if (n == 0 || n > 64) {
-        return false;
+    if (n == 0 || n > 64 || strcmp(s, "server") == 0) {
+        return false; /* "server" names the server itself in the audit log */
     }
     for (size_t i = 0; i < n; i++) {
         char ch = s[i];
@@ -466,19 +469,14 @@ bool api_valid_user_name(const char *s)
     return true;
 }
 
-/* Display names are UTF-8: 1..64 characters (at most 256 bytes), well-formed, without
- * C0/C1 control characters or DEL, and not only spaces. */
-bool api_valid_display_name(const char *s)
+/* Scans UTF-8: well-formed (no overlong forms, surrogates or values past U+10FFFF) and
+ * free of C0/C1 control characters and DEL. Counts the characters and notes whether all
+ * are spaces. Every text from the wire that reaches the database passes this, so
+ * PostgreSQL never sees bytes it would refuse (which would be a 500, not a 400). */
+static bool utf8_scan(const char *s, size_t len, size_t *chars, bool *only_spaces)
 {
-    if (s == NULL) {
-        return false;
-    }
-    size_t len = strnlen(s, 257);
-    size_t chars = 0;
-    bool only_spaces = true;
-    if (len == 0 || len > 256) {
-        return false;
-    }
+    *chars = 0;
+    *only_spaces = true;
     for (size_t i = 0; i < len;) {
         const uint8_t *p = (const uint8_t *)s + i;
         uint32_t cp;
@@ -507,7 +505,6 @@ bool api_valid_display_name(const char *s)
             }
             cp = (cp << 6) | (p[j] & 0x3fu);
         }
-        /* Overlong forms, surrogates and values past U+10FFFF. */
         if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
             (cp >= 0xd800 && cp <= 0xdfff)) {
             return false;
@@ -516,10 +513,26 @@ bool api_valid_display_name(const char *s)
             return false;
         }
         if (cp != ' ') {
-            only_spaces = false;
+            *only_spaces = false;
         }
         i += n;
-        chars++;
+        (*chars)++;
+    }
+    return true;
+}
+
+/* Display names are UTF-8: 1..64 characters (at most 256 bytes), well-formed, without
+ * C0/C1 control characters or DEL, and not only spaces. */
+bool api_valid_display_name(const char *s)
+{
+    if (s == NULL) {
+        return false;
+    }
+    size_t len = strnlen(s, 257);
+    size_t chars = 0;
+    bool only_spaces = true;
+    if (len == 0 || len > 256 || !utf8_scan(s, len, &chars, &only_spaces)) {
+        return false;
     }
     return chars <= 64 && !only_spaces;
 }
@@ -575,6 +588,11 @@ static int pct_decode(const char *in, size_t len, char *out, size_t out_size, bo
         out[o++] = (char)ch;
     }
     out[o] = '\0';
+    size_t chars;
+    bool spaces;
+    if (!utf8_scan(out, o, &chars, &spaces)) {
+        return PV_ERR_FORMAT;
+    }
     *out_len = o;
     return PV_OK;
 }
@@ -924,7 +942,7 @@ static int authenticate(api_ctx *c, const char *tenant)
     int r = PV_ERR_INTERNAL;
 
     pv_err_clear(&e);
-    if (c->route->access == API_PUBLIC) {
+    if (c->route->access == API_PUBLIC && !req->has_client_cert) {
         return PV_OK;
     }
     if (!req->has_client_cert) {
@@ -954,8 +972,12 @@ static int authenticate(api_ctx *c, const char *tenant)
         goto out;
     }
     if (store_rows_count(rows) != 1) {
-        r = api_fail(c, 401, "unauthenticated",
-                     "the client certificate is unknown, revoked or expired");
+        /* A public route serves anyone; the certificate only adds who it is (enroll
+         * uses it to let an operator accept an invitation in its own name). */
+        r = c->route->access == API_PUBLIC
+                ? PV_OK
+                : api_fail(c, 401, "unauthenticated",
+                           "the client certificate is unknown, revoked or expired");
         goto out;
     }
     if (!copy_text(c->operator_id, sizeof(c->operator_id), store_rows_text(rows, 0, 0)) ||

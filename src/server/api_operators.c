@@ -108,6 +108,11 @@ int api_enroll(api_ctx *c)
         r = api_fail(c, 400, "bad_request", "csr: %s", pv_err_msg(&e));
         goto out;
     }
+    if (!codes_well_formed(code)) {
+        r = api_fail(c, 401, "unauthenticated",
+                     "enrollment code is not valid (unknown, used or expired)");
+        goto out;
+    }
     if ((r = api_tx_begin(c)) != PV_OK) {
         goto out;
     }
@@ -121,14 +126,23 @@ int api_enroll(api_ctx *c)
         r = api_store_fail(c, r, &e, NULL);
         goto out;
     }
-    snprintf(c->operator_name, sizeof(c->operator_name), "%s", g.user_name);
-
     store_val pn[] = {SV_TEXT(g.user_name)};
     if ((r = exec(c, "SELECT id FROM operators WHERE name = $1", pn, 1, &rows, NULL, NULL)) !=
         PV_OK) {
         goto out;
     }
     if (store_rows_count(rows) == 1) {
+        /* The name is taken. Only that operator, proving it with its current client
+         * certificate, may accept an invitation in it; a code alone never yields a
+         * certificate for an existing operator (whoever invites chooses the name). The
+         * failure rolls back, so the code stays usable by the right person. */
+        if (strcmp(c->operator_id, store_rows_text(rows, 0, 0)) != 0) {
+            r = api_fail(c, 409, "conflict",
+                         "the user name %s is already enrolled: accept the invitation from that "
+                         "operator's login, or ask for an invitation under another name",
+                         g.user_name);
+            goto out;
+        }
         snprintf(op_id, sizeof(op_id), "%s", store_rows_text(rows, 0, 0));
     } else {
         api_new_id(op_id);
@@ -144,6 +158,7 @@ int api_enroll(api_ctx *c)
         new_operator = true;
     }
     snprintf(c->operator_id, sizeof(c->operator_id), "%s", op_id);
+    snprintf(c->operator_name, sizeof(c->operator_name), "%s", g.user_name);
 
     r = ca_issue_operator(c->srv->ca, csr, strlen(csr), g.user_name, c->srv->cfg.operator_cert_days,
                           &iss, &e);
@@ -466,7 +481,11 @@ int api_role_add(api_ctx *c)
                   pu, 2, &rows, NULL, NULL)) != PV_OK) {
         goto out;
     }
-    if (store_rows_count(rows) == 0) {
+    /* Only a member of this tenant has its role changed at once. Anyone else -- a new
+     * name, or an operator enrolled elsewhere -- gets an invitation code, redeemed by
+     * the person it is given to: operator names are chosen by whoever invites first,
+     * so a name alone must never carry a role into this tenant. */
+    if (store_rows_count(rows) == 0 || store_rows_is_null(rows, 0, 1)) {
         r = invite(c, user, role);
         goto out;
     }
@@ -508,21 +527,39 @@ int api_role_delete(api_ctx *c)
                   pu, 2, &rows, NULL, NULL)) != PV_OK) {
         goto out;
     }
-    if (store_rows_count(rows) != 1) {
-        r = api_fail(c, 404, "not_found", "user %s has no role in tenant %s", user, c->tenant_id);
+    /* Pending invitations for this user in this tenant end too, so an invitation sent
+     * by mistake can be taken back before it is used. */
+    int64_t cancelled = 0;
+    store_val pc[] = {SV_TEXT(c->tenant_id), SV_TEXT(user), SV_INT(c->now)};
+    if ((r = exec(c,
+                  "UPDATE enrollment_codes SET expires_at = $3 "
+                  "WHERE tenant_id = $1 AND user_name = $2 AND used_at IS NULL AND expires_at > $3",
+                  pc, 3, NULL, &cancelled, NULL)) != PV_OK) {
         goto out;
     }
-    store_val pd[] = {SV_TEXT(c->tenant_id), SV_TEXT(store_rows_text(rows, 0, 0))};
-    if ((r = exec(c, "DELETE FROM roles WHERE tenant_id = $1 AND operator_id = $2", pd, 2, NULL,
-                  NULL, NULL)) != PV_OK ||
-        (r = check_admin_left(c, user)) != PV_OK ||
-        (r = audit(c, "role.delete", user,
-                   json_pack("{s:s}", "role", store_rows_text(rows, 0, 1)))) != PV_OK ||
-        (r = api_tx_commit(c)) != PV_OK) {
+    bool member = store_rows_count(rows) == 1;
+    if (!member && cancelled == 0) {
+        r = api_fail(c, 404, "not_found",
+                     "user %s has no role and no pending invitation in tenant %s", user,
+                     c->tenant_id);
+        goto out;
+    }
+    if (member) {
+        store_val pd[] = {SV_TEXT(c->tenant_id), SV_TEXT(store_rows_text(rows, 0, 0))};
+        if ((r = exec(c, "DELETE FROM roles WHERE tenant_id = $1 AND operator_id = $2", pd, 2, NULL,
+                      NULL, NULL)) != PV_OK ||
+            (r = check_admin_left(c, user)) != PV_OK) {
+            goto out;
+        }
+    }
+    json_t *detail = json_pack("{s:s?,s:I}", "role", member ? store_rows_text(rows, 0, 1) : NULL,
+                               "invitations_cancelled", (json_int_t)cancelled);
+    if ((r = audit(c, "role.delete", user, detail)) != PV_OK || (r = api_tx_commit(c)) != PV_OK) {
         goto out;
     }
     r = api_ok(c, 200,
-               json_pack("{s:s,s:s,s:b}", "user", user, "tenant_id", c->tenant_id, "deleted", 1));
+               json_pack("{s:s,s:s,s:b,s:I}", "user", user, "tenant_id", c->tenant_id, "deleted", 1,
+                         "invitations_cancelled", (json_int_t)cancelled));
 out:
     store_rows_free(rows);
     return r;

@@ -169,7 +169,7 @@ static int body_enum(api_ctx *c, const char *key, const char *const *allowed, co
 /* An optional (or required) display name. */
 static int body_name(api_ctx *c, bool required, const char **out)
 {
-    int r = api_body_string(c, "name", required, 64, out);
+    int r = api_body_string(c, "name", required, 256, out);
     if (r == PV_OK && *out != NULL && !api_valid_display_name(*out)) {
         r = api_fail(c, 400, "bad_request",
                      "name: 1 to 64 printable characters, not only spaces, no control characters");

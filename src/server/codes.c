@@ -59,6 +59,14 @@ static int normalise(const char *code, char out[CODE_CHARS + 1])
     return PV_OK;
 }
 
+bool codes_well_formed(const char *code)
+{
+    char norm[CODE_CHARS + 1];
+    bool ok = normalise(code, norm) == PV_OK;
+    pv_wipe(norm, sizeof(norm));
+    return ok;
+}
+
 static int hash_code(const char norm[CODE_CHARS + 1], char hex[2 * PV_SHA256_LEN + 1])
 {
     uint8_t d[PV_SHA256_LEN];

@@ -8,6 +8,7 @@
 #ifndef PAVISE_SERVER_CODES_H
 #define PAVISE_SERVER_CODES_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "pavise/err.h"
@@ -23,6 +24,10 @@
 int codes_create(store *db, const char *user_name, const char *tenant_id, const char *role,
                  const char *created_by, int64_t now, int64_t ttl_seconds,
                  char code[CODES_TEXT_LEN + 1], pv_err *e);
+
+/* Whether text can be a code at all (32 base32 characters, dashes and case ignored):
+ * checked before anything touches the database, so garbage costs no write lock. */
+bool codes_well_formed(const char *code);
 
 typedef struct codes_grant {
     char user_name[65];

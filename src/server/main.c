@@ -110,18 +110,25 @@ static int load_config(const cli_cmd *cmd, const cli_args *args, server_config *
     return r;
 }
 
+/* How a database URL may be shown: a SQLite path as it is, a PostgreSQL connection
+ * string never (it may hold a password). */
+static const char *db_label(const char *url)
+{
+    return strncmp(url, "sqlite:", 7) == 0 ? url : "postgres:(connection string not shown)";
+}
+
 /* Opens the configured database and brings its schema up to date. */
 static int open_db(const server_config *cfg, store **db, int *version, pv_err *e)
 {
     int r = store_open(cfg->db_url, db, e);
     if (r != PV_OK) {
-        return pv_err_wrap(e, r, "database %s", cfg->db_url);
+        return pv_err_wrap(e, r, "database %s", db_label(cfg->db_url));
     }
     r = store_migrate(*db, version, e);
     if (r != PV_OK) {
         store_close(*db);
         *db = NULL;
-        return pv_err_wrap(e, r, "migrating database %s", cfg->db_url);
+        return pv_err_wrap(e, r, "migrating database %s", db_label(cfg->db_url));
     }
     return PV_OK;
 }
@@ -436,7 +443,7 @@ static int cmd_migrate(const cli_cmd *cmd, const cli_args *args, pv_err *e)
     if (r != PV_OK) {
         return r;
     }
-    json_t *o = json_pack("{s:s, s:s, s:i}", "database", cfg.db_url, "backend",
+    json_t *o = json_pack("{s:s, s:s, s:i}", "database", db_label(cfg.db_url), "backend",
                           store_backend_name(db), "schema_version", version);
     store_close(db);
     static const char *const fields[] = {

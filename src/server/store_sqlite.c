@@ -343,14 +343,19 @@ static int sqlite_open(const char *path, store_conn **out, pv_err *e)
     if (c == NULL)
         return pv_err_set(e, PV_ERR_NOMEM, NAME ": out of memory");
     /* SQLite creates files 0644 (less umask); the database holds certificates and code
-     * hashes, so create it 0600 first. Its -wal and -shm files take the same mode. */
+     * hashes, so create it 0600 first. Its -wal and -shm files take the same mode.
+     * Only a file this call creates is opened and closed here: closing any descriptor
+     * of a file drops every POSIX lock the process holds on it, so touching a database
+     * that another connection of this process has open would silently unlock it (and
+     * another process could then checkpoint and delete the WAL under us). */
     if (!memory) {
-        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-        if (fd < 0) {
-            r = pv_err_sys(e, PV_ERR_IO, errno, NAME ": cannot open or create %s", path);
+        int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd >= 0) {
+            close(fd);
+        } else if (errno != EEXIST) {
+            r = pv_err_sys(e, PV_ERR_IO, errno, NAME ": cannot create %s", path);
             goto out;
         }
-        close(fd);
     }
     if (sqlite3_open_v2(path, &c->db,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,

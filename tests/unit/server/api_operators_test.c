@@ -108,15 +108,33 @@ static void make_tenant(st_env *env, const uint8_t *fp, const char *name, char i
     json_decref(t);
 }
 
+static char *make_csr(void);
+static char *enroll_body(const char *code, const char *csr);
+
+/* Gives user (an enrolled operator whose certificate fingerprint is user_fp) a role in
+ * tenant: a member's role changes at once (200); anyone else is invited (201) and
+ * accepts the invitation with its own certificate. */
 static void grant(st_env *env, const uint8_t *admin, const char *tenant, const char *user,
-                  const char *role)
+                  const uint8_t *user_fp, const char *role)
 {
     char path[128], body[256];
     snprintf(path, sizeof(path), "/v1/tenants/%s/roles", tenant);
     snprintf(body, sizeof(body), "{\"user\":\"%s\",\"role\":\"%s\"}", user, role);
-    json_t *out = ok(env, admin, "POST", path, body, 200);
-    assert_string_equal(str(out, "role"), role);
-    json_decref(out);
+    json_t *inv = NULL;
+    int status = st_call(env, admin, "POST", path, body, &inv);
+    if (status == 201) {
+        char *csr = make_csr();
+        char *eb = enroll_body(json_string_value(json_object_get(inv, "enrollment_code")), csr);
+        json_t *out = ok(env, user_fp, "POST", "/v1/enroll", eb, 201);
+        assert_string_equal(
+            json_string_value(json_object_get(json_object_get(out, "operator"), "name")), user);
+        json_decref(out);
+        free(eb);
+        free(csr);
+    } else {
+        assert_int_equal(status, 200);
+    }
+    json_decref(inv);
 }
 
 static int64_t count(st_env *env, const char *sql)
@@ -312,7 +330,23 @@ static void test_invite(void **state)
     free(dump);
 
     json_t *e1 = enroll(env, str(inv1, "enrollment_code"), bob1);
-    json_t *e2 = enroll(env, str(inv2, "enrollment_code"), bob2);
+    /* The second invitation names an operator that now exists: a code alone does not
+     * give a certificate for it (409), and the refusal leaves the code usable... */
+    char *csr = make_csr();
+    char *body2 = enroll_body(str(inv2, "enrollment_code"), csr);
+    char *before = st_dump(env);
+    refused(env, NULL, "POST", "/v1/enroll", body2, 409, "conflict", "already enrolled");
+    char *after = st_dump(env);
+    assert_string_equal(before, after);
+    free(before);
+    free(after);
+    /* ...by bob himself, presenting his certificate. */
+    json_t *e2 = ok(env, bob1, "POST", "/v1/enroll", body2, 201);
+    pv_cert *c2 = cert_from_pem(str(e2, "certificate"));
+    pv_cert_fingerprint(c2, bob2);
+    pv_cert_free(c2);
+    free(body2);
+    free(csr);
     assert_string_equal(str(json_object_get(e1, "operator"), "id"),
                         str(json_object_get(e2, "operator"), "id"));
     assert_memory_not_equal(bob1, bob2, PV_SHA256_LEN);
@@ -334,6 +368,53 @@ static void test_invite(void **state)
     json_decref(e2);
     json_decref(inv1);
     json_decref(inv2);
+}
+
+/* A name is not an identity: an operator who registers a name first (through a tenant
+ * of its own) gains nothing when another tenant later invites that name. */
+static void test_name_squatting(void **state)
+{
+    st_env *env = *state;
+    uint8_t admin[PV_SHA256_LEN], mallory[PV_SHA256_LEN], squat[PV_SHA256_LEN];
+    char t[37], evil[37], path[128];
+
+    st_operator(env, "admin", admin);
+    st_operator(env, "mallory", mallory);
+    make_tenant(env, admin, "Contoso", t);
+    make_tenant(env, mallory, "Evil", evil);
+
+    /* mallory invites "carol" into her own tenant and enrolls as carol. */
+    snprintf(path, sizeof(path), "/v1/tenants/%s/roles", evil);
+    json_t *inv = ok(env, mallory, "POST", path, "{\"user\":\"carol\",\"role\":\"Reader\"}", 201);
+    json_t *e = enroll(env, str(inv, "enrollment_code"), squat);
+    json_decref(e);
+    json_decref(inv);
+
+    /* Contoso's admin adds "carol": an invitation, not a grant to mallory's carol. */
+    snprintf(path, sizeof(path), "/v1/tenants/%s/roles", t);
+    inv = ok(env, admin, "POST", path, "{\"user\":\"carol\",\"role\":\"Administrator\"}", 201);
+    char tpath[128];
+    snprintf(tpath, sizeof(tpath), "/v1/tenants/%s", t);
+    refused(env, squat, "GET", tpath, NULL, 404, "not_found", NULL);
+
+    /* The real carol, holding the code, cannot take over the name (409, code kept);
+     * nor can mallory's carol use a code she does not have. Contoso stays hers alone. */
+    char *csr = make_csr();
+    char *body = enroll_body(str(inv, "enrollment_code"), csr);
+    refused(env, NULL, "POST", "/v1/enroll", body, 409, "conflict", "already enrolled");
+    refused(env, squat, "GET", tpath, NULL, 404, "not_found", NULL);
+
+    /* A pending invitation can be taken back. */
+    char del[192];
+    snprintf(del, sizeof(del), "/v1/tenants/%s/roles/carol", t);
+    json_t *d = ok(env, admin, "DELETE", del, NULL, 200);
+    assert_int_equal(json_integer_value(json_object_get(d, "invitations_cancelled")), 1);
+    json_decref(d);
+    refused(env, squat, "POST", "/v1/enroll", body, 401, "unauthenticated", NULL);
+    refused(env, admin, "DELETE", del, NULL, 404, "not_found", NULL);
+    free(body);
+    free(csr);
+    json_decref(inv);
 }
 
 /* ---- tenants ---- */
@@ -448,9 +529,9 @@ static void test_roles(void **state)
             "without an Administrator");
 
     /* Granting to existing operators is immediate. */
-    grant(env, alice, t, "carol", "Reader");
-    grant(env, alice, t, "bob", "Contributor");
-    grant(env, alice, t, "carol", "Contributor"); /* a change */
+    grant(env, alice, t, "carol", carol, "Reader");
+    grant(env, alice, t, "bob", bob, "Contributor");
+    grant(env, alice, t, "carol", carol, "Contributor"); /* a change */
     json_t *list = ok(env, bob, "GET", path, NULL, 200);
     json_t *items = json_object_get(list, "items");
     assert_int_equal(json_array_size(items), 3);
@@ -486,8 +567,8 @@ static void test_roles(void **state)
     refused(env, alice, "DELETE", del, NULL, 404, "not_found", "nobody");
 
     /* With a second Administrator the first may step down, and is then refused. */
-    grant(env, alice, t, "bob", "Administrator");
-    grant(env, alice, t, "alice", "Reader");
+    grant(env, alice, t, "bob", bob, "Administrator");
+    grant(env, alice, t, "alice", alice, "Reader");
     refused(env, alice, "POST", path, "{\"user\":\"alice\",\"role\":\"Administrator\"}", 403,
             "forbidden", "you have Reader");
     snprintf(del, sizeof(del), "/v1/tenants/%s/roles/bob", t);
@@ -505,10 +586,13 @@ static void test_roles(void **state)
     snprintf(p2, sizeof(p2), "/v1/tenants/%s/audit", t);
     out = ok(env, alice, "GET", p2, NULL, 200);
     items = json_object_get(out, "items");
-    const char *actions[] = {"tenant.create", "role.add", "role.add",   "role.add",
-                             "role.add",      "role.add", "role.delete"};
-    assert_int_equal(json_array_size(items), 7);
-    for (size_t i = 0; i < 7; i++) {
+    /* Operators who are not members yet are invited and accept with their own
+     * certificates (role.invite, operator.enroll); members' roles change at once. */
+    const char *actions[] = {"tenant.create", "role.invite",     "operator.enroll",
+                             "role.invite",   "operator.enroll", "role.add",
+                             "role.add",      "role.add",        "role.delete"};
+    assert_int_equal(json_array_size(items), 9);
+    for (size_t i = 0; i < 9; i++) {
         json_t *a = json_array_get(items, i);
         assert_string_equal(str(a, "action"), actions[i]);
         if (i > 0) {
@@ -516,16 +600,16 @@ static void test_roles(void **state)
                         json_integer_value(json_object_get(json_array_get(items, i - 1), "seq")));
         }
     }
-    json_t *d = json_object_get(json_array_get(items, 3), "detail");
+    json_t *d = json_object_get(json_array_get(items, 5), "detail");
     assert_string_equal(str(d, "role"), "Contributor");
     assert_string_equal(str(d, "previous_role"), "Reader");
     json_decref(out);
     char tok[128] = "";
-    for (size_t i = 0; i < 7; i += 3) {
+    for (size_t i = 0; i < 9; i += 3) {
         char pp[1024];
         snprintf(pp, sizeof(pp), "%s?limit=3%s%s", p2, tok[0] ? "&continuation_token=" : "", tok);
         out = ok(env, alice, "GET", pp, NULL, 200);
-        assert_int_equal(json_array_size(json_object_get(out, "items")), i < 6 ? 3 : 1);
+        assert_int_equal(json_array_size(json_object_get(out, "items")), 3);
         json_t *tk = json_object_get(out, "continuation_token");
         snprintf(tok, sizeof(tok), "%s", json_is_string(tk) ? json_string_value(tk) : "");
         assert_true(i < 6 ? tok[0] != '\0' : tok[0] == '\0');
@@ -573,7 +657,7 @@ static void test_dispatcher(void **state)
     st_operator(env, "alice", alice);
     st_operator(env, "rita", rita);
     make_tenant(env, alice, "T", t);
-    grant(env, alice, t, "rita", "Reader");
+    grant(env, alice, t, "rita", rita, "Reader");
     assert_int_equal(pv_random_bytes(stranger, sizeof(stranger)), PV_OK);
     st_operator(env, "olga", stranger); /* olga has her own tenant; alice has no role there */
     make_tenant(env, stranger, "Other", other);
@@ -753,8 +837,9 @@ static void test_rollback(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        BOTH(test_enroll), BOTH(test_enroll_refused), BOTH(test_invite),   BOTH(test_tenants),
-        BOTH(test_roles),  BOTH(test_dispatcher),     BOTH(test_rollback),
+        BOTH(test_enroll),         BOTH(test_enroll_refused), BOTH(test_invite),
+        BOTH(test_name_squatting), BOTH(test_tenants),        BOTH(test_roles),
+        BOTH(test_dispatcher),     BOTH(test_rollback),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
