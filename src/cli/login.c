@@ -193,8 +193,16 @@ static int login(const cli_cmd *cmd, const cli_args *args, pv_err *e)
         memset(&cfg, 0, sizeof(cfg));
         snprintf(cfg.dir, sizeof(cfg.dir), "%s", dir);
     }
-    if ((r = cli_config_mkdir(dir, e)) != PV_OK || (r = files_init(&cfg, &f, e)) != PV_OK ||
-        (r = check_no_login(&cfg, &f, force, e)) != PV_OK) {
+    if ((r = cli_config_mkdir(dir, e)) != PV_OK || (r = files_init(&cfg, &f, e)) != PV_OK) {
+        goto out;
+    }
+    /* Logged in to this same server already: the code is an invitation for this operator
+     * (the server accepts one for an existing name only from that operator), so present
+     * the current certificate, and replace key and certificate with the new ones. */
+    struct stat st_key, st_cert;
+    bool accept = !force && strcmp(cfg.server, url) == 0 && lstat(f.key, &st_key) == 0 &&
+                  lstat(f.cert, &st_cert) == 0;
+    if (!accept && (r = check_no_login(&cfg, &f, force, e)) != PV_OK) {
         goto out;
     }
 
@@ -217,7 +225,10 @@ static int login(const cli_cmd *cmd, const cli_args *args, pv_err *e)
     if (ca != NULL && (r = pv_chain_save_pem(ca, f.ca_new, false, e)) != PV_OK) {
         goto out;
     }
-    cli_tls tls = {.ca_file = ca != NULL ? f.ca_new : NULL, .pin = ca != NULL ? NULL : pin};
+    cli_tls tls = {.ca_file = ca != NULL ? f.ca_new : NULL,
+                   .pin = ca != NULL ? NULL : pin,
+                   .client_cert = accept ? f.cert : NULL,
+                   .client_key = accept ? f.key : NULL};
     if ((r = cli_client_new(url, &tls, &client, e)) != PV_OK) {
         goto out;
     }
@@ -253,11 +264,20 @@ static int login(const cli_cmd *cmd, const cli_args *args, pv_err *e)
         goto out;
     }
     memcpy(cfg.server, url, sizeof(cfg.server));
-    cfg.tenant[0] = '\0'; /* a new identity: its tenants are chosen again */
+    if (!accept) {
+        cfg.tenant[0] = '\0'; /* a new identity: its tenants are chosen again */
+    }
     if ((r = files_commit(&f, e)) != PV_OK || (r = cli_config_save(&cfg, e)) != PV_OK) {
         goto out;
     }
     written = false;
+    if (accept) {
+        printf("Accepted the invitation on %s as ", url);
+        cli_put_escaped(stdout, name);
+        printf(" (new key and certificate in %s).\nSee your roles with `pavise me`.\n", cfg.dir);
+        r = PV_OK;
+        goto out;
+    }
     printf("Logged in to %s as ", url);
     cli_put_escaped(stdout, name);
     printf(".\nThe key and certificate are in %s.\n"
@@ -298,7 +318,9 @@ const cli_cmd cli_login_cmd = {
     "it against the fingerprint), makes an ECDSA P-256 key pair here and exchanges the code "
     "for a client certificate. TLS verification is never turned off. The key (mode 0600), "
     "certificate, pinned CA and config.json are kept in $PAVISE_CONFIG_DIR, else "
-    "$XDG_CONFIG_HOME/pavise, else ~/.config/pavise.",
+    "$XDG_CONFIG_HOME/pavise, else ~/.config/pavise. Already logged in to the same server, "
+    "it accepts an invitation for you: the current certificate proves who you are, and the "
+    "new key and certificate replace it.",
     login_opts,
     false,
     login,

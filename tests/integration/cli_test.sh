@@ -166,8 +166,15 @@ cp ca.crt "$T/config/ca.crt"; cp s.crt "$T/config/operator.crt"; cp s.key "$T/co
 printf '{"server": "https://127.0.0.1:1", "tenant": null}\n' >"$T/config/config.json"
 expect 2 "$PAVISE" product list;                                   golden no-tenant-error err.txt
 expect 1 "$PAVISE" tenant list;                                    contains err.txt "cannot reach https://127.0.0.1:1"
-expect 1 "$PAVISE" login --server https://127.0.0.1:1 --ca ca.crt --enroll X
+# Another server: refused without --force. The same server: the code is taken as an
+# invitation accepted with the current certificate (here the server does not answer),
+# and a failure leaves the login as it was.
+expect 1 "$PAVISE" login --server https://127.0.0.1:2 --ca ca.crt --enroll X
 contains err.txt "already logged in to https://127.0.0.1:1"
+expect 1 "$PAVISE" login --server https://127.0.0.1:1 --ca ca.crt --enroll X
+contains err.txt "cannot reach https://127.0.0.1:1"
+cmp -s s.key "$T/config/operator.key" && cmp -s s.crt "$T/config/operator.crt" &&
+    ok "a failed invitation acceptance keeps the login" || bad "the login changed"
 cmp -s s.key "$T/config/operator.key" && ok || bad "a refused login changed the key"
 chmod 644 "$T/config/operator.key"
 expect 3 "$PAVISE" tenant list;                                    contains err.txt "chmod 600"
