@@ -42,6 +42,15 @@ d = json.load(open(sys.argv[1]))
 v = eval("d" + sys.argv[2])
 print(v if isinstance(v, str) else json.dumps(v))' "$1" "$2" 2>/dev/null
 }
+# items FILE EXPR: like json, on the items of a list (the CLI prints a JSON array, the
+# API a page {"items": [...]}).
+items() {
+    python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+d = d["items"] if isinstance(d, dict) else d
+v = eval("d" + sys.argv[2])
+print(v if isinstance(v, str) else json.dumps(v))' "$1" "$2" 2>/dev/null
+}
 is() { # WHAT GOT WANT
     if [ "$2" = "$3" ]; then ok; else bad "$1: got '$2', wanted '$3'"; fi
 }
@@ -306,10 +315,11 @@ run_suite() { # BACKEND
     cli_refused "a second product named Widget" $EX_CONFLICT admin product create --name "Widget"
     expect 0 cli admin device-group list --product "$widget" --output json
     cp out.txt groups.json
-    is "groups of a new product" "$(json groups.json "['items'].__len__()")" 5
+    is "groups of a new product" "$(items groups.json ".__len__()")" 5
     python3 - groups.json >g.txt <<'PY'
 import json, sys
-for g in sorted(json.load(open(sys.argv[1]))["items"], key=lambda g: g["name"]):
+d = json.load(open(sys.argv[1]))
+for g in sorted(d["items"] if isinstance(d, dict) else d, key=lambda g: g["name"]):
     print(g["name"], g["os_feed"], g["update_policy"], g["device_count"])
 PY
     printf '%s\n' "Development Retail No3rdPartyAppUpdates 0" "Field Test Retail UpdateAll 0" \
@@ -317,13 +327,13 @@ PY
         "Production OS Evaluation RetailEval UpdateAll 0" >g.want
     diff -u g.want g.txt >/dev/null && ok || bad "default groups: $(cat g.txt)"
     local g_dev g_field g_prod
-    g_dev=$(python3 -c 'import json,sys; print([g["id"] for g in json.load(open(sys.argv[1]))["items"] if g["name"]==sys.argv[2]][0])' groups.json Development)
-    g_field=$(python3 -c 'import json,sys; print([g["id"] for g in json.load(open(sys.argv[1]))["items"] if g["name"]==sys.argv[2]][0])' groups.json "Field Test")
-    g_prod=$(python3 -c 'import json,sys; print([g["id"] for g in json.load(open(sys.argv[1]))["items"] if g["name"]==sys.argv[2]][0])' groups.json Production)
+    g_dev=$(items groups.json "[[g['name'] for g in d].index('Development')]['id']")
+    g_field=$(items groups.json "[[g['name'] for g in d].index('Field Test')]['id']")
+    g_prod=$(items groups.json "[[g['name'] for g in d].index('Production')]['id']")
     expect 0 cli admin product update --product "$widget" --description "renamed" --output json
     is "product description" "$(json out.txt "['description']")" renamed
     expect 0 cli admin product list --output json
-    is "products" "$(json out.txt "['items'].__len__()")" 1
+    is "products" "$(items out.txt ".__len__()")" 1
 
     # -- device groups --
     expect 0 cli admin device-group create --product "$widget" --name Canary --os-feed RetailEval \
@@ -389,7 +399,7 @@ PY
     want 200
     is "a tenant without a role, by name" "$(json body.json "['items'].__len__()")" 0
     expect 0 cli admin role list --output json
-    python3 -c 'import json,sys; print(" ".join(r["user"]+":"+r["role"] for r in json.load(open(sys.argv[1]))["items"]))' out.txt >roles.txt
+    items out.txt "" | python3 -c 'import json,sys; print(" ".join(r["user"]+":"+r["role"] for r in json.load(sys.stdin)))' >roles.txt
     is "roles" "$(cat roles.txt)" "admin:Administrator contributor:Contributor outsider:Reader rawadmin:Administrator reader:Reader"
     expect 0 cli admin role delete --user outsider
     cli_refused "deleting a role that is not there" $EX_NOTFOUND admin role delete --user outsider
@@ -402,7 +412,7 @@ PY
     local gizmo
     gizmo=$(json out.txt "['id']")
     expect 0 cli outsider tenant list --output json
-    is "outsider's tenants" "$(json out.txt "['items'].__len__()") $(json out.txt "['items'][0]['id']")" "1 $globex"
+    is "outsider's tenants" "$(items out.txt ".__len__()") $(items out.txt "[0]['id']")" "1 $globex"
     # The Administrator cannot leave the tenant without one.
     expect 0 cli admin tenant select --tenant "$spare"
     cli_refused "removing the last Administrator" $EX_CONFLICT admin role delete --user admin
@@ -533,9 +543,10 @@ PY
     page2=$(python3 -c 'import json,sys; print(" ".join(d["id"] for d in json.load(open(sys.argv[1]))["items"]))' body.json)
     is "last page's token" "$(json body.json "['continuation_token']")" null
     is "all devices over two pages, by ID" "$page1 $page2" "$(printf '%s\n' "$DEV_d2" "$DEV_d3" "$DEV_d4" | sort | tr '\n' ' ' | sed 's/ $//')"
+    expect 0 cli admin device list --output json
+    is "CLI device list" "$(items out.txt ".__len__()")" 3
     expect 0 cli admin device list --limit 2 --output json
-    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(len(d["items"] if isinstance(d, dict) else d))' out.txt >n.txt
-    is "CLI device list over pages" "$(cat n.txt)" 3
+    is "CLI device list --limit 2" "$(items out.txt "[1]['id']") $(items out.txt ".__len__()")" "$(echo "$page1" | cut -d' ' -f2) 2"
     expect 0 cli admin device list
     contains out.txt "$DEV_d2"
     contains out.txt "$DEV_d3"
@@ -583,9 +594,9 @@ PY
     if [ "$BACKEND" = postgres ]; then
         start_server second --data "$D" "${DBARGS[@]}" || return
         expect 0 cli admin device claim --device "$DEV_d5"
-        expect 0 cli admin --server "$URL_second" device show --device "$DEV_d5" --output json
+        expect 0 cli admin device show --server "$URL_second" --device "$DEV_d5" --output json
         is "a claim through one replica, read through the other" "$(json out.txt "['tenant_id']")" "$acme"
-        expect 0 cli admin --server "$URL_second" product create --name "Second Replica" --output json
+        expect 0 cli admin product create --server "$URL_second" --name "Second Replica" --output json
         local second
         second=$(json out.txt "['id']")
         expect 0 cli admin product list --output json
@@ -594,7 +605,7 @@ PY
         expect 0 cli admin device release --device "$DEV_d5"
         cli admin device claim --device "$DEV_d5" >race1.txt 2>&1 &
         local r1=$!
-        cli admin --server "$URL_second" device claim --device "$DEV_d5" >race2.txt 2>&1 &
+        cli admin device claim --server "$URL_second" --device "$DEV_d5" >race2.txt 2>&1 &
         local r2=$!
         wait $r1; local e1=$?
         wait $r2; local e2=$?
@@ -616,7 +627,7 @@ PY
     # The data survive a restart.
     start_server main --data "$D" "${DBARGS[@]}" || return
     URL=$URL_main
-    expect 0 cli admin --server "$URL" device show --device "$DEV_d2" --output json
+    expect 0 cli admin device show --server "$URL" --device "$DEV_d2" --output json
     is "device after a restart" "$(json out.txt "['device_group_name']")" "Field Test"
     stop_server main
 }
