@@ -15,7 +15,6 @@
  * PostgreSQL, and SQLite's write transactions are serial anyway), so two Administrators
  * demoting each other at once cannot both pass the "one Administrator stays" check.
  */
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

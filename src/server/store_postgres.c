@@ -267,6 +267,14 @@ static int64_t changed(const PGresult *res)
     return 0;
 }
 
+static bool stale_plan(const PGresult *res)
+{
+    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    return state != NULL && msg != NULL && strcmp(state, "0A000") == 0 &&
+           strstr(msg, "cached plan") != NULL;
+}
+
 static int pg_exec(store_conn *c, const char *sql, const store_val *params, size_t nparams,
                    store_rows *rows, int64_t *changes, pv_err *e)
 {
@@ -333,6 +341,12 @@ static int pg_exec(store_conn *c, const char *sql, const store_val *params, size
             break;
         if (PQstatus(c->conn) != CONNECTION_OK && !c->txn && attempt == 0)
             continue;
+        /* "cached plan must not change result type": the table changed under a
+         * prepared statement (another replica migrated). Prepare it afresh. */
+        if (stale_plan(res) && !c->txn && attempt == 0) {
+            cache_drop(c, st, true);
+            continue;
+        }
         r = pg_fail(c, sql, res, e);
         goto out;
     }

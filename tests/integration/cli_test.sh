@@ -117,5 +117,86 @@ expect 3 "$PAVISE" image-package pack-application --manifest noentry.json --pack
 contains err.txt "/bin/nothere"
 ls -A | grep -q 'tmp-' && bad "temporary files left behind: $(ls -A)" || ok
 
+# ---- operator commands without a server: help, usage, configuration, refusals ----
+expect 0 "$PAVISE" login --help;                                  golden login-help out.txt
+expect 0 "$PAVISE" device --help;                                 golden device-help out.txt
+expect 0 "$PAVISE" device claim --help;                           golden device-claim-help out.txt
+expect 0 "$PAVISE" device-group create --help;                    golden device-group-create-help out.txt
+expect 0 "$PAVISE" role add --help;                               golden role-add-help out.txt
+expect 0 "$PAVISE" tenant list --help;                            golden tenant-list-help out.txt
+expect 0 "$PAVISE" audit list --help;                             golden audit-list-help out.txt
+export PAVISE_CONFIG_DIR="$T/config"
+FP=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+expect 2 "$PAVISE" login --server http://127.0.0.1:1 --ca ca.crt --enroll X
+contains err.txt "only talks to the server over HTTPS"
+expect 2 "$PAVISE" login --server https://127.0.0.1:1 --enroll X;   contains err.txt "either --ca FILE"
+expect 2 "$PAVISE" login --server https://127.0.0.1:1 --ca ca.crt --fingerprint $FP --enroll X
+expect 2 "$PAVISE" login --server https://127.0.0.1:1 --fingerprint 0123 --enroll X
+contains err.txt "not a SHA-256 fingerprint"
+expect 2 "$PAVISE" login --server https://127.0.0.1:1 --fingerprint "${FP}00" --enroll X
+expect 2 "$PAVISE" login --server https://127.0.0.1:1 --fingerprint "SHA256:${FP%?}g" --enroll X
+expect 2 "$PAVISE" login --server https://127.0.0.1:1 --fingerprint "01::23${FP:4}" --enroll X
+expect 3 "$PAVISE" login --server https://127.0.0.1:1 --ca s.crt --enroll X
+contains err.txt "not a CA certificate"
+# Colons and the SHA256: prefix are accepted: the login gets as far as the network.
+colons=$(printf '%s' "$FP" | tr a-f A-F | sed 's/../&:/g; s/:$//')
+expect 1 "$PAVISE" login --server https://127.0.0.1:1 --fingerprint "SHA256:$colons" --enroll SECRET-CODE
+contains err.txt "cannot reach https://127.0.0.1:1"
+lacks err.txt "SECRET-CODE"
+expect 1 "$PAVISE" login --server https://127.0.0.1:1 --ca ca.crt --enroll SECRET-CODE
+[ -z "$(find "$T/config" -type f 2>/dev/null)" ] && ok || bad "a failed login left $(find "$T/config" -type f)"
+[ "$(stat -c %a "$T/config")" = 700 ] && ok || bad "config directory mode $(stat -c %a "$T/config")"
+# Not logged in: every server command refuses (exit 4) before any network.
+for cmd in "tenant list" "me" "product list" "device show --device $FP" "audit list"; do
+    expect 4 "$PAVISE" $cmd
+    contains err.txt "not logged in"
+done
+expect 2 "$PAVISE" tenant list --server http://127.0.0.1:1;      contains err.txt "not https"
+expect 2 "$PAVISE" tenant list --server https://user@127.0.0.1:1
+expect 2 "$PAVISE" device show --device xyz;                       contains err.txt "not a device ID"
+expect 2 "$PAVISE" role add --user u --role Boss;                  contains err.txt "not a role"
+expect 2 "$PAVISE" device-group create --product P --name N --os-feed Beta
+contains err.txt "--os-feed: 'Beta' is not one of Retail, RetailEval"
+expect 2 "$PAVISE" product update --product P;                     contains err.txt "nothing to update"
+expect 2 "$PAVISE" audit list --limit 0
+expect 2 "$PAVISE" audit list --limit x
+# A login's files, with a server that does not answer.
+mkdir -p "$T/config"
+cp ca.crt "$T/config/ca.crt"; cp s.crt "$T/config/operator.crt"; cp s.key "$T/config/operator.key"
+printf '{"server": "https://127.0.0.1:1", "tenant": null}\n' >"$T/config/config.json"
+expect 2 "$PAVISE" product list;                                   golden no-tenant-error err.txt
+expect 1 "$PAVISE" tenant list;                                    contains err.txt "cannot reach https://127.0.0.1:1"
+expect 1 "$PAVISE" login --server https://127.0.0.1:1 --ca ca.crt --enroll X
+contains err.txt "already logged in to https://127.0.0.1:1"
+cmp -s s.key "$T/config/operator.key" && ok || bad "a refused login changed the key"
+chmod 644 "$T/config/operator.key"
+expect 3 "$PAVISE" tenant list;                                    contains err.txt "chmod 600"
+chmod 600 "$T/config/operator.key"
+# Damaged configuration files are named, with what is wrong.
+printf '{"server": "https://127.0.0.1:1"' >"$T/config/config.json"
+expect 3 "$PAVISE" tenant list;                                    contains err.txt "damaged configuration"
+contains err.txt "config.json"
+printf '{"server": "http://127.0.0.1:1"}\n' >"$T/config/config.json"
+expect 3 "$PAVISE" tenant list;                                    contains err.txt "not https"
+printf '{"server": "https://127.0.0.1:1", "tenant": "acme"}\n' >"$T/config/config.json"
+expect 3 "$PAVISE" tenant list;                                    contains err.txt "field 'tenant'"
+printf '{"server": "https://127.0.0.1:1", "colour": 1}\n' >"$T/config/config.json"
+expect 3 "$PAVISE" tenant list;                                    contains err.txt "unknown field 'colour'"
+printf '[]\n' >"$T/config/config.json"
+expect 3 "$PAVISE" tenant list;                                    contains err.txt "not a JSON object"
+head -c 70000 /dev/zero | tr '\0' ' ' >"$T/config/config.json"
+expect 3 "$PAVISE" tenant list;                                    contains err.txt "damaged configuration"
+# A selected tenant is used without asking the server for it.
+printf '{"server": "https://127.0.0.1:1", "tenant": "0F0E0D0C-0B0A-4908-8706-050403020100"}\n' >"$T/config/config.json"
+expect 1 "$PAVISE" product list;                                   contains err.txt "cannot reach"
+rm -f "$T/config/operator.key"
+expect 4 "$PAVISE" tenant list;                                    contains err.txt "operator.key is missing"
+unset PAVISE_CONFIG_DIR
+# The configuration directory: XDG_CONFIG_HOME, then HOME.
+env -u PAVISE_CONFIG_DIR XDG_CONFIG_HOME="$T/xdg" "$PAVISE" tenant list >out.txt 2>err.txt
+contains err.txt "$T/xdg/pavise/config.json"
+env -u PAVISE_CONFIG_DIR -u XDG_CONFIG_HOME HOME="$T/home" "$PAVISE" tenant list >out.txt 2>err.txt
+contains err.txt "$T/home/.config/pavise/config.json"
+
 echo "$pass passed, $failed failed"
 [ "$failed" -eq 0 ]
