@@ -216,8 +216,9 @@ static const conn_info *connection_info(worker *w, SSL *ssl, struct bufferevent 
         free(ci);
         return NULL;
     }
-    /* Headers and body leave as two TLS records; without this the second would wait
-     * for the client's delayed ACK. */
+    /* A response may leave in more than one write (headers, then the body by
+     * reference); with Nagle's algorithm a later one would wait for the client's
+     * delayed ACK. Linux copies the listener's setting; this makes it certain. */
     int one = 1;
     (void)setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     return ci;
@@ -306,6 +307,9 @@ static void send_response(worker *w, struct evhttp_request *req, api_response *r
         free(resp->body);
     }
     resp->body = NULL;
+    if (resp->status < 100 || resp->status > 599) {
+        resp->status = 500; /* never send a status line HTTP cannot carry */
+    }
     /* Content-Length (from the output buffer) and Date are added by evhttp. */
     evhttp_send_reply(req, resp->status, NULL, NULL);
 }
@@ -363,9 +367,9 @@ static void on_request(struct evhttp_request *req, void *arg)
             api_handle(w->srv, w->db, &ar, &resp);
         }
     }
-    int status = resp.status;
     const char *route = resp.route != NULL ? resp.route : "unmatched";
     send_response(w, req, &resp);
+    int status = resp.status; /* as sent */
 
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
@@ -568,7 +572,14 @@ static int worker_setup(worker *w, listen_addr *addr, pv_err *e)
     if (r != PV_OK) {
         return pv_err_wrap(e, r, "worker %d: opening the database", w->index);
     }
-    w->base = event_base_new();
+    /* No locks: nothing crosses threads but the eventfd. The changelist folds evhttp's
+     * disable-read/enable-read around each request into no epoll_ctl at all. */
+    struct event_config *ec = event_config_new();
+    if (ec != NULL) {
+        event_config_set_flag(ec, EVENT_BASE_FLAG_NOLOCK | EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+        w->base = event_base_new_with_config(ec);
+        event_config_free(ec);
+    }
     w->http = w->base != NULL ? evhttp_new(w->base) : NULL;
     if (w->http == NULL) {
         return pv_err_set(e, PV_ERR_NOMEM, "worker %d: creating the event loop", w->index);

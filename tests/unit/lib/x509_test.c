@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
@@ -916,6 +917,112 @@ static void test_make_chain_helper(void **state)
     pv_key_free(k);
 }
 
+static void test_csr_round_trip(void **state)
+{
+    fixture *f = *state;
+    pv_buf *b = pv_buf_new(PV_CSR_MAX);
+    pv_err e = {0};
+    assert_int_equal(pv_csr_create(f->leaf_key, "CN=alice,O=Example", b, &e), PV_OK);
+    const char *pem = (const char *)pv_buf_data(b);
+    assert_int_equal(strncmp(pem, "-----BEGIN CERTIFICATE REQUEST-----", 35), 0);
+    pv_key *pub = NULL;
+    assert_int_equal(pv_csr_verify(pem, pv_buf_len(b), &pub, &e), PV_OK);
+    assert_true(pv_key_equal_public(pub, f->leaf_key));
+    assert_false(pv_key_has_private(pub));
+    pv_key_free(pub);
+    pv_buf_free(b);
+}
+
+static void test_csr_refusals(void **state)
+{
+    fixture *f = *state;
+    pv_buf *b = pv_buf_new(PV_CSR_MAX);
+    pv_err e = {0};
+    pv_key *pub = (pv_key *)1;
+    /* Creation: a subject in our syntax, a key with its private part. */
+    assert_int_equal(pv_csr_create(f->leaf_key, "CN=a;b", b, &e), PV_ERR_FORMAT);
+    assert_int_equal(pv_csr_create(f->leaf_key, "O=no common name", b, &e), PV_ERR_FORMAT);
+    assert_int_equal(pv_csr_create(f->leaf_key, NULL, b, &e), PV_ERR_INVALID_ARG);
+    pv_key *public_only = NULL;
+    assert_int_equal(pv_cert_public_key(f->leaf, &public_only, &e), PV_OK);
+    assert_int_equal(pv_csr_create(public_only, "CN=x", b, &e), PV_ERR_INVALID_ARG);
+    pv_key_free(public_only);
+    assert_int_equal(pv_buf_len(b), 0);
+
+    /* Verification: empty, too large, not a request, a certificate instead. */
+    assert_int_equal(pv_csr_verify("", 0, &pub, &e), PV_ERR_FORMAT);
+    assert_null(pub);
+    char *big = calloc(1, PV_CSR_MAX + 2);
+    memset(big, 'A', PV_CSR_MAX + 1);
+    assert_int_equal(pv_csr_verify(big, PV_CSR_MAX + 1, &pub, &e), PV_ERR_TOO_LARGE);
+    free(big);
+    assert_int_equal(pv_csr_verify("hello", 5, &pub, &e), PV_ERR_FORMAT);
+    pv_chain *ch = chain_of(f->leaf, NULL, NULL);
+    pv_buf *cert_pem = pv_buf_new(PV_PEM_MAX_FILE);
+    assert_int_equal(pv_chain_to_pem(ch, cert_pem), PV_OK);
+    assert_int_equal(
+        pv_csr_verify((const char *)pv_buf_data(cert_pem), pv_buf_len(cert_pem), &pub, &e),
+        PV_ERR_FORMAT);
+    assert_null(pub);
+
+    /* A signature byte changed: the key did not sign this request. */
+    assert_int_equal(pv_csr_create(f->leaf_key, "CN=x", b, &e), PV_OK);
+    BIO *bio = BIO_new_mem_buf(pv_buf_data(b), (int)pv_buf_len(b));
+    X509_REQ *req = PEM_read_bio_X509_REQ(bio, NULL, NULL, NULL);
+    assert_non_null(req);
+    const ASN1_BIT_STRING *sig = NULL;
+    X509_REQ_get0_signature(req, &sig, NULL);
+    ((ASN1_BIT_STRING *)sig)->data[10] ^= 0x01;
+    BIO *out = BIO_new(BIO_s_mem());
+    assert_int_equal(PEM_write_bio_X509_REQ(out, req), 1);
+    char *data = NULL;
+    long n = BIO_get_mem_data(out, &data);
+    assert_int_equal(pv_csr_verify(data, (size_t)n, &pub, &e), PV_ERR_SIGNATURE);
+    assert_null(pub);
+    BIO_free(out);
+    BIO_free(bio);
+    X509_REQ_free(req);
+    pv_buf_free(cert_pem);
+    pv_chain_free(ch);
+    pv_buf_free(b);
+}
+
+static void test_subject_alt_names(void **state)
+{
+    fixture *f = *state;
+    pv_cert_params p = {.subject = "CN=server",
+                        .not_before = T0 - DAY,
+                        .not_after = T0 + DAY,
+                        .path_len = -1,
+                        .server_auth = true,
+                        .subject_alt_names = "DNS:a.example,DNS:localhost,IP:10.0.0.1,IP:::1"};
+    pv_cert *c = NULL;
+    pv_err e = {0};
+    assert_int_equal(pv_cert_create(&p, f->leaf_key, f->inter, f->int_key, &c, &e), PV_OK);
+    X509 *x = pv_cert_x509(c);
+    assert_int_equal(X509_check_host(x, "a.example", 0, 0, NULL), 1);
+    assert_int_equal(X509_check_host(x, "localhost", 0, 0, NULL), 1);
+    assert_int_not_equal(X509_check_host(x, "b.example", 0, 0, NULL), 1);
+    assert_int_equal(X509_check_ip_asc(x, "10.0.0.1", 0), 1);
+    assert_int_equal(X509_check_ip_asc(x, "::1", 0), 1);
+    assert_int_not_equal(X509_check_ip_asc(x, "10.0.0.2", 0), 1);
+    GENERAL_NAMES *names = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+    assert_int_equal(sk_GENERAL_NAME_num(names), 4);
+    GENERAL_NAMES_free(names);
+    pv_cert_free(c);
+
+    /* None asked for: no extension. */
+    p.subject_alt_names = NULL;
+    assert_int_equal(pv_cert_create(&p, f->leaf_key, f->inter, f->int_key, &c, &e), PV_OK);
+    assert_int_equal(X509_get_ext_by_NID(pv_cert_x509(c), NID_subject_alt_name, -1), -1);
+    pv_cert_free(c);
+
+    /* A malformed entry fails the creation rather than being dropped. */
+    p.subject_alt_names = "IP:not-an-address";
+    assert_int_not_equal(pv_cert_create(&p, f->leaf_key, f->inter, f->int_key, &c, &e), PV_OK);
+    assert_null(c);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -940,6 +1047,9 @@ int main(void)
         T(test_subject_syntax),
         T(test_create_refusals),
         T(test_make_chain_helper),
+        T(test_csr_round_trip),
+        T(test_csr_refusals),
+        T(test_subject_alt_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -60,7 +60,8 @@ static parsed parse(const pv_buf *b)
         assert_non_null(brace);
         *brace = '\0';
         assert_true(strspn(buf, "abcdefghijklmnopqrstuvwxyz_") == strlen(buf));
-        snprintf(s->name, sizeof(s->name), "%s", buf);
+        assert_true(strlen(buf) < sizeof(s->name));
+        memcpy(s->name, buf, strlen(buf) + 1);
         /* labels: key="value" pairs separated by commas */
         char *q = brace + 1;
         size_t lo = 0;
