@@ -8,14 +8,15 @@
 # 4xx/5xx answer is the Error schema.
 # Usage: openapi_test.sh PAVISE_SERVER SOURCE_DIR TMPBASE
 set -uo pipefail
-SERVER=$1
-SRC=$2
+HERE=$(cd "$(dirname "$0")" && pwd)
+SERVER=$(realpath "$1")
+SRC=$(realpath "$2")
 TMPBASE=${3:-/tmp}
-mkdir -p "$TMPBASE"
+mkdir -p "$TMPBASE" && TMPBASE=$(realpath "$TMPBASE")
 T=$(mktemp -d "$TMPBASE/openapi-XXXXXX")
 trap 'rm -rf "$T"' EXIT
 cd "$T"
-. "$(dirname "$0")/testlib.sh"
+. "$HERE/testlib.sh"
 DOC=$SRC/docs/api/openapi.yaml
 
 # The document's pairs: a path is a 2-space-indented key starting with "/" under

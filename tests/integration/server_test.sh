@@ -10,14 +10,15 @@
 # PV_SERVER_TEST_BACKENDS="sqlite postgres" (default) chooses the runs;
 # PV_UPDATE_GOLDEN=1 rewrites golden/server_*.exp.
 set -uo pipefail
-PSERVER=$1
-PAVISE=$2
-PDEV=$3
-SRC=$4
+HERE=$(cd "$(dirname "$0")" && pwd)
+PSERVER=$(realpath "$1")
+PAVISE=$(realpath "$2")
+PDEV=$(realpath "$3")
+SRC=$(realpath "$4")
 TMPBASE=${5:-/tmp}
-GOLDEN=${6:-$SRC/tests/integration/golden}
+GOLDEN=$(realpath "${6:-$SRC/tests/integration/golden}")
 BACKENDS=${PV_SERVER_TEST_BACKENDS:-sqlite postgres}
-mkdir -p "$TMPBASE"
+mkdir -p "$TMPBASE" && TMPBASE=$(realpath "$TMPBASE")
 T=$(mktemp -d "$TMPBASE/server-XXXXXX")
 PIDS=()
 PGDIR=
@@ -33,7 +34,7 @@ cleanup() {
 }
 trap cleanup EXIT
 cd "$T"
-. "$(dirname "$0")/testlib.sh"
+. "$HERE/testlib.sh"
 
 # Exit codes of the pavise CLI for answers of the server (docs/cli.md).
 EX_FAIL=1 EX_USAGE=2 EX_REJECTED=3 EX_AUTH=4 EX_NOTFOUND=5 EX_CONFLICT=6
@@ -172,7 +173,7 @@ refused() {
     local what=$1 st=$2 code=$3; shift 3
     snap
     http "$@"
-    WHAT=$what want "$st" "$code"
+    if [ -n "$code" ]; then WHAT=$what want "$st" "$code"; else WHAT=$what want "$st"; fi
     same "$what"
 }
 # cli_refused WHAT EXIT WHO ARGS...: a CLI command refused with EXIT, database unchanged.
@@ -207,6 +208,12 @@ manufacture() {
 for d in d1 d2 d3 d4 d5 unknown; do manufacture $d; done
 manufacture rogue rogue
 NOSUCH=$(printf '%064d' 0 | tr 0 a)
+# A valid CSR for requests whose code must be what is refused.
+openssl ecparam -name prime256v1 -genkey -noout -out spare.key 2>/dev/null
+openssl req -new -key spare.key -subj "/CN=spare" -out spare.csr 2>/dev/null
+enroll_body() { # CODE: a POST /v1/enroll body with the spare CSR
+    python3 -c 'import json, sys; print(json.dumps({"code": sys.argv[1], "csr": open(sys.argv[2]).read()}))' "$1" "$T/spare.csr"
+}
 
 run_suite() { # BACKEND
     BACKEND=$1
@@ -286,7 +293,11 @@ run_suite() { # BACKEND
     cli_refused "a reused enrollment code" $EX_AUTH other login --server "$URL" --fingerprint "$fp" --enroll "$code"
     contains err.txt "enrollment code is not valid"
     refused "a reused enrollment code (raw)" 401 unauthenticated none POST /v1/enroll \
-        -H 'Content-Type: application/json' --data-binary "{\"code\":\"$code\",\"csr\":\"x\"}"
+        -H 'Content-Type: application/json' --data-binary "$(enroll_body "$code")"
+    contains body.json "enrollment code is not valid (unknown, used or expired)"
+    refused "an unknown enrollment code (raw)" 401 unauthenticated none POST /v1/enroll \
+        -H 'Content-Type: application/json' --data-binary "$(enroll_body ABCD-EFGH-IJKL-MNOP-QRST-UVWX-YZ23-4567)"
+    contains body.json "enrollment code is not valid (unknown, used or expired)"
     expect 0 cli admin me --output json
     local admin_id
     admin_id=$(json out.txt "['id']")
@@ -413,8 +424,10 @@ PY
     globex=$(json out.txt "['id']")
     expect 0 cli outsider tenant select --tenant "$globex"
     expect 0 cli outsider product create --name "Gizmo" --output json
-    local gizmo
+    local gizmo gizmo_group
     gizmo=$(json out.txt "['id']")
+    expect 0 cli outsider device-group list --product Gizmo --output json
+    gizmo_group=$(items out.txt "[0]['id']")
     expect 0 cli outsider tenant list --output json
     is "outsider's tenants" "$(items out.txt ".__len__()") $(items out.txt "[0]['id']")" "1 $globex"
     # The Administrator cannot leave the tenant without one.
@@ -499,7 +512,15 @@ PY
     refused "deleting another tenant's product" 404 not_found rawadmin DELETE "$P/$gizmo"
     refused "renaming another tenant's product" 404 not_found rawadmin PATCH "$P/$gizmo" "${J[@]}" --data-binary '{"name": "mine"}'
     refused "assigning into another tenant's group" 404 not_found rawadmin PATCH "/v1/tenants/$acme/devices/$DEV_d2" \
+        "${J[@]}" --data-binary "{\"device_group_id\": \"$gizmo_group\"}"
+    refused "assigning into a group that does not exist" 404 not_found rawadmin PATCH "/v1/tenants/$acme/devices/$DEV_d2" \
         "${J[@]}" --data-binary "{\"device_group_id\": \"$(python3 -c 'import uuid; print(uuid.uuid4())')\"}"
+    refused "enable-development into another tenant's group" 404 not_found rawadmin POST \
+        "/v1/tenants/$acme/devices/$DEV_d2/enable-development" "${J[@]}" --data-binary "{\"device_group_id\": \"$gizmo_group\"}"
+    refused "showing another tenant's group" 404 not_found rawadmin GET "/v1/tenants/$acme/device-groups/$gizmo_group"
+    refused "deleting another tenant's group" 404 not_found rawadmin DELETE "/v1/tenants/$acme/device-groups/$gizmo_group"
+    refused "listing devices of another tenant's group" 200 "" rawadmin GET "/v1/tenants/$acme/devices?device_group_id=$gizmo_group"
+    is "devices of another tenant's group" "$(json body.json "['items']")" "[]"
     refused "a group for another tenant's product" 404 not_found rawadmin POST "/v1/tenants/$acme/device-groups" \
         "${J[@]}" --data-binary "{\"product_id\": \"$gizmo\", \"name\": \"G\"}"
     refused "a bad update policy" 400 bad_request rawadmin POST "/v1/tenants/$acme/device-groups" \
@@ -619,12 +640,12 @@ PY
         c=$(json out.txt "['enrollment_code']")
         local creq
         creq=$(python3 -c 'import json, sys; print(json.dumps({"code": sys.argv[1], "csr": open(sys.argv[2]).read()}))' "$c" "$T/raw-late.csr")
-        curl -sS -o r1.json -w '%{http_code}\n' --cacert "$D/ca.crt" "${J[@]}" --data-binary "$creq" "$URL_main/v1/enroll" >codes.txt &
+        curl -sS -o r1.json -w '%{http_code}\n' --cacert "$D/ca.crt" "${J[@]}" --data-binary "$creq" "$URL_main/v1/enroll" >code1.txt &
         local c1=$!
-        curl -sS -o r2.json -w '%{http_code}\n' --cacert "$D/ca.crt" "${J[@]}" --data-binary "$creq" "$URL_second/v1/enroll" >>codes.txt &
+        curl -sS -o r2.json -w '%{http_code}\n' --cacert "$D/ca.crt" "${J[@]}" --data-binary "$creq" "$URL_second/v1/enroll" >code2.txt &
         local c2=$!
         wait $c1 $c2
-        is "one code redeemed on two replicas" "$(sort codes.txt | tr '\n' ' ')" "201 401 "
+        is "one code redeemed on two replicas" "$(cat code1.txt code2.txt | sort | tr '\n' ' ')" "201 401 "
         stop_server second
     fi
     stop_server main
