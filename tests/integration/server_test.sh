@@ -160,6 +160,9 @@ dump() { # FILE
     fi
 }
 snap() { dump "$T/db-before.sql"; }
+sql() { # STATEMENT: run on the database behind the server's back (to make a code expire)
+    if [ "$BACKEND" = sqlite ]; then sqlite3 "$D/pavise.db" "$1"; else psql -q -d "$PGCONN" -c "$1"; fi
+}
 # same WHAT: the database is as it was at the last snap.
 same() {
     dump "$T/db-after.sql"
@@ -219,12 +222,14 @@ run_suite() { # BACKEND
     BACKEND=$1
     echo "== $BACKEND"
     D=$T/data-$BACKEND
-    DBARGS=()
-    if [ "$BACKEND" = postgres ]; then DBARGS=(--db "postgres:$PGCONN"); fi
+    # The database is chosen once, at init (DATA/server.conf); every other command of
+    # pavise-server finds it there.
+    DB_INIT=()
+    if [ "$BACKEND" = postgres ]; then DB_INIT=(--db "postgres:$PGCONN"); fi
     rm -rf "$T"/op-*
 
     # -- init: the CA, its fingerprint, the first administrator's code --
-    expect 0 "$PSERVER" init --data "$D" "${DBARGS[@]}"
+    expect 0 "$PSERVER" init --data "$D" "${DB_INIT[@]}"
     cp out.txt init.txt
     [ -s "$D/ca.crt" ] && ok || bad "init wrote no $D/ca.crt"
     [ "$(stat -c %a "$D")" = 700 ] && ok || bad "data directory mode $(stat -c %a "$D")"
@@ -239,22 +244,22 @@ run_suite() { # BACKEND
     [ -n "$code" ] && ok || bad "init printed no enrollment code: $(cat init.txt)"
     # A second init refuses and keeps the CA.
     cp "$D/ca.crt" ca.before
-    expect 1 "$PSERVER" init --data "$D" "${DBARGS[@]}"
+    expect 1 "$PSERVER" init --data "$D" "${DB_INIT[@]}"
     cmp -s ca.before "$D/ca.crt" && ok || bad "a second init replaced the CA"
     # Factories and records, offline.
-    expect 0 "$PSERVER" factory add --data "$D" "${DBARGS[@]}" --cert factory-ca.crt
-    expect 1 "$PSERVER" factory add --data "$D" "${DBARGS[@]}" --cert factory-ca.crt
+    expect 0 "$PSERVER" factory add --data "$D" --cert factory-ca.crt
+    expect 1 "$PSERVER" factory add --data "$D" --cert factory-ca.crt
     contains err.txt "already"
-    expect 0 "$PSERVER" factory import --data "$D" "${DBARGS[@]}" --record "$T/d2.rec"
+    expect 0 "$PSERVER" factory import --data "$D" --record "$T/d2.rec"
     contains out.txt "$DEV_d2"
-    expect 0 "$PSERVER" factory import --data "$D" "${DBARGS[@]}" --record "$T/d3.rec"
-    expect 0 "$PSERVER" factory import --data "$D" "${DBARGS[@]}" --record "$T/d4.rec"
-    expect 0 "$PSERVER" factory import --data "$D" "${DBARGS[@]}" --record "$T/d5.rec"
-    expect 3 "$PSERVER" factory import --data "$D" "${DBARGS[@]}" --record "$T/rogue.rec"
+    expect 0 "$PSERVER" factory import --data "$D" --record "$T/d3.rec"
+    expect 0 "$PSERVER" factory import --data "$D" --record "$T/d4.rec"
+    expect 0 "$PSERVER" factory import --data "$D" --record "$T/d5.rec"
+    expect 3 "$PSERVER" factory import --data "$D" --record "$T/rogue.rec"
     head -c 100 /dev/urandom >garbage.rec
-    expect 3 "$PSERVER" factory import --data "$D" "${DBARGS[@]}" --record garbage.rec
+    expect 3 "$PSERVER" factory import --data "$D" --record garbage.rec
 
-    start_server main --data "$D" "${DBARGS[@]}" || return
+    start_server main --data "$D" || return
     URL=$URL_main
 
     # -- health and the server's certificate --
@@ -283,6 +288,7 @@ run_suite() { # BACKEND
     # A garbage code and a well-formed unknown code: refused, nothing saved.
     cli_refused "login with a garbage code" $EX_AUTH admin login --server "$URL" --fingerprint "$fp" --enroll "not a code"
     [ -z "$(find "$T/op-admin" -type f -name '*.crt' 2>/dev/null)" ] && ok || bad "a refused login saved a certificate"
+    cli_refused "login to an http:// URL" $EX_USAGE admin login --server "http://${URL#https://}" --fingerprint "$fp" --enroll "$code"
     cli_refused "login with an unknown code" $EX_AUTH admin login --server "$URL" --fingerprint "$fp" \
         --enroll AAAA-BBBB-CCCC-DDDD-EEEE-FFFF-GGGG-HHHH
     contains err.txt "enrollment code is not valid"
@@ -311,6 +317,11 @@ run_suite() { # BACKEND
     expect 0 cli admin tenant create --name "Spare Tenant" --output json
     local spare
     spare=$(json out.txt "['id']")
+    # The dumps see what the server writes (else "nothing changed" would prove nothing).
+    dump "$T/db-now.sql"
+    if grep -q "$spare" "$T/db-now.sql"; then ok; else
+        bad "the database dump does not show the tenant the server just created ($spare): the server's writes are not visible to other processes"
+    fi
     expect 0 cli admin tenant list
     contains out.txt "Acme Devices"
     contains out.txt "Spare Tenant"
@@ -549,6 +560,15 @@ PY
     refused "enrolling with a garbage CSR" 400 bad_request none POST /v1/enroll "${J[@]}" \
         --data-binary "{\"code\": \"$late\", \"csr\": \"garbage\"}"
     raw_enroll late "$late"
+    # An expired code: its time has passed (moved back in the database, as a day would).
+    expect 0 cli admin role add --user expired --role Reader --output json
+    local expired
+    expired=$(json out.txt "['enrollment_code']")
+    sql "UPDATE enrollment_codes SET expires_at = expires_at - 86401 WHERE user_name = 'expired'"
+    cli_refused "an expired enrollment code" $EX_AUTH expired login --server "$URL" --ca "$D/ca.crt" --enroll "$expired"
+    contains err.txt "enrollment code is not valid (unknown, used or expired)"
+    refused "an expired enrollment code (raw)" 401 unauthenticated none POST /v1/enroll "${J[@]}" \
+        --data-binary "$(enroll_body "$expired")"
     http late GET /v1/me
     want 200
     is "late's roles" "$(json body.json "['roles'][0]['role']") $(json body.json "['roles'][0]['tenant_id']")" "Reader $acme"
@@ -617,7 +637,7 @@ PY
 
     # -- replicas: two servers, one PostgreSQL --
     if [ "$BACKEND" = postgres ]; then
-        start_server second --data "$D" "${DBARGS[@]}" || return
+        start_server second --data "$D" || return
         expect 0 cli admin device claim --device "$DEV_d5"
         expect 0 cli admin device show --server "$URL_second" --device "$DEV_d5" --output json
         is "a claim through one replica, read through the other" "$(json out.txt "['tenant_id']")" "$acme"
@@ -650,7 +670,7 @@ PY
     fi
     stop_server main
     # The data survive a restart.
-    start_server main --data "$D" "${DBARGS[@]}" || return
+    start_server main --data "$D" || return
     URL=$URL_main
     expect 0 cli admin device show --server "$URL" --device "$DEV_d2" --output json
     is "device after a restart" "$(json out.txt "['device_group_name']")" "Field Test"
