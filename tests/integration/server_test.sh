@@ -110,6 +110,10 @@ stop_server() {
     fi
     wait "$pid"; rc=$?
     is "exit status of server $name after SIGTERM" "$rc" 0
+    # Sanitizer builds: a report in the log is a failure even when the server went on.
+    if grep -qE 'runtime error:|AddressSanitizer|LeakSanitizer' "$T/server-$name.log"; then
+        bad "sanitizer report in the log of server $name:"; grep -m5 -E 'runtime error:|Sanitizer' "$T/server-$name.log" >&2
+    else ok; fi
     local p keep=()
     for p in "${PIDS[@]}"; do [ "$p" = "$pid" ] || keep+=("$p"); done
     PIDS=("${keep[@]}")
