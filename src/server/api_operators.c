@@ -133,10 +133,12 @@ int api_enroll(api_ctx *c)
     }
     if (store_rows_count(rows) == 1) {
         /* The name is taken. Only that operator, proving it with its current client
-         * certificate, may accept an invitation in it; a code alone never yields a
-         * certificate for an existing operator (whoever invites chooses the name). The
-         * failure rolls back, so the code stays usable by the right person. */
-        if (strcmp(c->operator_id, store_rows_text(rows, 0, 0)) != 0) {
+         * certificate, may accept a tenant's invitation in it: a tenant's code alone
+         * never yields a certificate for an existing operator (whoever invites chooses
+         * the name). A code the server made itself (`pavise-server operator invite`, no
+         * tenant) may: that is the way back in after a lost or revoked key. A refusal
+         * rolls back, so the code stays usable by the right person. */
+        if (g.tenant_id[0] != '\0' && strcmp(c->operator_id, store_rows_text(rows, 0, 0)) != 0) {
             r = api_fail(c, 409, "conflict",
                          "the user name %s is already enrolled: accept the invitation from that "
                          "operator's login, or ask for an invitation under another name",

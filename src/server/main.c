@@ -552,6 +552,152 @@ out:
     return r;
 }
 
+/* ---- operators (on the server itself: the remedy for a lost or stolen key) ---- */
+
+static int cmd_operator_list(const cli_cmd *cmd, const cli_args *args, pv_err *e)
+{
+    server_config cfg;
+    store *db = NULL;
+    store_rows *rows = NULL;
+    int r = load_config(cmd, args, &cfg, e);
+    if (r == PV_OK) {
+        r = open_db(&cfg, &db, NULL, e);
+    }
+    if (r == PV_OK) {
+        store_val p[] = {SV_INT(pv_time_now())};
+        r = store_exec(db,
+                       "SELECT o.name, o.id, o.created_at, "
+                       "(SELECT COUNT(*) FROM operator_certs c WHERE c.operator_id = o.id "
+                       "AND c.revoked_at IS NULL AND c.not_after > $1) "
+                       "FROM operators o ORDER BY o.name",
+                       p, 1, &rows, NULL, e);
+    }
+    if (r != PV_OK) {
+        goto out;
+    }
+    size_t n = store_rows_count(rows);
+    if (args->json) {
+        json_t *items = json_array();
+        for (size_t i = 0; items != NULL && i < n; i++) {
+            char when[32];
+            rfc3339(store_rows_int(rows, i, 2), when);
+            json_array_append_new(
+                items, json_pack("{s:s, s:s, s:s, s:I}", "name", store_rows_text(rows, i, 0), "id",
+                                 store_rows_text(rows, i, 1), "created_at", when,
+                                 "valid_certificates", (json_int_t)store_rows_int(rows, i, 3)));
+        }
+        r = items != NULL ? pv_json_print(items) : pv_err_set(e, PV_ERR_NOMEM, "out of memory");
+        json_decref(items);
+    } else if (n == 0) {
+        printf("No operators yet.\n");
+    } else {
+        printf("%-32s  %-36s  %-20s  %s\n", "NAME", "ID", "ENROLLED", "VALID CERTIFICATES");
+        for (size_t i = 0; i < n; i++) {
+            char when[32];
+            rfc3339(store_rows_int(rows, i, 2), when);
+            printf("%-32s  %-36s  %-20s  %lld\n", store_rows_text(rows, i, 0),
+                   store_rows_text(rows, i, 1), when, (long long)store_rows_int(rows, i, 3));
+        }
+    }
+out:
+    store_rows_free(rows);
+    store_close(db);
+    return r;
+}
+
+/* A server-made code for an operator, new or existing: the way back in after a lost or
+ * revoked key (the one kind of code that may re-key an existing name, because only the
+ * server's own operator can make it). */
+static int cmd_operator_invite(const cli_cmd *cmd, const cli_args *args, pv_err *e)
+{
+    const char *user = cli_get(cmd, args, "user");
+    server_config cfg;
+    store *db = NULL;
+    server_ca *ca = NULL;
+    char code[CODES_TEXT_LEN + 1] = "";
+    int64_t expires = 0;
+    if (!valid_admin_name(user) || strcmp(user, "server") == 0) {
+        return pv_err_set(e, PV_ERR_USAGE, "--user: 1 to 64 of A-Z a-z 0-9 . _ @ - (not 'server')");
+    }
+    int r = load_config(cmd, args, &cfg, e);
+    if (r == PV_OK) {
+        r = ca_load(cfg.data_dir, &ca, e);
+    }
+    if (r == PV_OK) {
+        r = open_db(&cfg, &db, NULL, e);
+    }
+    if (r == PV_OK) {
+        r = create_first_code(db, user, cfg.invite_ttl, code, &expires, e);
+    }
+    if (r == PV_OK) {
+        char when[32], fp[8 + 64 + 1];
+        rfc3339(expires, when);
+        snprintf(fp, sizeof(fp), "SHA256:%s", ca_fingerprint(ca));
+        json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "user", user, "enrollment_code", code,
+                              "expires_at", when, "ca_fingerprint", fp);
+        static const char *const fields[] = {
+            "user",       "Operator:",     "enrollment_code", "Enrollment code:",
+            "expires_at", "Code expires:", "ca_fingerprint",  "CA fingerprint:",
+            NULL};
+        r = cli_print_object(args->json, o, fields);
+        if (r == PV_OK && !args->json) {
+            printf("\nThe code is shown only this once. On the operator's machine:\n"
+                   "  pavise login --server %s --fingerprint %s --enroll %s --force\n",
+                   LOGIN_URL, fp, code);
+        }
+    }
+    pv_wipe(code, sizeof(code));
+    store_close(db);
+    ca_free(ca);
+    return r;
+}
+
+/* Revokes every certificate of an operator: the next request with any of them is a
+ * 401 (each request looks its certificate up). The operator keeps its name and roles;
+ * `operator invite` makes the code for its new login. */
+static int cmd_operator_revoke(const cli_cmd *cmd, const cli_args *args, pv_err *e)
+{
+    const char *user = cli_get(cmd, args, "user");
+    server_config cfg;
+    store *db = NULL;
+    int64_t changes = 0;
+    char detail[64];
+    int r = load_config(cmd, args, &cfg, e);
+    if (r == PV_OK) {
+        r = open_db(&cfg, &db, NULL, e);
+    }
+    if (r == PV_OK) {
+        r = store_begin(db, true, e);
+    }
+    if (r != PV_OK) {
+        goto out;
+    }
+    int64_t now = pv_time_now();
+    store_val p[] = {SV_TEXT(user), SV_INT(now)};
+    r = store_exec(db,
+                   "UPDATE operator_certs SET revoked_at = $2 WHERE revoked_at IS NULL AND "
+                   "operator_id = (SELECT id FROM operators WHERE name = $1)",
+                   p, 2, NULL, &changes, e);
+    if (r == PV_OK) {
+        snprintf(detail, sizeof(detail), "{\"certificates\": %lld}", (long long)changes);
+        r = audit_server(db, "operator.revoke", user, detail, e);
+    }
+    if (r == PV_OK) {
+        r = store_commit(db, e);
+    }
+    if (r != PV_OK) {
+        store_rollback(db);
+        goto out;
+    }
+    static const char *const fields[] = {"user", "Operator:", "revoked",
+                                         "Certificates revoked:", NULL};
+    r = cli_print_object(
+        args->json, json_pack("{s:s, s:I}", "user", user, "revoked", (json_int_t)changes), fields);
+out:
+    store_close(db);
+    return r;
+}
+
 static int cmd_factory_import(const cli_cmd *cmd, const cli_args *args, pv_err *e)
 {
     const char *path = cli_get(cmd, args, "record");
@@ -646,6 +792,14 @@ static const cli_opt factory_import_opts[] = {
     {NULL, NULL, false, NULL},
 };
 
+static const cli_opt operator_revoke_opts[] = {
+    {"data", "DIR", true, "the data directory made by init"},
+    {"user", "NAME", true, "the operator's name"},
+    {"config", "FILE", false, "the configuration file (default: DIR/server.conf)"},
+    {"db", "URL", false, "sqlite:PATH or postgres:CONNINFO (default: from the configuration)"},
+    {NULL, NULL, false, NULL},
+};
+
 static const cli_cmd cmds[] = {
     {NULL, "init", "Create the CA, the database and the first administrator's enrollment code",
      "Creates DIR (mode 0700) with the server's CA and TLS key pairs, DIR/server.conf and the "
@@ -665,6 +819,16 @@ static const cli_cmd cmds[] = {
     {"factory", "list", "List the trusted factory CAs", NULL, db_opts, true, cmd_factory_list},
     {"factory", "import", "Import a manufacturing record so its device can be claimed by ID", NULL,
      factory_import_opts, true, cmd_factory_import},
+    {"operator", "list", "List the operators and how many valid certificates each holds", NULL,
+     db_opts, true, cmd_operator_list},
+    {"operator", "invite", "Make a one-time enrollment code for an operator, new or existing",
+     "For the first administrator of another tenant, or to give an operator who lost its key "
+     "(or had it revoked) a new login under the same name, with the same roles.",
+     operator_revoke_opts, true, cmd_operator_invite},
+    {"operator", "revoke", "Revoke every certificate of an operator (a lost or stolen key)",
+     "The next request made with any of them is refused. The operator keeps its name and roles; "
+     "`pavise-server operator invite` gives it a new login.",
+     operator_revoke_opts, true, cmd_operator_revoke},
     {NULL, NULL, NULL, NULL, NULL, false, NULL},
 };
 

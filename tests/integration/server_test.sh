@@ -445,6 +445,33 @@ PY
     gizmo_group=$(items out.txt "[0]['id']")
     expect 0 cli outsider tenant list --output json
     is "outsider's tenants" "$(items out.txt ".__len__()") $(items out.txt "[0]['id']")" "1 $globex"
+    # A name is not an identity. Globex's Administrator invites the name "reader" (an
+    # operator of Acme): an invitation, not a grant; someone else holding the code cannot
+    # take the name (409, the code stays usable); the real reader accepts it from its
+    # own login, keeping its Acme role.
+    expect 0 cli outsider role add --user reader --role Reader --output json
+    c=$(json out.txt "['enrollment_code']")
+    [ -n "$c" ] && ok || bad "no invitation for an operator of another tenant: $(cat out.txt)"
+    cli_refused "taking an enrolled operator's name with a code" $EX_CONFLICT squatter login \
+        --server "$URL" --ca "$D/ca.crt" --enroll "$c"
+    contains err.txt "already enrolled"
+    expect 0 cli reader login --server "$URL" --ca "$D/ca.crt" --enroll "$c"
+    contains out.txt "Accepted the invitation"
+    expect 0 cli reader me --output json
+    is "reader's roles after accepting" "$(json out.txt "['roles'].__len__()")" 2
+    expect 0 cli outsider role delete --user reader
+    # A lost key: the server's operator revokes the certificates (the next request is a
+    # 401) and makes a code that gives the same operator, same roles, a new login.
+    expect 0 "$PSERVER" operator revoke --data "$D" --user rawadmin
+    contains out.txt "1"
+    refused "a revoked operator certificate" 401 unauthenticated rawadmin GET /v1/me
+    expect 0 "$PSERVER" operator invite --data "$D" --user rawadmin --output json
+    raw_enroll rawadmin "$(json out.txt "['enrollment_code']")"
+    http rawadmin GET "/v1/tenants/$acme"
+    want 200
+    is "a re-keyed operator keeps its role" "$(json body.json "['role']")" Administrator
+    expect 0 "$PSERVER" operator list --data "$D"
+    contains out.txt rawadmin
     # The Administrator cannot leave the tenant without one.
     expect 0 cli admin tenant select --tenant "$spare"
     cli_refused "removing the last Administrator" $EX_CONFLICT admin role delete --user admin
