@@ -410,13 +410,15 @@ json_t *api_time(int64_t t)
     return json_string(s);
 }
 
-void api_new_id(char out[37])
+int api_new_id(api_ctx *c, char out[37])
 {
     uint8_t u[PV_UUID_LEN];
     out[0] = '\0';
-    if (pv_uuid_generate(u) == PV_OK) {
-        pv_uuid_format(u, out);
+    if (pv_uuid_generate(u) != PV_OK) {
+        return api_fail(c, 500, "internal", "no random bytes for an ID");
     }
+    pv_uuid_format(u, out);
+    return PV_OK;
 }
 
 static bool is_lower_hex(char ch)

@@ -167,7 +167,8 @@ int api_audit(api_ctx *c, const char *action, const char *target, json_t *detail
 
 /* JSON helpers. */
 json_t *api_time(int64_t t); /* RFC 3339 string */
-void api_new_id(char out[37]);
+/* A new random UUID into out; 500 internal (and the code) when there is no randomness. */
+int api_new_id(api_ctx *c, char out[37]);
 
 /* Checks */
 bool api_valid_uuid(const char *s);

@@ -147,9 +147,7 @@ int api_enroll(api_ctx *c)
         }
         snprintf(op_id, sizeof(op_id), "%s", store_rows_text(rows, 0, 0));
     } else {
-        api_new_id(op_id);
-        if (op_id[0] == '\0') {
-            r = api_fail(c, 500, "internal", "no random bytes for an ID");
+        if ((r = api_new_id(c, op_id)) != PV_OK) {
             goto out;
         }
         store_val po[] = {SV_TEXT(op_id), SV_TEXT(g.user_name), SV_INT(c->now)};
@@ -267,9 +265,8 @@ int api_tenant_create(api_ctx *c)
         return api_fail(c, 400, "bad_request",
                         "body: field 'name': 1 to 64 printable characters, not only spaces");
     }
-    api_new_id(id);
-    if (id[0] == '\0') {
-        return api_fail(c, 500, "internal", "no random bytes for an ID");
+    if ((r = api_new_id(c, id)) != PV_OK) {
+        return r;
     }
     if ((r = api_tx_begin(c)) != PV_OK) {
         return r;

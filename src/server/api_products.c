@@ -261,8 +261,7 @@ int api_product_create(api_ctx *c)
         (r = api_body_string(c, "description", false, DESCRIPTION_MAX, &description)) != PV_OK) {
         goto out;
     }
-    api_new_id(id);
-    if ((r = api_tx_begin(c)) != PV_OK) {
+    if ((r = api_new_id(c, id)) != PV_OK || (r = api_tx_begin(c)) != PV_OK) {
         goto out;
     }
     snprintf(what, sizeof(what), "a product named '%s' already exists in this tenant", name);
@@ -277,7 +276,9 @@ int api_product_create(api_ctx *c)
     }
     for (size_t i = 0; i < sizeof(default_groups) / sizeof(default_groups[0]); i++) {
         char gid[37];
-        api_new_id(gid);
+        if ((r = api_new_id(c, gid)) != PV_OK) {
+            goto out;
+        }
         store_val pg[] = {SV_TEXT(gid),
                           SV_TEXT(c->tenant_id),
                           SV_TEXT(id),
@@ -504,8 +505,7 @@ int api_group_create(api_ctx *c)
         r = api_fail(c, 400, "bad_request", "product_id: not a lowercase UUID");
         goto out;
     }
-    api_new_id(id);
-    if ((r = api_tx_begin(c)) != PV_OK) {
+    if ((r = api_new_id(c, id)) != PV_OK || (r = api_tx_begin(c)) != PV_OK) {
         goto out;
     }
     store_val pp[] = {SV_TEXT(c->tenant_id), SV_TEXT(product)};

@@ -22,6 +22,7 @@
 
 #include "pavise/buf.h"
 #include "pavise/crypto.h"
+#include "pavise/uuid.h"
 #include "pavise/fs.h"
 #include "pavise/platform.h"
 
@@ -173,8 +174,9 @@ void st_operator(st_env *env, const char *name, uint8_t fp[PV_SHA256_LEN])
     int64_t now = pv_time_now();
 
     pv_err_clear(&e);
-    api_new_id(id);
-    assert_true(id[0] != '\0');
+    uint8_t u[PV_UUID_LEN];
+    assert_int_equal(pv_uuid_generate(u), PV_OK);
+    pv_uuid_format(u, id);
     assert_int_equal(pv_random_bytes(fp, PV_SHA256_LEN), PV_OK);
     pv_hex_encode(fp, PV_SHA256_LEN, hex, sizeof(hex));
     store_val po[] = {SV_TEXT(id), SV_TEXT(name), SV_INT(now)};
