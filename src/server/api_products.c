@@ -127,6 +127,28 @@ static int group_not_found(api_ctx *c, const char *id)
     return api_fail(c, 404, "not_found", "device group %s not found in this tenant", id);
 }
 
+/* The end of every update: the audit row (detail is stolen), the object read back in
+ * the same transaction, the commit and a 200 with the object. */
+static int finish_update(api_ctx *c, const char *action, json_t *detail,
+                         int (*load)(api_ctx *, const char *, json_t **),
+                         int (*not_found)(api_ctx *, const char *))
+{
+    pv_err e = {0};
+    json_t *o = NULL;
+    int r = api_audit(c, action, c->params[1], detail, &e);
+    if (r != PV_OK) {
+        return api_store_fail(c, r, &e, NULL);
+    }
+    if ((r = load(c, c->params[1], &o)) != PV_OK) {
+        return r == PV_ERR_NOT_FOUND ? not_found(c, c->params[1]) : r;
+    }
+    if ((r = api_tx_commit(c)) != PV_OK) {
+        json_decref(o);
+        return r;
+    }
+    return api_ok(c, 200, o);
+}
+
 /* Builds a list page from rows queried with LIMIT limit + 1, ordered by the ID in
  * column 0. */
 static int finish_page(api_ctx *c, const store_rows *rows, size_t limit, row_json_fn fn)
@@ -318,11 +340,9 @@ int api_product_update(api_ctx *c)
 {
     static const char *const fields[] = {"name", "description", NULL};
     int r = PV_ERR_INTERNAL;
-    pv_err e = {0};
     const char *name = NULL, *description = NULL;
     char what[160];
     int64_t changes = 0;
-    json_t *o = NULL, *detail = NULL;
 
     if ((r = api_body_fields(c, fields)) != PV_OK || (r = body_name(c, false, &name)) != PV_OK ||
         (r = api_body_string(c, "description", false, DESCRIPTION_MAX, &description)) != PV_OK) {
@@ -351,24 +371,10 @@ int api_product_update(api_ctx *c)
         r = product_not_found(c, c->params[1]);
         goto out;
     }
-    detail = json_pack("{s:s?, s:s?}", "name", name, "description", description);
-    r = api_audit(c, "product.update", c->params[1], detail, &e);
-    detail = NULL;
-    if (r != PV_OK) {
-        r = api_store_fail(c, r, &e, NULL);
-        goto out;
-    }
-    if ((r = load_product(c, c->params[1], &o)) != PV_OK) {
-        r = r == PV_ERR_NOT_FOUND ? product_not_found(c, c->params[1]) : r;
-        goto out;
-    }
-    if ((r = api_tx_commit(c)) != PV_OK) {
-        goto out;
-    }
-    r = api_ok(c, 200, o);
-    o = NULL;
+    r = finish_update(c, "product.update",
+                      json_pack("{s:s?, s:s?}", "name", name, "description", description),
+                      load_product, product_not_found);
 out:
-    json_decref(o);
     return r;
 }
 
@@ -561,11 +567,9 @@ int api_group_update(api_ctx *c)
 {
     static const char *const fields[] = {"name", "description", "os_feed", "update_policy", NULL};
     int r = PV_ERR_INTERNAL;
-    pv_err e = {0};
     const char *name = NULL, *description = NULL, *feed = NULL, *policy = NULL;
     char what[200];
     int64_t changes = 0;
-    json_t *o = NULL;
 
     if ((r = api_body_fields(c, fields)) != PV_OK || (r = body_name(c, false, &name)) != PV_OK ||
         (r = api_body_string(c, "description", false, DESCRIPTION_MAX, &description)) != PV_OK ||
@@ -600,25 +604,11 @@ int api_group_update(api_ctx *c)
         r = group_not_found(c, c->params[1]);
         goto out;
     }
-    r = api_audit(c, "device_group.update", c->params[1],
-                  json_pack("{s:s?, s:s?, s:s?, s:s?}", "name", name, "description", description,
-                            "os_feed", feed, "update_policy", policy),
-                  &e);
-    if (r != PV_OK) {
-        r = api_store_fail(c, r, &e, NULL);
-        goto out;
-    }
-    if ((r = load_group(c, c->params[1], &o)) != PV_OK) {
-        r = r == PV_ERR_NOT_FOUND ? group_not_found(c, c->params[1]) : r;
-        goto out;
-    }
-    if ((r = api_tx_commit(c)) != PV_OK) {
-        goto out;
-    }
-    r = api_ok(c, 200, o);
-    o = NULL;
+    r = finish_update(c, "device_group.update",
+                      json_pack("{s:s?, s:s?, s:s?, s:s?}", "name", name, "description",
+                                description, "os_feed", feed, "update_policy", policy),
+                      load_group, group_not_found);
 out:
-    json_decref(o);
     return r;
 }
 
