@@ -174,6 +174,12 @@ int cli_exit_code(int code)
     case PV_ERR_ROLLBACK:
     case PV_ERR_LOCKED:
         return CLI_EXIT_REJECTED;
+    case CLI_ERR_DENIED:
+        return CLI_EXIT_DENIED;
+    case CLI_ERR_NOT_FOUND:
+        return CLI_EXIT_NOT_FOUND;
+    case CLI_ERR_CONFLICT:
+        return CLI_EXIT_CONFLICT;
     default:
         return CLI_EXIT_FAILED;
     }
@@ -253,6 +259,110 @@ int cli_print_object(bool json, json_t *obj, const char *const *fields)
         }
     }
     json_decref(obj);
+    return r;
+}
+
+/* A cell as text (escaped like print_value), malloc'd; NULL on out of memory. */
+static char *cell_text(const json_t *v)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (f == NULL) {
+        return NULL;
+    }
+    if (v == NULL || json_is_null(v)) {
+        fputs("-", f);
+    } else if (json_is_string(v)) {
+        cli_put_escaped(f, json_string_value(v));
+    } else if (json_is_integer(v)) {
+        fprintf(f, "%lld", (long long)json_integer_value(v));
+    } else if (json_is_boolean(v)) {
+        fputs(json_is_true(v) ? "yes" : "no", f);
+    } else {
+        char *s = json_dumps(v, JSON_COMPACT);
+        cli_put_escaped(f, s != NULL ? s : "?");
+        free(s);
+    }
+    if (fclose(f) != 0) {
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
+/* Columns on a terminal: UTF-8 continuation bytes take none (wide characters are
+ * rare in names and only misalign their own row). */
+static size_t text_width(const char *s)
+{
+    size_t n = 0;
+    for (; *s != '\0'; s++) {
+        n += ((unsigned char)*s & 0xc0) != 0x80;
+    }
+    return n;
+}
+
+static void print_row(char *const *cells, const size_t *width, size_t ncols)
+{
+    for (size_t k = 0; k < ncols; k++) {
+        fputs(cells[k], stdout);
+        if (k + 1 < ncols) {
+            /* The last column is not padded: no trailing spaces. */
+            printf("%*s", (int)(width[k] - text_width(cells[k]) + 2), "");
+        }
+    }
+    putchar('\n');
+}
+
+int cli_print_table(bool json, json_t *items, const char *const *columns)
+{
+    int r = PV_ERR_NOMEM;
+    char **cells = NULL;
+    size_t ncols = 0, nrows = 0, ncells = 0;
+    size_t width[CLI_MAX_OPTS] = {0};
+    if (items == NULL || !json_is_array(items)) {
+        json_decref(items);
+        return PV_ERR_INVALID_ARG;
+    }
+    if (json) {
+        r = pv_json_print(items);
+        json_decref(items);
+        return r;
+    }
+    while (columns[2 * ncols] != NULL && ncols < CLI_MAX_OPTS) {
+        ncols++;
+    }
+    nrows = json_array_size(items) + 1;
+    if (nrows > SIZE_MAX / ncols / sizeof(char *)) {
+        goto out;
+    }
+    cells = calloc(nrows * ncols, sizeof(char *));
+    if (cells == NULL) {
+        goto out;
+    }
+    for (size_t row = 0; row < nrows; row++) {
+        for (size_t k = 0; k < ncols; k++) {
+            const json_t *item = row > 0 ? json_array_get(items, row - 1) : NULL;
+            char *t = row == 0 ? strdup(columns[2 * k + 1])
+                               : cell_text(json_object_get(item, columns[2 * k]));
+            if (t == NULL) {
+                goto out;
+            }
+            cells[ncells++] = t;
+            size_t w = text_width(t);
+            width[k] = w > width[k] ? w : width[k];
+        }
+    }
+    for (size_t row = 0; row < nrows; row++) {
+        print_row(cells + row * ncols, width, ncols);
+    }
+    r = PV_OK;
+out:
+    for (size_t i = 0; i < ncells; i++) {
+        free(cells[i]);
+    }
+    free(cells);
+    json_decref(items);
     return r;
 }
 

@@ -18,9 +18,20 @@
 /* Exit codes (docs/cli.md). */
 enum {
     CLI_EXIT_OK = 0,
-    CLI_EXIT_FAILED = 1,   /* the operation failed: I/O, missing file, internal error */
-    CLI_EXIT_USAGE = 2,    /* the command line is wrong */
-    CLI_EXIT_REJECTED = 3, /* input refused: malformed, untrusted, tampered, unsafe, invalid */
+    CLI_EXIT_FAILED = 1,    /* the operation failed: I/O, missing file, internal error */
+    CLI_EXIT_USAGE = 2,     /* the command line is wrong */
+    CLI_EXIT_REJECTED = 3,  /* input refused: malformed, untrusted, tampered, unsafe, invalid */
+    CLI_EXIT_DENIED = 4,    /* not logged in, or the server refused the caller (401, 403) */
+    CLI_EXIT_NOT_FOUND = 5, /* the server has no such item, or it is in no tenant of ours (404) */
+    CLI_EXIT_CONFLICT = 6,  /* the server refused a change that conflicts with its state (409) */
+};
+
+/* Error codes of the server commands beyond pv_code (which has no place for HTTP's
+ * answers); cli_exit_code maps them to the exit codes above. */
+enum {
+    CLI_ERR_DENIED = -1001,
+    CLI_ERR_NOT_FOUND = -1002,
+    CLI_ERR_CONFLICT = -1003,
 };
 
 #define CLI_MAX_OPTS 16
@@ -56,6 +67,15 @@ extern const char *cli_program;
 /* Command tables of each group, terminated by an entry with name NULL. */
 extern const cli_cmd cli_keys_cmds[];
 extern const cli_cmd cli_image_package_cmds[];
+extern const cli_cmd cli_tenant_cmds[];
+extern const cli_cmd cli_role_cmds[];
+extern const cli_cmd cli_device_cmds[];
+extern const cli_cmd cli_product_cmds[];
+extern const cli_cmd cli_device_group_cmds[];
+extern const cli_cmd cli_audit_cmds[];
+/* A command without a group (`pavise login`). */
+extern const cli_cmd cli_login_cmd;
+extern const cli_cmd cli_me_cmd;
 
 /* The value of option name (NULL when not given). */
 const char *cli_get(const cli_cmd *cmd, const cli_args *args, const char *name);
@@ -73,6 +93,12 @@ int cli_exit_code(int code);
  * fields lists the JSON keys to show in table mode with their labels, as pairs
  * {key, label, key, label, ..., NULL}. */
 int cli_print_object(bool json, json_t *obj, const char *const *fields);
+
+/* Prints a list: a table with one column per {key, header} pair of columns
+ * ({key, header, key, header, ..., NULL}), aligned, headers first, text escaped as by
+ * cli_put_escaped (null as "-", booleans as yes/no); or, in JSON, the array as it is.
+ * Takes ownership of items (a JSON array). */
+int cli_print_table(bool json, json_t *items, const char *const *columns);
 
 /* Writes s with control characters (C0, DEL, C1) shown as escapes, so text from an
  * untrusted file cannot drive the terminal or forge lines. */

@@ -16,14 +16,23 @@
 typedef struct cli_group {
     const char *name;
     const char *summary;
-    const cli_cmd *cmds;
+    const cli_cmd *cmds; /* the group's commands, or NULL for a command of its own */
+    const cli_cmd *single;
 } cli_group;
 
 static const cli_group groups[] = {
-    {"keys", "Create keys and certificates for signing images", cli_keys_cmds},
+    {"keys", "Create keys and certificates for signing images", cli_keys_cmds, NULL},
     {"image-package", "Pack, inspect, verify and extract signed image packages",
-     cli_image_package_cmds},
-    {NULL, NULL, NULL},
+     cli_image_package_cmds, NULL},
+    {"login", "Log in to a Pavise server with a one-time enrollment code", NULL, &cli_login_cmd},
+    {"me", "Show who you are logged in as, and your roles", NULL, &cli_me_cmd},
+    {"tenant", "Create, list, show and select tenants", cli_tenant_cmds, NULL},
+    {"role", "Grant, list and remove operators' roles; invite operators", cli_role_cmds, NULL},
+    {"product", "Create and manage products", cli_product_cmds, NULL},
+    {"device-group", "Create and manage a product's device groups", cli_device_group_cmds, NULL},
+    {"device", "Claim, place, inspect and release devices", cli_device_cmds, NULL},
+    {"audit", "Read the tenant's audit log", cli_audit_cmds, NULL},
+    {NULL, NULL, NULL, NULL},
 };
 
 static void usage(FILE *out)
@@ -36,7 +45,8 @@ static void usage(FILE *out)
     }
     fprintf(out, "\nRun 'pavise <group> --help' for the commands of a group, and\n"
                  "'pavise <group> <command> --help' for the options of a command.\n"
-                 "Exit codes: 0 success, 1 failure, 2 usage error, 3 input rejected.\n");
+                 "Exit codes: 0 success, 1 failure, 2 usage error, 3 input rejected,\n"
+                 "4 not logged in or denied, 5 not found, 6 conflict.\n");
 }
 
 static void group_usage(const cli_group *g, FILE *out)
@@ -47,6 +57,13 @@ static void group_usage(const cli_group *g, FILE *out)
     }
 }
 
+/* "pavise tenant list" or "pavise login" in messages. */
+static void put_command(const cli_cmd *cmd, FILE *out)
+{
+    fprintf(out, "pavise %s%s%s", cmd->group != NULL ? cmd->group : "",
+            cmd->group != NULL ? " " : "", cmd->name);
+}
+
 static int run_command(const cli_cmd *cmd, int argc, char **argv)
 {
     cli_args args;
@@ -55,9 +72,12 @@ static int run_command(const cli_cmd *cmd, int argc, char **argv)
     pv_err_clear(&e);
     int r = cli_parse(cmd, argc, argv, &args, &help, &e);
     if (r != PV_OK) {
-        fprintf(stderr, "pavise %s %s: ", cmd->group, cmd->name);
+        put_command(cmd, stderr);
+        fputs(": ", stderr);
         cli_put_escaped(stderr, pv_err_msg(&e));
-        fprintf(stderr, "\nRun 'pavise %s %s --help' for usage.\n", cmd->group, cmd->name);
+        fputs("\nRun '", stderr);
+        put_command(cmd, stderr);
+        fputs(" --help' for usage.\n", stderr);
         return CLI_EXIT_USAGE;
     }
     if (help) {
@@ -105,6 +125,9 @@ int main(int argc, char **argv)
     for (const cli_group *g = groups; g->name != NULL; g++) {
         if (strcmp(argv[i], g->name) != 0) {
             continue;
+        }
+        if (g->single != NULL) {
+            return run_command(g->single, argc - i - 1, argv + i + 1);
         }
         if (i + 1 >= argc || strcmp(argv[i + 1], "--help") == 0 || strcmp(argv[i + 1], "-h") == 0) {
             group_usage(g, i + 1 >= argc ? stderr : stdout);

@@ -120,6 +120,7 @@ struct api_ctx {
     const char *content_type; /* NULL: JSON */
     char *raw;                /* non-JSON body (metrics), malloc'd */
     size_t raw_len;
+    bool tx_open; /* a write transaction from api_tx_begin is open */
 };
 
 /* Sets a successful response (status 200 or 201), taking ownership of out. PV_OK. */
@@ -150,6 +151,14 @@ const char *api_query(api_ctx *c, const char *name);
  * kept when there were more rows, else null. */
 int api_page(api_ctx *c, size_t *limit, const char **after);
 int api_page_done(api_ctx *c, json_t *items, const char *next_key);
+
+/* Transactions of mutating handlers, one pattern for all: api_tx_begin opens a write
+ * transaction (store_begin(write = true)); the handler makes its changes and its
+ * api_audit row, then api_tx_commit. A handler that returns without committing (any
+ * failure path) needs no cleanup: the dispatcher rolls the open transaction back. Both
+ * set a 500/503 error response themselves when the store fails and return its code. */
+int api_tx_begin(api_ctx *c);
+int api_tx_commit(api_ctx *c);
 
 /* Writes an audit row for this request (tenant c->tenant_id, operator c->operator_name,
  * time c->now); detail is stolen (may be NULL for {}). Call inside the transaction of

@@ -54,11 +54,14 @@ const char *const schema_migrations[] = {
     "  cert_pem TEXT NOT NULL,\n"
     "  created_at BIGINT NOT NULL\n"
     ");\n"
-    /* Verified manufacturing records, by device ID; not tenant data. */
+    /* Verified manufacturing records, by device ID; not tenant data. manufactured_at is
+     * the record's own field, kept as a column so that reading a device needs no decode
+     * (records.c always sets it; the default only serves rows written by hand). */
     "CREATE TABLE manufacturing_records (\n"
     "  device_id TEXT PRIMARY KEY,\n"
     "  record {BLOB} NOT NULL,\n"
     "  rot_kind TEXT NOT NULL,\n"
+    "  manufactured_at BIGINT NOT NULL DEFAULT 0,\n"
     "  factory_fingerprint TEXT NOT NULL,\n"
     "  created_at BIGINT NOT NULL\n"
     ");\n"

@@ -1,0 +1,283 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* pavise device: claim devices into the tenant, place them in groups, release them. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "cli.h"
+#include "client.h"
+#include "pavise/fs.h"
+#include "pavise/json.h"
+#include "pavise/mfgrec.h"
+
+static const char *const device_fields[] = {"id",
+                                            "ID:",
+                                            "product_name",
+                                            "Product:",
+                                            "device_group_name",
+                                            "Group:",
+                                            "development",
+                                            "Development:",
+                                            "cloud_test",
+                                            "Cloud test:",
+                                            "rot_kind",
+                                            "Root of trust:",
+                                            "manufactured_at",
+                                            "Manufactured:",
+                                            "claimed_at",
+                                            "Claimed:",
+                                            "updated_at",
+                                            "Updated:",
+                                            "tenant_id",
+                                            "Tenant:",
+                                            NULL};
+static const char *const device_columns[] = {
+    "id",          "ID",          "product_name", "PRODUCT",    "device_group_name", "GROUP",
+    "development", "DEVELOPMENT", "cloud_test",   "CLOUD TEST", "rot_kind",          "ROT",
+    NULL};
+
+/* Opens the session and checks --device; path receives /v1/tenants/T/devices/D + suffix. */
+static int open_device(const cli_cmd *cmd, const cli_args *args, const char *suffix, cli_session *s,
+                       char *path, size_t size, pv_err *e)
+{
+    char id[65];
+    int r = cli_check_device_id(cli_get(cmd, args, "device"), id, e);
+    if (r != PV_OK || (r = cli_session_open(cmd, args, true, s, e)) != PV_OK) {
+        return r;
+    }
+    char fmt[128];
+    snprintf(fmt, sizeof(fmt), "/v1/tenants/%%/devices/%%%s", suffix);
+    if ((r = cli_path(path, size, e, fmt, s->tenant_id, id)) != PV_OK) {
+        cli_session_close(s);
+    }
+    return r;
+}
+
+/* Sends method to the device's path with body and prints the answer as a device. */
+static int device_call(const cli_cmd *cmd, const cli_args *args, const char *method,
+                       const char *suffix, json_t *body, pv_err *e)
+{
+    cli_session s;
+    char path[512];
+    json_t *out = NULL;
+    int r = open_device(cmd, args, suffix, &s, path, sizeof(path), e);
+    if (r != PV_OK) {
+        json_decref(body);
+        return r;
+    }
+    if (body == NULL && strcmp(method, "GET") != 0) {
+        body = json_object();
+    }
+    /* The optional --device-group of enable-* and the required one of assign. */
+    const char *group = cli_get(cmd, args, "device-group");
+    char gid[37];
+    if (group != NULL) {
+        if ((r = cli_resolve_group(&s, group, gid, e)) != PV_OK) {
+            goto out;
+        }
+        if (body == NULL || json_object_set_new(body, "device_group_id", json_string(gid)) != 0) {
+            r = pv_err_set(e, PV_ERR_NOMEM, "out of memory");
+            goto out;
+        }
+    }
+    if ((r = cli_call(&s, method, path, body, NULL, &out, e)) == PV_OK) {
+        r = cli_print_object(args->json, out, device_fields);
+    }
+out:
+    json_decref(body);
+    cli_session_close(&s);
+    return r;
+}
+
+/* The manufacturing record file, base64. */
+static int read_record(const char *file, char **b64, pv_err *e)
+{
+    uint8_t *data = NULL;
+    size_t len = 0;
+    *b64 = NULL;
+    int r = pv_fs_read_file(file, PV_MFGREC_MAX_SIZE, &data, &len, e);
+    if (r != PV_OK) {
+        return pv_err_wrap(e, r, "--manufacturing-record");
+    }
+    size_t cap = 4 * ((len + 2) / 3) + 1;
+    char *out = malloc(cap);
+    if (out == NULL) {
+        free(data);
+        return pv_err_set(e, PV_ERR_NOMEM, "out of memory");
+    }
+    EVP_EncodeBlock((unsigned char *)out, data, (int)len);
+    free(data);
+    *b64 = out;
+    return PV_OK;
+}
+
+static int device_claim(const cli_cmd *cmd, const cli_args *args, pv_err *e)
+{
+    cli_session s;
+    char id[65], path[256];
+    char *record = NULL;
+    json_t *body = NULL, *out = NULL;
+    const char *file = cli_get(cmd, args, "manufacturing-record");
+    int r = cli_check_device_id(cli_get(cmd, args, "device"), id, e);
+    if (r != PV_OK || (file != NULL && (r = read_record(file, &record, e)) != PV_OK)) {
+        return r;
+    }
+    if ((r = cli_session_open(cmd, args, true, &s, e)) != PV_OK) {
+        free(record);
+        return r;
+    }
+    body = json_pack("{s:s}", "device_id", id);
+    if (body == NULL || (record != NULL && json_object_set_new(body, "manufacturing_record",
+                                                               json_string(record)) != 0)) {
+        r = pv_err_set(e, PV_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    if ((r = cli_path(path, sizeof(path), e, "/v1/tenants/%/devices", s.tenant_id)) == PV_OK &&
+        (r = cli_call(&s, "POST", path, body, NULL, &out, e)) == PV_OK) {
+        r = cli_print_object(args->json, out, device_fields);
+    }
+out:
+    free(record);
+    json_decref(body);
+    cli_session_close(&s);
+    return r;
+}
+
+static int device_list(const cli_cmd *cmd, const cli_args *args, pv_err *e)
+{
+    cli_session s;
+    json_t *items = NULL;
+    size_t limit = 0;
+    char path[512], gid[37];
+    const char *group = cli_get(cmd, args, "device-group");
+    int r = cli_get_limit(cmd, args, &limit, e);
+    if (r != PV_OK || (r = cli_session_open(cmd, args, true, &s, e)) != PV_OK) {
+        return r;
+    }
+    if (group != NULL) {
+        if ((r = cli_resolve_group(&s, group, gid, e)) == PV_OK) {
+            r = cli_path(path, sizeof(path), e, "/v1/tenants/%/devices?device_group_id=%",
+                         s.tenant_id, gid);
+        }
+    } else {
+        r = cli_path(path, sizeof(path), e, "/v1/tenants/%/devices", s.tenant_id);
+    }
+    if (r == PV_OK && (r = cli_list(&s, path, limit, &items, e)) == PV_OK) {
+        r = cli_print_table(args->json, items, device_columns);
+    }
+    cli_session_close(&s);
+    return r;
+}
+
+static int device_show(const cli_cmd *cmd, const cli_args *args, pv_err *e)
+{
+    return device_call(cmd, args, "GET", "", NULL, e);
+}
+
+static int device_assign(const cli_cmd *cmd, const cli_args *args, pv_err *e)
+{
+    return device_call(cmd, args, "PATCH", "", NULL, e);
+}
+
+static int device_enable_development(const cli_cmd *cmd, const cli_args *args, pv_err *e)
+{
+    return device_call(cmd, args, "POST", "/enable-development", NULL, e);
+}
+
+static int device_enable_cloud_test(const cli_cmd *cmd, const cli_args *args, pv_err *e)
+{
+    return device_call(cmd, args, "POST", "/enable-cloud-test", NULL, e);
+}
+
+static int device_release(const cli_cmd *cmd, const cli_args *args, pv_err *e)
+{
+    cli_session s;
+    char path[512];
+    json_t *out = NULL;
+    int r = open_device(cmd, args, "/release", &s, path, sizeof(path), e);
+    if (r != PV_OK) {
+        return r;
+    }
+    if ((r = cli_call(&s, "POST", path, NULL, NULL, &out, e)) == PV_OK) {
+        if (args->json) {
+            r = pv_json_print(out);
+        } else {
+            printf("Released device %s: it has left the tenant and can be claimed by another.\n",
+                   cli_str(out, "id"));
+        }
+    }
+    json_decref(out);
+    cli_session_close(&s);
+    return r;
+}
+
+#define OPT_DEVICE                                                                                 \
+    {                                                                                              \
+        "device", "ID", true, "the device ID (64 hex digits)"                                      \
+    }
+
+static const cli_opt claim_opts[] = {
+    OPT_DEVICE,
+    {"manufacturing-record", "FILE", false,
+     "the device's manufacturing record, when the server has not imported it"},
+    CLI_OPT_TENANT,
+    CLI_OPT_SERVER,
+    CLI_OPT_END,
+};
+static const cli_opt list_opts[] = {
+    {"device-group", "ID|PRODUCT/GROUP", false, "only the devices of this group"},
+    CLI_OPT_TENANT,
+    CLI_OPT_LIMIT,
+    CLI_OPT_SERVER,
+    CLI_OPT_END,
+};
+static const cli_opt device_opts[] = {OPT_DEVICE, CLI_OPT_TENANT, CLI_OPT_SERVER, CLI_OPT_END};
+static const cli_opt assign_opts[] = {
+    OPT_DEVICE,     {"device-group", "ID|PRODUCT/GROUP", true, "the group the device moves to"},
+    CLI_OPT_TENANT, CLI_OPT_SERVER,
+    CLI_OPT_END,
+};
+static const cli_opt dev_opts[] = {
+    OPT_DEVICE,
+    {"device-group", "ID|PRODUCT/GROUP", false,
+     "the group to move it to (default: its product's \"Development\" group)"},
+    CLI_OPT_TENANT,
+    CLI_OPT_SERVER,
+    CLI_OPT_END,
+};
+static const cli_opt cloud_opts[] = {
+    OPT_DEVICE,
+    {"device-group", "ID|PRODUCT/GROUP", false,
+     "the group to move it to (default: its product's \"Field Test\" group)"},
+    CLI_OPT_TENANT,
+    CLI_OPT_SERVER,
+    CLI_OPT_END,
+};
+
+const cli_cmd cli_device_cmds[] = {
+    {"device", "claim", "Claim a device into the tenant",
+     "The device's manufacturing record (uploaded with --manufacturing-record, or imported "
+     "earlier on the server) must be signed by a factory the server trusts and name this "
+     "device. A device belongs to one tenant at a time. Needs the Contributor role.",
+     claim_opts, true, device_claim},
+    {"device", "list", "List the tenant's devices", NULL, list_opts, true, device_list},
+    {"device", "show", "Show a device", NULL, device_opts, true, device_show},
+    {"device", "assign", "Move a device to a device group", "Needs the Contributor role.",
+     assign_opts, true, device_assign},
+    {"device", "enable-development", "Prepare a device for development",
+     "Moves the device to a development group (its product's \"Development\" group unless "
+     "--device-group is given), so it takes development-signed images. Needs the Contributor "
+     "role.",
+     dev_opts, true, device_enable_development},
+    {"device", "enable-cloud-test", "Prepare a device to take updates from the cloud",
+     "Ends development mode and moves the device to a test group (its product's \"Field "
+     "Test\" group unless --device-group is given). Needs the Contributor role.",
+     cloud_opts, true, device_enable_cloud_test},
+    {"device", "release", "Release a device from the tenant",
+     "The device leaves the tenant; another tenant can then claim it. Needs the Administrator "
+     "role.",
+     device_opts, true, device_release},
+    {NULL, NULL, NULL, NULL, NULL, false, NULL},
+};
