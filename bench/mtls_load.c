@@ -37,6 +37,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -1116,25 +1117,49 @@ static int resolve(shared *sh)
     return 0;
 }
 
-static void print_results(const options *o, const hist *h, uint64_t requests, uint64_t errors,
-                          uint64_t non2xx)
+typedef struct results {
+    hist h;
+    uint64_t requests, errors, non2xx;
+    double cpu_pct; /* this process's CPU time in the measured window, % of --threads cores */
+} results;
+
+static void print_results(const options *o, const results *res)
 {
-    double rps = (double)requests / o->duration;
+    const hist *h = &res->h;
+    double rps = (double)res->requests / o->duration;
     uint64_t p50 = hist_percentile(h, 50), p90 = hist_percentile(h, 90);
     uint64_t p99 = hist_percentile(h, 99);
     if (o->json) {
         printf("{\"requests\":%" PRIu64 ",\"seconds\":%.3f,\"rps\":%.1f,\"p50_us\":%" PRIu64
                ",\"p90_us\":%" PRIu64 ",\"p99_us\":%" PRIu64 ",\"max_us\":%" PRIu64
                ",\"errors\":%" PRIu64 ",\"non2xx\":%" PRIu64 ",\"connections\":%ld"
-               ",\"threads\":%ld}\n",
-               requests, o->duration, rps, p50, p90, p99, h->max_us, errors, non2xx, o->connections,
-               o->threads);
+               ",\"threads\":%ld,\"client_cpu_pct\":%.0f}\n",
+               res->requests, o->duration, rps, p50, p90, p99, h->max_us, res->errors, res->non2xx,
+               o->connections, o->threads, res->cpu_pct);
     } else {
         printf("%" PRIu64 " requests in %.2f s: %.1f req/s, latency p50 %" PRIu64
                " us, p90 %" PRIu64 " us, p99 %" PRIu64 " us, max %" PRIu64 " us; %" PRIu64
-               " errors, %" PRIu64 " non-2xx (%ld connections, %ld threads)\n",
-               requests, o->duration, rps, p50, p90, p99, h->max_us, errors, non2xx, o->connections,
-               o->threads);
+               " errors, %" PRIu64 " non-2xx (%ld connections, %ld threads, client CPU %.0f%%)\n",
+               res->requests, o->duration, rps, p50, p90, p99, h->max_us, res->errors, res->non2xx,
+               o->connections, o->threads, res->cpu_pct);
+    }
+}
+
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) {
+        return 0;
+    }
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+/* Sleeps until the measured window opens (CLOCK_MONOTONIC ns). */
+static void sleep_until(uint64_t t)
+{
+    struct timespec ts = {.tv_sec = (time_t)(t / 1000000000u), .tv_nsec = (long)(t % 1000000000u)};
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
     }
 }
 
@@ -1144,11 +1169,11 @@ static int run(shared *sh)
     const options *o = sh->opt;
     int r = 1;
     long started = 0;
-    uint64_t requests = 0, errors = 0, non2xx = 0;
+    double cpu0 = 0;
     worker *ws = calloc((size_t)o->threads, sizeof(*ws));
     conn *cs = calloc((size_t)o->connections, sizeof(*cs));
-    hist *total = calloc(1, sizeof(*total));
-    if (!ws || !cs || !total) {
+    results *res = calloc(1, sizeof(*res));
+    if (!ws || !cs || !res) {
         fprintf(stderr, "mtls-load: out of memory\n");
         goto out;
     }
@@ -1173,22 +1198,26 @@ static int run(shared *sh)
         }
         started++;
     }
+    /* The client's own CPU use tells whether it, rather than the server, was the limit. */
+    sleep_until(sh->t_measure);
+    cpu0 = cpu_seconds();
     r = 0;
 out:
     for (long i = 0; i < started; i++) {
         pthread_join(ws[i].tid, NULL);
         close(ws[i].epfd);
-        hist_merge(total, &ws[i].h);
-        requests += ws[i].requests;
-        errors += ws[i].errors;
-        non2xx += ws[i].non2xx;
+        hist_merge(&res->h, &ws[i].h);
+        res->requests += ws[i].requests;
+        res->errors += ws[i].errors;
+        res->non2xx += ws[i].non2xx;
         r |= ws[i].failed;
     }
     if (r == 0) {
-        print_results(o, total, requests, errors, non2xx);
-        r = requests > 0 ? 0 : 1;
+        res->cpu_pct = 100 * (cpu_seconds() - cpu0) / o->duration / (double)o->threads;
+        print_results(o, res);
+        r = res->requests > 0 ? 0 : 1;
     }
-    free(total);
+    free(res);
     free(cs);
     free(ws);
     return r;

@@ -15,7 +15,7 @@
 # or more cores each side is pinned to its own CPUs (taskset), so neither steals from
 # the other and "server CPU" shows whether the server was the bottleneck.
 # Environment: WORKERS, THREADS, CONNECTIONS (default 32), DURATION (s, default 10),
-# WARMUP (s, default 2), ROUNDS (runs of each, default 3).
+# WARMUP (s, default 2), ROUNDS (runs of each, default 3), PIN (0: no taskset).
 set -euo pipefail
 build=${1:-build-bench}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -52,7 +52,7 @@ trap cleanup EXIT
 cd "$work"
 
 # Pinning: server side on CPUs 0..WORKERS-1, the load generator on the rest.
-if [ "$ncpu" -ge 2 ] && [ "$workers" -lt "$ncpu" ]; then
+if [ "${PIN:-1}" = 1 ] && [ "$ncpu" -ge 2 ] && [ "$workers" -lt "$ncpu" ]; then
     pin_server=(taskset -c "0-$((workers - 1))")
     pin_client=(taskset -c "$workers-$((ncpu - 1))")
 else
@@ -157,7 +157,8 @@ nginx_get() {
 wait_for 10 nginx_get || { cat "$N/error.log" "$N/stdout.log" >&2; die "nginx does not answer 200 for $path"; }
 cmp -s nginx.out api.out || die "nginx does not serve the same bytes as pavise-server"
 [ "$(api GET "$path")" = 200 ] || { cat api.out >&2; die "pavise-server does not answer 200 for $path"; }
-# Without a client certificate nginx answers 400 (pavise-server ends the handshake).
+# Without a client certificate nginx answers 400 (as pavise-server answers 401: the TLS
+# handshake cannot require one, since POST /v1/enroll is made before the client has any).
 [ "$(curl -sS --cacert "$D/ca.crt" -o /dev/null -w '%{http_code}' "$nginx_url$path" 2>/dev/null)" = 200 ] &&
     die "nginx answers without a client certificate: ssl_verify_client is not in effect"
 
@@ -175,7 +176,7 @@ server_pids() { # NAME: the processes doing the work (nginx: its workers)
     if [ "$1" = nginx ]; then cat "/proc/$nginx_pid/task/$nginx_pid/children"; else echo "$server_pid"; fi
 }
 field() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p" "$2"; }
-declare -A rps p50 p99 cpu
+declare -A rps p50 p99 cpu ccpu
 run_one() { # NAME URL ROUND
     local out="run-$1-$3.json" pids t0 t1 e n c
     pids=$(server_pids "$1")
@@ -198,12 +199,22 @@ run_one() { # NAME URL ROUND
     c=$(awk -v d="$((t1 - t0))" -v hz="$tck" -v s="$secs" -v w="$warm" -v n="$workers" \
         'BEGIN { printf "%.0f", 100 * d / hz / (s + w) / n }')
     cpu[$1]+="$c "
-    printf '  round %d %-7s %10.1f req/s  p50 %6d us  p99 %6d us  server CPU %3d%%\n' "$3" "$1" \
-        "$(field rps "$out")" "$(field p50_us "$out")" "$(field p99_us "$out")" "$c"
+    ccpu[$1]+="$(field client_cpu_pct "$out") "
+    printf '  round %d %-7s %10.1f req/s  p50 %6d us  p99 %6d us  server CPU %3d%%  client CPU %3d%%\n' \
+        "$3" "$1" "$(field rps "$out")" "$(field p50_us "$out")" "$(field p99_us "$out")" "$c" \
+        "$(field client_cpu_pct "$out")"
 }
 # shellcheck disable=SC2086 # $1 is a space-separated list
 median() { printf '%s\n' $1 | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 
+# Other load on the machine skews both sides; say how idle it was before the runs.
+idle_pct() { # over one second, from /proc/stat
+    local a b
+    read -ra a </proc/stat; sleep 1; read -ra b </proc/stat
+    local total=0 i
+    for ((i = 1; i < ${#a[@]}; i++)); do total=$((total + b[i] - a[i])); done
+    echo $((100 * (b[4] - a[4]) / (total > 0 ? total : 1)))
+}
 nginx_version=$("$nginx" -v 2>&1 | sed 's|.*nginx/||')
 echo "server_get: GET $path"
 echo "  over mTLS (TLS 1.3), $conns keep-alive connections, load generator $threads thread(s);"
@@ -211,6 +222,7 @@ echo "  server side: pavise-server --workers $workers, nginx $nginx_version work
 echo "  ${pin_server[*]:-no pinning} / ${pin_client[*]:-no pinning}; ${warm} s warm-up + ${secs} s, $rounds rounds, alternating"
 echo "  machine: $ncpu cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(uname -r), $(openssl version | cut -d' ' -f1-2)"
 echo "  response body: $(stat -c %s api.out) bytes (the same bytes from both)"
+echo "  machine idle before the runs: $(idle_pct)% (load average $(cut -d' ' -f1-3 /proc/loadavg))"
 for ((i = 1; i <= rounds; i++)); do
     run_one nginx "$nginx_url" "$i"
     run_one pavise "$server_url" "$i"
@@ -219,11 +231,12 @@ done
 awk -v nr="$(median "${rps[nginx]}")" -v pr="$(median "${rps[pavise]}")" \
     -v n50="$(median "${p50[nginx]}")" -v p50="$(median "${p50[pavise]}")" \
     -v n99="$(median "${p99[nginx]}")" -v p99="$(median "${p99[pavise]}")" \
-    -v nc="$(median "${cpu[nginx]}")" -v pc="$(median "${cpu[pavise]}")" -v runs="$rounds" 'BEGIN {
+    -v nc="$(median "${cpu[nginx]}")" -v pc="$(median "${cpu[pavise]}")" \
+    -v ncc="$(median "${ccpu[nginx]}")" -v pcc="$(median "${ccpu[pavise]}")" -v runs="$rounds" 'BEGIN {
     printf "server_get: medians of %d runs each\n", runs;
-    printf "  %-22s %10s %9s %9s %11s\n", "", "req/s", "p50 us", "p99 us", "server CPU";
-    printf "  %-22s %10.1f %9d %9d %10d%%\n", "nginx (anchor)", nr, n50, n99, nc;
-    printf "  %-22s %10.1f %9d %9d %10d%%\n", "pavise-server", pr, p50, p99, pc;
+    printf "  %-16s %10s %9s %9s %11s %11s\n", "", "req/s", "p50 us", "p99 us", "server CPU", "client CPU";
+    printf "  %-16s %10.1f %9d %9d %10d%% %10d%%\n", "nginx (anchor)", nr, n50, n99, nc, ncc;
+    printf "  %-16s %10.1f %9d %9d %10d%% %10d%%\n", "pavise-server", pr, p50, p99, pc, pcc;
     printf "  ratio pavise/nginx: req/s %.2f (target >= 0.50), p99 %.2f (lower is better)\n",
         pr / nr, p99 / n99;
 }'
