@@ -237,7 +237,7 @@ typedef struct worker {
     int failed; /* the thread could not run at all */
 } worker;
 
-static void conn_close(worker *w, conn *c, uint64_t retry_at)
+static void conn_close(conn *c, uint64_t retry_at)
 {
     if (c->ssl) {
         /* No close_notify exchange: the socket goes away now either way. */
@@ -251,7 +251,6 @@ static void conn_close(worker *w, conn *c, uint64_t retry_at)
     c->state = C_CLOSED;
     c->events = 0;
     c->retry_at = retry_at;
-    (void)w;
 }
 
 /* Counts an error and reconnects after a pause (so a server that refuses everything is
@@ -261,7 +260,7 @@ static void conn_fail(worker *w, conn *c, const char *what, const char *detail)
     w->errors++;
     report_error(what, detail);
     ERR_clear_error(); /* so a stale entry does not confuse the next SSL_get_error */
-    conn_close(w, c, now_ns() + RETRY_NS);
+    conn_close(c, now_ns() + RETRY_NS);
 }
 
 static void conn_fail_ssl(worker *w, conn *c, const char *what, int ssl_err)
@@ -583,7 +582,7 @@ static bool response_done(worker *w, conn *c, uint64_t t)
         hist_add(&w->h, (t - c->t_sent) / 1000);
     }
     if (c->close_after) {
-        conn_close(w, c, t); /* reconnect at once: closing is the server's right */
+        conn_close(c, t); /* reconnect at once: closing is the server's right */
         return false;
     }
     if (t >= sh->t_end) {
@@ -701,7 +700,7 @@ static void *worker_run(void *arg)
     uint64_t now = now_ns();
     for (size_t i = 0; i < w->nconns; i++) {
         w->conns[i].fd = -1;
-        conn_close(w, &w->conns[i], now);
+        conn_close(&w->conns[i], now);
     }
     while ((now = now_ns()) < sh->t_end) {
         bool waiting = false; /* a connection waits to reconnect: wake up to do it */
@@ -728,7 +727,7 @@ static void *worker_run(void *arg)
         }
     }
     for (size_t i = 0; i < w->nconns; i++) {
-        conn_close(w, &w->conns[i], 0);
+        conn_close(&w->conns[i], 0);
     }
     return NULL;
 }
