@@ -1019,10 +1019,24 @@ static int dispatch(api_call *k)
     const char *tenant = NULL;
     int r;
     if ((r = route_request(k, &tenant)) != PV_OK || (r = parse_query(k)) != PV_OK ||
-        (r = parse_body(c)) != PV_OK || (r = authenticate(c, tenant)) != PV_OK) {
+        (r = parse_body(c)) != PV_OK) {
         return r;
     }
-    return c->route->fn(c);
+    /* A GET only reads: its authentication and its handler's queries share one read
+     * snapshot (store_read_begin). Mutating handlers open their own write transaction. */
+    bool reads = strcmp(c->route->method, "GET") == 0;
+    pv_err e;
+    pv_err_clear(&e);
+    if (reads && (r = store_read_begin(c->db, &e)) != PV_OK) {
+        return api_store_fail(c, r, &e, NULL);
+    }
+    if ((r = authenticate(c, tenant)) == PV_OK) {
+        r = c->route->fn(c);
+    }
+    if (reads) {
+        store_read_end(c->db);
+    }
+    return r;
 }
 
 static const char fallback_body[] =

@@ -185,6 +185,24 @@ void store_rollback(store *s)
         s->ops->rollback(s->c);
 }
 
+int store_read_begin(store *s, pv_err *e)
+{
+    if (s == NULL)
+        return pv_err_set(e, PV_ERR_INVALID_ARG, "store: no connection");
+    if (!s->ops->batch_reads || s->ops->in_transaction(s->c))
+        return PV_OK;
+    return s->ops->begin(s->c, false, e);
+}
+
+void store_read_end(store *s)
+{
+    if (s == NULL || !s->ops->batch_reads || !s->ops->in_transaction(s->c))
+        return;
+    pv_err e;
+    pv_err_clear(&e);
+    (void)s->ops->commit(s->c, &e); /* nothing was written; a failure has rolled back */
+}
+
 /* ---- migrations ---- */
 
 /* Copies a migration with {BLOB} and {SERIAL} replaced by the backend's spelling. */

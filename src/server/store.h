@@ -72,6 +72,14 @@ int store_begin(store *s, bool write, pv_err *e);
 int store_commit(store *s, pv_err *e);
 void store_rollback(store *s);
 
+/* Groups the reads of one request (GET): on SQLite one read transaction, so the
+ * statements share one WAL snapshot and one round of file locks instead of one each; on
+ * PostgreSQL nothing (each statement reads committed data, and a transaction would add
+ * two round trips). Nothing may be written in between. store_read_end accepts a
+ * connection where nothing was begun. */
+int store_read_begin(store *s, pv_err *e);
+void store_read_end(store *s);
+
 /* Runs one statement. rows (may be NULL) receives the result rows; changes (may be
  * NULL) the number of rows inserted, updated or deleted.
  * PV_OK; PV_ERR_EXISTS (a unique or primary key constraint was violated);

@@ -46,6 +46,10 @@ typedef struct store_backend_ops {
     int (*commit)(store_conn *c, pv_err *e);
     void (*rollback)(store_conn *c);
     bool (*in_transaction)(store_conn *c);
+    /* Whether store_read_begin opens a read transaction: worth it where a transaction
+     * costs nothing but saves locking per statement (SQLite), not where it costs round
+     * trips (PostgreSQL). */
+    bool batch_reads;
 
     /* Called first inside the migration transaction, so only one process migrates at a
      * time (PostgreSQL: a transaction-scoped advisory lock; SQLite: nothing, since

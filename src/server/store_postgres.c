@@ -509,6 +509,7 @@ const store_backend_ops store_postgres_ops = {
     .close = pg_close,
     .exec = pg_exec,
     .exec_script = pg_exec_script,
+    .batch_reads = false,
     .begin = pg_begin,
     .commit = pg_commit,
     .rollback = pg_rollback,

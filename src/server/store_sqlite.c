@@ -432,6 +432,7 @@ const store_backend_ops store_sqlite_ops = {
     .close = sqlite_close,
     .exec = sqlite_exec,
     .exec_script = sqlite_exec_script,
+    .batch_reads = true,
     .begin = sqlite_begin,
     .commit = sqlite_commit,
     .rollback = sqlite_rollback,
