@@ -80,7 +80,7 @@ static void device_imported(fixture *x, char id[PV_DEVICE_ID_HEX_LEN + 1])
 
 static int claim(fixture *x, const uint8_t *fp, const char *tenant, const char *id, json_t **out)
 {
-    char path[128], body[128];
+    char path[128], body[512];
     snprintf(path, sizeof(path), "/v1/tenants/%s/devices", tenant);
     snprintf(body, sizeof(body), "{\"device_id\": \"%s\"}", id);
     return st_call(&x->env, fp, "POST", path, body, out);
