@@ -7,6 +7,7 @@
 #ifndef PAVISE_PLATFORM_H
 #define PAVISE_PLATFORM_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 /* Seconds since the Unix epoch (the override when one is set). */
@@ -14,6 +15,12 @@ int64_t pv_time_now(void);
 
 /* Sets a fixed time for pv_time_now(); 0 removes the override. For tests. */
 void pv_time_set_override(int64_t t);
+
+#define PV_TIME_TEXT_LEN 20 /* "2026-11-22T10:00:00Z" */
+
+/* Formats t as RFC 3339 UTC text ("2026-11-22T10:00:00Z") into out. Returns false (out
+ * is then "") for a time outside years 1970 to 9999. */
+bool pv_time_format(int64_t t, char out[PV_TIME_TEXT_LEN + 1]);
 
 #define PV_BOOT_ID_LEN 36 /* "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx", lowercase hex */
 

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "pavise/cbor.h"
+#include "pavise/platform.h"
 
 /* CBOR keys of the manifest map (docs/formats/image-package.md §4). */
 enum {
@@ -760,13 +761,10 @@ static json_t *uuid_json(const uint8_t *u)
 
 static json_t *time_json(uint64_t t)
 {
-    char s[32];
-    time_t tt = (time_t)t;
-    struct tm tm;
-    if (t > (uint64_t)253402300799LL || gmtime_r(&tt, &tm) == NULL) {
+    char s[PV_TIME_TEXT_LEN + 1];
+    if (t > INT64_MAX || !pv_time_format((int64_t)t, s)) {
         return json_integer((json_int_t)(t > INT64_MAX ? INT64_MAX : t));
     }
-    strftime(s, sizeof(s), "%Y-%m-%dT%H:%M:%SZ", &tm);
     return json_string(s);
 }
 

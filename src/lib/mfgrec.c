@@ -17,6 +17,7 @@
 #include "pavise/cbor.h"
 #include "pavise/cose.h"
 #include "pavise/enroll.h"
+#include "pavise/platform.h"
 
 /* Keys of the record map. */
 enum {
@@ -662,14 +663,8 @@ static json_t *key_json(const pv_key *k)
 
 static json_t *time_json(int64_t t)
 {
-    char s[32];
-    struct tm tm;
-    time_t tt = (time_t)t;
-    if ((int64_t)tt != t || gmtime_r(&tt, &tm) == NULL ||
-        strftime(s, sizeof(s), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
-        return json_null();
-    }
-    return json_string(s);
+    char s[PV_TIME_TEXT_LEN + 1];
+    return pv_time_format(t, s) ? json_string(s) : json_null();
 }
 
 static json_t *ek_json(const pv_mfgrec *rec)

@@ -129,3 +129,16 @@ void pv_boot_id_set_override(const char *id)
     }
     pthread_mutex_unlock(&boot_id_lock);
 }
+
+bool pv_time_format(int64_t t, char out[PV_TIME_TEXT_LEN + 1])
+{
+    struct tm tm;
+    time_t tt = (time_t)t;
+    out[0] = '\0';
+    if (t < 0 || t > 253402300799LL || (int64_t)tt != t || gmtime_r(&tt, &tm) == NULL ||
+        strftime(out, PV_TIME_TEXT_LEN + 1, "%Y-%m-%dT%H:%M:%SZ", &tm) != PV_TIME_TEXT_LEN) {
+        out[0] = '\0';
+        return false;
+    }
+    return true;
+}

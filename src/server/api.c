@@ -400,14 +400,8 @@ out:
 
 json_t *api_time(int64_t t)
 {
-    char s[32];
-    struct tm tm;
-    time_t tt = (time_t)t;
-    if (t < 0 || t > 253402300799LL || gmtime_r(&tt, &tm) == NULL ||
-        strftime(s, sizeof(s), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
-        return json_null();
-    }
-    return json_string(s);
+    char s[PV_TIME_TEXT_LEN + 1];
+    return pv_time_format(t, s) ? json_string(s) : json_null();
 }
 
 int api_new_id(api_ctx *c, char out[37])

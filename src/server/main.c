@@ -46,9 +46,7 @@ static const char *const ca_files[CA_FILES_COUNT] = {"ca.key", "ca.crt", "server
 
 static void rfc3339(int64_t t, char out[32])
 {
-    time_t tt = (time_t)t;
-    struct tm tm;
-    if (gmtime_r(&tt, &tm) == NULL || strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
+    if (!pv_time_format(t, out)) {
         snprintf(out, 32, "?");
     }
 }
