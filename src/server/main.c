@@ -763,10 +763,20 @@ static const cli_opt serve_opts[] = {
     {NULL, NULL, false, NULL},
 };
 
+/* The options every offline command takes to find the database. */
+#define DATA_OPT                                                                                   \
+    {                                                                                              \
+        "data", "DIR", true, "the data directory made by init"                                     \
+    }
+#define CONFIG_DB_OPTS                                                                             \
+    {"config", "FILE", false, "the configuration file (default: DIR/server.conf)"},                \
+    {                                                                                              \
+        "db", "URL", false, "sqlite:PATH or postgres:CONNINFO (default: from the configuration)"   \
+    }
+
 static const cli_opt db_opts[] = {
-    {"data", "DIR", true, "the data directory made by init"},
-    {"config", "FILE", false, "the configuration file (default: DIR/server.conf)"},
-    {"db", "URL", false, "sqlite:PATH or postgres:CONNINFO (default: from the configuration)"},
+    DATA_OPT,
+    CONFIG_DB_OPTS,
     {NULL, NULL, false, NULL},
 };
 
@@ -775,26 +785,23 @@ static const cli_opt no_opts[] = {
 };
 
 static const cli_opt factory_add_opts[] = {
-    {"data", "DIR", true, "the data directory made by init"},
+    DATA_OPT,
     {"cert", "FILE", true, "the factory's CA certificate (PEM)"},
-    {"config", "FILE", false, "the configuration file (default: DIR/server.conf)"},
-    {"db", "URL", false, "sqlite:PATH or postgres:CONNINFO (default: from the configuration)"},
+    CONFIG_DB_OPTS,
     {NULL, NULL, false, NULL},
 };
 
 static const cli_opt factory_import_opts[] = {
-    {"data", "DIR", true, "the data directory made by init"},
+    DATA_OPT,
     {"record", "FILE", true, "a manufacturing record file"},
-    {"config", "FILE", false, "the configuration file (default: DIR/server.conf)"},
-    {"db", "URL", false, "sqlite:PATH or postgres:CONNINFO (default: from the configuration)"},
+    CONFIG_DB_OPTS,
     {NULL, NULL, false, NULL},
 };
 
 static const cli_opt operator_revoke_opts[] = {
-    {"data", "DIR", true, "the data directory made by init"},
+    DATA_OPT,
     {"user", "NAME", true, "the operator's name"},
-    {"config", "FILE", false, "the configuration file (default: DIR/server.conf)"},
-    {"db", "URL", false, "sqlite:PATH or postgres:CONNINFO (default: from the configuration)"},
+    CONFIG_DB_OPTS,
     {NULL, NULL, false, NULL},
 };
 
