@@ -57,6 +57,8 @@
 #define QUIET_MS 150
 #define DRAIN_MS 5000
 #define POLL_MS  25
+/* The most plaintext one TLS record carries. */
+#define TLS_RECORD_MAX 16384
 
 /* TLS 1.2 suites: forward secrecy and AEAD only; the server key is ECDSA P-256. */
 #define TLS12_CIPHERS                                                                              \
@@ -311,7 +313,18 @@ static void send_response(worker *w, struct evhttp_request *req, api_response *r
         resp->status = 500; /* never send a status line HTTP cannot carry */
     }
     /* Content-Length (from the output buffer) and Date are added by evhttp. */
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
     evhttp_send_reply(req, resp->status, NULL, NULL);
+    /* evhttp queued the headers and the body as separate buffer chains, and the TLS
+     * bufferevent writes each chain as its own record with its own write(2): two
+     * records, two system calls and two wake-ups of the client per response. A
+     * response that fits one record is made contiguous here, before the event loop
+     * writes it, so it leaves in one. */
+    struct bufferevent *bev = evcon != NULL ? evhttp_connection_get_bufferevent(evcon) : NULL;
+    struct evbuffer *pending = bev != NULL ? bufferevent_get_output(bev) : NULL;
+    if (pending != NULL && evbuffer_get_length(pending) <= TLS_RECORD_MAX) {
+        (void)evbuffer_pullup(pending, -1); /* on failure it stays as it was: still correct */
+    }
 }
 
 static void on_request(struct evhttp_request *req, void *arg)
