@@ -8,6 +8,7 @@
 #define PAVISE_PLATFORM_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* Seconds since the Unix epoch (the override when one is set). */
@@ -21,6 +22,12 @@ void pv_time_set_override(int64_t t);
 /* Formats t as RFC 3339 UTC text ("2026-11-22T10:00:00Z") into out. Returns false (out
  * is then "") for a time outside years 1970 to 9999. */
 bool pv_time_format(int64_t t, char out[PV_TIME_TEXT_LEN + 1]);
+
+#define PV_INT_TEXT_LEN 20 /* "-9223372036854775808" */
+
+/* Writes v in decimal and a NUL into out; returns the number of characters (no locale,
+ * no printf). */
+size_t pv_int_format(int64_t v, char out[PV_INT_TEXT_LEN + 1]);
 
 #define PV_BOOT_ID_LEN 36 /* "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx", lowercase hex */
 

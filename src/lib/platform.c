@@ -130,15 +130,67 @@ void pv_boot_id_set_override(const char *id)
     pthread_mutex_unlock(&boot_id_lock);
 }
 
+size_t pv_int_format(int64_t v, char out[PV_INT_TEXT_LEN + 1])
+{
+    char tmp[PV_INT_TEXT_LEN];
+    size_t n = 0, len = 0;
+    /* The magnitude as unsigned: -INT64_MIN does not fit an int64_t. */
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (v < 0) {
+        out[len++] = '-';
+    }
+    while (n > 0) {
+        out[len++] = tmp[--n];
+    }
+    out[len] = '\0';
+    return len;
+}
+
+/* Writes v as exactly n decimal digits at out. */
+static void put_digits(char *out, unsigned v, size_t n)
+{
+    while (n > 0) {
+        out[--n] = (char)('0' + v % 10);
+        v /= 10;
+    }
+}
+
 bool pv_time_format(int64_t t, char out[PV_TIME_TEXT_LEN + 1])
 {
-    struct tm tm;
-    time_t tt = (time_t)t;
     out[0] = '\0';
-    if (t < 0 || t > 253402300799LL || (int64_t)tt != t || gmtime_r(&tt, &tm) == NULL ||
-        strftime(out, PV_TIME_TEXT_LEN + 1, "%Y-%m-%dT%H:%M:%SZ", &tm) != PV_TIME_TEXT_LEN) {
-        out[0] = '\0';
+    if (t < 0 || t > 253402300799LL) { /* 9999-12-31T23:59:59Z */
         return false;
     }
+    /* The proleptic Gregorian date of day number days (0 = 1970-01-01), by eras of
+     * 400 years counted from 0000-03-01: pure arithmetic, no time zone state, so no
+     * lock (gmtime_r takes the time zone lock on every call). */
+    int64_t days = t / 86400, secs = t % 86400;
+    int64_t z = days + 719468;
+    int64_t era = z / 146097;
+    int64_t doe = z - era * 146097;                                      /* [0, 146096] */
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365; /* [0, 399] */
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);               /* [0, 365] */
+    int64_t mp = (5 * doy + 2) / 153;                                    /* March = 0 */
+    unsigned day = (unsigned)(doy - (153 * mp + 2) / 5 + 1);
+    unsigned month = (unsigned)(mp < 10 ? mp + 3 : mp - 9);
+    unsigned year = (unsigned)(yoe + era * 400 + (month <= 2 ? 1 : 0));
+
+    put_digits(out, year, 4);
+    out[4] = '-';
+    put_digits(out + 5, month, 2);
+    out[7] = '-';
+    put_digits(out + 8, day, 2);
+    out[10] = 'T';
+    put_digits(out + 11, (unsigned)(secs / 3600), 2);
+    out[13] = ':';
+    put_digits(out + 14, (unsigned)(secs / 60 % 60), 2);
+    out[16] = ':';
+    put_digits(out + 17, (unsigned)(secs % 60), 2);
+    out[19] = 'Z';
+    out[20] = '\0';
     return true;
 }
