@@ -22,17 +22,23 @@ struct store {
 typedef struct store_cell {
     store_type type;
     int64_t i;  /* STORE_INT */
-    char *data; /* TEXT and BLOB bytes, INT rendered; always NUL-terminated */
-    size_t len; /* bytes in data, without the NUL */
+    size_t off; /* TEXT and BLOB bytes, INT rendered, at data + off; NUL-terminated */
+    size_t len; /* bytes at data + off, without the NUL */
 } store_cell;
 
+/* The cells' bytes share one buffer (data), so a result costs a few allocations
+ * however many cells it has. Cells hold offsets: the buffer moves as it grows. */
 struct store_rows {
     size_t ncols;
     size_t nrows;
     size_t cap; /* rows allocated */
     size_t bytes;
     store_cell *cells; /* nrows * ncols, row-major */
+    char *data;
+    size_t data_len, data_cap;
 };
+
+#define ROWS_DATA_MIN 512
 
 /* A schema bigger than this is a mistake in schema.c, not something to run. */
 #define MIGRATION_MAX_BYTES ((size_t)1 << 20)
@@ -428,12 +434,29 @@ int store_rows_next(store_rows *r, const char *backend, pv_err *e)
     return PV_OK;
 }
 
+/* Room for add more bytes in r->data; the caller has accounted for them. */
+static int rows_reserve(store_rows *r, size_t add, const char *backend, pv_err *e)
+{
+    if (add <= r->data_cap - r->data_len)
+        return PV_OK;
+    size_t cap = r->data_cap > 0 ? r->data_cap : ROWS_DATA_MIN;
+    /* rows_account keeps data_len + add below STORE_ROWS_MAX_BYTES: no overflow. */
+    while (cap - r->data_len < add)
+        cap *= 2;
+    char *data = realloc(r->data, cap);
+    if (data == NULL)
+        return pv_err_set(e, PV_ERR_NOMEM, "%s: out of memory for a result", backend);
+    r->data = data;
+    r->data_cap = cap;
+    return PV_OK;
+}
+
 int store_rows_put(store_rows *r, size_t col, store_type type, const void *data, size_t len,
                    int64_t i, const char *backend, pv_err *e)
 {
     int rc = PV_ERR_INTERNAL;
     store_cell *c = NULL;
-    char num[24];
+    char num[PV_INT_TEXT_LEN + 1];
 
     if (r == NULL || r->nrows == 0 || col >= r->ncols)
         return pv_err_set(e, PV_ERR_INTERNAL, "%s: result column out of range", backend);
@@ -443,11 +466,8 @@ int store_rows_put(store_rows *r, size_t col, store_type type, const void *data,
     if (type == STORE_NULL)
         return PV_OK;
     if (type == STORE_INT) {
-        int n = snprintf(num, sizeof(num), "%" PRId64, i);
-        if (n < 0 || (size_t)n >= sizeof(num))
-            return pv_err_set(e, PV_ERR_INTERNAL, "%s: cannot render an integer", backend);
+        len = pv_int_format(i, num);
         data = num;
-        len = (size_t)n;
     } else if (type != STORE_TEXT && type != STORE_BLOB) {
         return pv_err_set(e, PV_ERR_INTERNAL, "%s: unknown column type", backend);
     }
@@ -456,15 +476,17 @@ int store_rows_put(store_rows *r, size_t col, store_type type, const void *data,
     rc = rows_account(r, len + 1, backend, e);
     if (rc != PV_OK)
         return rc;
-    c->data = malloc(len + 1);
-    if (c->data == NULL)
-        return pv_err_set(e, PV_ERR_NOMEM, "%s: out of memory for a result", backend);
+    rc = rows_reserve(r, len + 1, backend, e);
+    if (rc != PV_OK)
+        return rc;
     if (len > 0)
-        memcpy(c->data, data, len);
-    c->data[len] = '\0';
+        memcpy(r->data + r->data_len, data, len);
+    r->data[r->data_len + len] = '\0';
+    c->off = r->data_len;
     c->len = len;
     c->i = i;
     c->type = type;
+    r->data_len += len + 1;
     return PV_OK;
 }
 
@@ -489,7 +511,7 @@ bool store_rows_is_null(const store_rows *r, size_t row, size_t col)
 const char *store_rows_text(const store_rows *r, size_t row, size_t col)
 {
     const store_cell *c = cell(r, row, col);
-    return c != NULL ? c->data : NULL;
+    return c != NULL ? r->data + c->off : NULL;
 }
 
 int64_t store_rows_int(const store_rows *r, size_t row, size_t col)
@@ -502,7 +524,7 @@ int64_t store_rows_int(const store_rows *r, size_t row, size_t col)
     if (c->type == STORE_INT)
         return c->i;
     /* A number the database returned as text (PostgreSQL NUMERIC from SUM, say). */
-    if (c->type == STORE_TEXT && store_parse_int(c->data, c->len, &v) == PV_OK)
+    if (c->type == STORE_TEXT && store_parse_int(r->data + c->off, c->len, &v) == PV_OK)
         return v;
     return 0;
 }
@@ -512,15 +534,14 @@ const uint8_t *store_rows_blob(const store_rows *r, size_t row, size_t col, size
     const store_cell *c = cell(r, row, col);
     if (len != NULL)
         *len = c != NULL ? c->len : 0;
-    return c != NULL ? (const uint8_t *)c->data : NULL;
+    return c != NULL ? (const uint8_t *)r->data + c->off : NULL;
 }
 
 void store_rows_free(store_rows *r)
 {
     if (r == NULL)
         return;
-    for (size_t i = 0; i < r->nrows * r->ncols; i++)
-        free(r->cells[i].data);
+    free(r->data);
     free(r->cells);
     free(r);
 }

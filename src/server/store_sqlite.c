@@ -25,11 +25,22 @@ typedef struct cached_stmt {
     uint64_t used; /* tick of the last use, for LRU eviction */
 } cached_stmt;
 
+/* Where a SQL pointer was last found in the cache: a direct-mapped hint, so the
+ * statements a request runs are found without scanning the cache. */
+#define HINT_SLOTS 256
+
 struct store_conn {
     sqlite3 *db;
     cached_stmt cache[STORE_STMT_CACHE];
+    uint16_t hint[HINT_SLOTS];
     uint64_t tick;
 };
+
+static size_t hint_of(const char *sql)
+{
+    uintptr_t p = (uintptr_t)sql;
+    return (size_t)((p ^ (p >> 8) ^ (p >> 16)) % HINT_SLOTS);
+}
 
 /* Reports the handle's last error for the statement sql, mapping constraint failures:
  * a duplicate key is PV_ERR_EXISTS, any other constraint PV_ERR_INVALID_ARG. SQLite's
@@ -116,11 +127,18 @@ static int prepare(store_conn *c, const char *sql, sqlite3_stmt **out, pv_err *e
     const char *tail = NULL;
 
     *out = NULL;
+    cached_stmt *hinted = &c->cache[c->hint[hint_of(sql)] % STORE_STMT_CACHE];
+    if (hinted->key == sql && strcmp(hinted->text, sql) == 0) {
+        hinted->used = ++c->tick;
+        *out = hinted->stmt;
+        return PV_OK;
+    }
     for (size_t i = 0; i < STORE_STMT_CACHE; i++) {
         cached_stmt *cs = &c->cache[i];
         if (cs->key == sql) {
             if (strcmp(cs->text, sql) == 0) {
                 cs->used = ++c->tick;
+                c->hint[hint_of(sql)] = (uint16_t)i;
                 *out = cs->stmt;
                 return PV_OK;
             }
@@ -153,6 +171,7 @@ static int prepare(store_conn *c, const char *sql, sqlite3_stmt **out, pv_err *e
     slot->text = text;
     slot->stmt = stmt;
     slot->used = ++c->tick;
+    c->hint[hint_of(sql)] = (uint16_t)(slot - c->cache);
     text = NULL;
     *out = stmt;
     stmt = NULL;
