@@ -36,6 +36,10 @@ int pv_json_get_uint(const json_t *obj, const char *key, bool required, uint64_t
 int pv_json_get_bool(const json_t *obj, const char *key, bool required, const char *where,
                      bool *out, bool *present, pv_err *e);
 
+/* True when the n bytes at s are well-formed UTF-8 without NUL (what jansson accepts
+ * in a string). */
+bool pv_utf8_valid(const char *s, size_t n);
+
 /* Writes v to stdout as indented JSON with a final newline. */
 int pv_json_print(const json_t *v);
 

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cbor_internal.h"
 #include "pavise/fs.h"
 
 /* "where: " before a message, or nothing for the top level (where is ""). */
@@ -140,4 +141,9 @@ int pv_json_print(const json_t *v)
     }
     fputc('\n', stdout);
     return PV_OK;
+}
+
+bool pv_utf8_valid(const char *s, size_t n)
+{
+    return n == 0 || (s != NULL && cbor_utf8_valid((const uint8_t *)s, n, NULL));
 }

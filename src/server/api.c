@@ -71,6 +71,30 @@ int api_ok(api_ctx *c, int status, json_t *out)
     return PV_OK;
 }
 
+int api_ok_jw(api_ctx *c, int status, jw *w)
+{
+    size_t len = 0;
+    int err = PV_OK;
+    char *body = jw_take(w, &len, &err);
+    if (body == NULL) {
+        pv_error("%s %s: writing the response failed (%s)", c->req->method,
+                 c->route != NULL ? c->route->pattern : "?",
+                 err == PV_ERR_NOMEM       ? "out of memory"
+                 : err == PV_ERR_TOO_LARGE ? "too large"
+                 : err == PV_ERR_FORMAT    ? "a stored text is not UTF-8"
+                                           : "nothing written");
+        return api_fail(c, 500, "internal", "the server could not write the response");
+    }
+    json_decref(c->out);
+    c->out = NULL;
+    free(c->raw);
+    c->raw = body;
+    c->raw_len = len;
+    c->content_type = "application/json";
+    c->status = status;
+    return PV_OK;
+}
+
 int api_fail(api_ctx *c, int status, const char *code, const char *fmt, ...)
 {
     char msg[API_MAX_MESSAGE];
@@ -330,27 +354,42 @@ int api_page(api_ctx *c, size_t *limit, const char **after)
     return PV_OK;
 }
 
+/* The token for a page that ends at next_key (NULL: the last page), as a JSON string
+ * or null; NULL with the response set when it cannot be made. */
+static json_t *page_token(api_ctx *c, const char *next_key)
+{
+    if (next_key == NULL) {
+        return json_null();
+    }
+    size_t n = strlen(next_key);
+    uint8_t raw[TOKEN_PREFIX_LEN + API_MAX_TOKEN_KEY];
+    if (n == 0 || n > API_MAX_TOKEN_KEY) {
+        api_fail(c, 500, "internal", "a list key is too long for a token");
+        return NULL;
+    }
+    memcpy(raw, TOKEN_PREFIX, TOKEN_PREFIX_LEN);
+    memcpy(raw + TOKEN_PREFIX_LEN, next_key, n);
+    char *s = b64url_encode(raw, TOKEN_PREFIX_LEN + n);
+    json_t *tok = s != NULL ? json_string(s) : NULL;
+    free(s);
+    if (tok == NULL) {
+        api_fail(c, 500, "internal", "out of memory");
+    }
+    return tok;
+}
+
 int api_page_done(api_ctx *c, json_t *items, const char *next_key)
 {
-    json_t *tok = json_null();
     if (items == NULL) {
         return api_fail(c, 500, "internal", "out of memory");
     }
-    if (next_key != NULL) {
-        size_t n = strlen(next_key);
-        uint8_t raw[TOKEN_PREFIX_LEN + API_MAX_TOKEN_KEY];
-        if (n == 0 || n > API_MAX_TOKEN_KEY) {
-            json_decref(items);
-            return api_fail(c, 500, "internal", "a list key is too long for a token");
-        }
-        memcpy(raw, TOKEN_PREFIX, TOKEN_PREFIX_LEN);
-        memcpy(raw + TOKEN_PREFIX_LEN, next_key, n);
-        char *s = b64url_encode(raw, TOKEN_PREFIX_LEN + n);
-        tok = s != NULL ? json_string(s) : NULL;
-        free(s);
+    json_t *tok = page_token(c, next_key);
+    if (tok == NULL) {
+        json_decref(items);
+        return PV_ERR_INTERNAL;
     }
     json_t *out = json_object();
-    if (tok == NULL || out == NULL || json_object_set_new(out, "items", items) != 0) {
+    if (out == NULL || json_object_set_new(out, "items", items) != 0) {
         json_decref(tok);
         json_decref(out);
         json_decref(items);
@@ -361,6 +400,28 @@ int api_page_done(api_ctx *c, json_t *items, const char *next_key)
         return api_fail(c, 500, "internal", "out of memory");
     }
     return api_ok(c, 200, out);
+}
+
+void api_page_begin_jw(jw *w)
+{
+    jw_object_begin(w);
+    jw_key(w, "items");
+    jw_array_begin(w);
+}
+
+int api_page_done_jw(api_ctx *c, jw *w, const char *next_key)
+{
+    json_t *tok = page_token(c, next_key);
+    if (tok == NULL) {
+        jw_free(w);
+        return PV_ERR_INTERNAL;
+    }
+    jw_array_end(w);
+    jw_key(w, "continuation_token");
+    jw_string(w, json_string_value(tok)); /* NULL for json null */
+    jw_object_end(w);
+    json_decref(tok);
+    return api_ok_jw(c, 200, w);
 }
 
 /* ---- audit ---- */

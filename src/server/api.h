@@ -34,6 +34,7 @@
 #include "pavise/crypto.h"
 #include "pavise/err.h"
 
+#include "jsonw.h"
 #include "server.h"
 #include "store.h"
 
@@ -125,6 +126,11 @@ struct api_ctx {
 
 /* Sets a successful response (status 200 or 201), taking ownership of out. PV_OK. */
 int api_ok(api_ctx *c, int status, json_t *out);
+/* The same with a body written by a jw (jsonw.h), taken from it; a writer that failed
+ * gives 500 (the writer is freed either way). PV_OK, or the error. */
+int api_ok_jw(api_ctx *c, int status, jw *w);
+/* The most a jw-written response may hold. */
+#define API_MAX_RESPONSE ((size_t)64 << 20)
 
 /* Sets an error response and returns PV_ERR_INVALID_ARG, so handlers write
  * `return api_fail(c, 404, "not_found", "device %s not found", id);`. */
@@ -151,6 +157,11 @@ const char *api_query(api_ctx *c, const char *name);
  * kept when there were more rows, else null. */
 int api_page(api_ctx *c, size_t *limit, const char **after);
 int api_page_done(api_ctx *c, json_t *items, const char *next_key);
+/* The same for a page written with a jw: api_page_begin_jw writes up to the items'
+ * array, the caller writes the items, api_page_done_jw closes the page and answers
+ * (as api_ok_jw). */
+void api_page_begin_jw(jw *w);
+int api_page_done_jw(api_ctx *c, jw *w, const char *next_key);
 
 /* Transactions of mutating handlers, one pattern for all: api_tx_begin opens a write
  * transaction (store_begin(write = true)); the handler makes its changes and its

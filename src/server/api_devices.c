@@ -19,7 +19,7 @@
 /* A base64 record may be this long at most (PV_MFGREC_MAX_SIZE bytes, padded). */
 #define B64_RECORD_MAX (4 * ((PV_MFGREC_MAX_SIZE + 2) / 3))
 
-/* Columns of a Device, in the order device_json reads them. */
+/* Columns of a Device, in the order device_write reads them. */
 #define DEVICE_COLUMNS                                                                             \
     "d.id, d.tenant_id, d.device_group_id, g.name, g.product_id, p.name, d.development, "          \
     "d.cloud_test, m.rot_kind, m.manufactured_at, d.claimed_at, d.updated_at "                     \
@@ -27,44 +27,43 @@
     "LEFT JOIN device_groups g ON g.id = d.device_group_id "                                       \
     "LEFT JOIN products p ON p.id = g.product_id "
 
-static json_t *text_or_null(const store_rows *rows, size_t i, size_t col)
+/* Writes the Device object of row i (api-shapes.md). */
+static void device_write(jw *w, const store_rows *rows, size_t i)
 {
-    const char *s = store_rows_text(rows, i, col);
-    return s != NULL ? json_string(s) : json_null();
-}
-
-/* The Device object of row i (api-shapes.md), or NULL when out of memory. */
-static json_t *device_json(const store_rows *rows, size_t i)
-{
-    json_t *o = json_object();
-    if (o == NULL) {
-        return NULL;
-    }
     const char *id = store_rows_text(rows, i, 0), *tenant = store_rows_text(rows, i, 1);
     const char *kind = store_rows_text(rows, i, 8);
-    if (json_object_set_new(o, "id", json_string(id != NULL ? id : "")) != 0 ||
-        json_object_set_new(o, "tenant_id", json_string(tenant != NULL ? tenant : "")) != 0 ||
-        json_object_set_new(o, "device_group_id", text_or_null(rows, i, 2)) != 0 ||
-        json_object_set_new(o, "device_group_name", text_or_null(rows, i, 3)) != 0 ||
-        json_object_set_new(o, "product_id", text_or_null(rows, i, 4)) != 0 ||
-        json_object_set_new(o, "product_name", text_or_null(rows, i, 5)) != 0 ||
-        json_object_set_new(o, "development", json_boolean(store_rows_int(rows, i, 6) != 0)) != 0 ||
-        json_object_set_new(o, "cloud_test", json_boolean(store_rows_int(rows, i, 7) != 0)) != 0 ||
-        json_object_set_new(o, "rot_kind", json_string(kind != NULL ? kind : "")) != 0 ||
-        json_object_set_new(o, "manufactured_at", api_time(store_rows_int(rows, i, 9))) != 0 ||
-        json_object_set_new(o, "claimed_at", api_time(store_rows_int(rows, i, 10))) != 0 ||
-        json_object_set_new(o, "updated_at", api_time(store_rows_int(rows, i, 11))) != 0) {
-        json_decref(o);
-        return NULL;
-    }
-    return o;
+    jw_object_begin(w);
+    jw_key(w, "id");
+    jw_string(w, id != NULL ? id : "");
+    jw_key(w, "tenant_id");
+    jw_string(w, tenant != NULL ? tenant : "");
+    jw_key(w, "device_group_id");
+    jw_string(w, store_rows_text(rows, i, 2));
+    jw_key(w, "device_group_name");
+    jw_string(w, store_rows_text(rows, i, 3));
+    jw_key(w, "product_id");
+    jw_string(w, store_rows_text(rows, i, 4));
+    jw_key(w, "product_name");
+    jw_string(w, store_rows_text(rows, i, 5));
+    jw_key(w, "development");
+    jw_bool(w, store_rows_int(rows, i, 6) != 0);
+    jw_key(w, "cloud_test");
+    jw_bool(w, store_rows_int(rows, i, 7) != 0);
+    jw_key(w, "rot_kind");
+    jw_string(w, kind != NULL ? kind : "");
+    jw_key(w, "manufactured_at");
+    jw_time(w, store_rows_int(rows, i, 9));
+    jw_key(w, "claimed_at");
+    jw_time(w, store_rows_int(rows, i, 10));
+    jw_key(w, "updated_at");
+    jw_time(w, store_rows_int(rows, i, 11));
+    jw_object_end(w);
 }
 
-/* Reads one device of this tenant as JSON. PV_OK; PV_ERR_NOT_FOUND (no response set);
- * otherwise the response is already set (500). */
-static int load_device(api_ctx *c, const char *device_id, json_t **out)
+/* Reads one device of this tenant and answers it with this status. PV_OK;
+ * PV_ERR_NOT_FOUND (no response set); otherwise the response is already set (500). */
+static int answer_device(api_ctx *c, const char *device_id, int status)
 {
-    *out = NULL;
     int r = PV_ERR_INTERNAL;
     pv_err e = {0};
     store_rows *rows = NULL;
@@ -79,11 +78,10 @@ static int load_device(api_ctx *c, const char *device_id, json_t **out)
         r = PV_ERR_NOT_FOUND;
         goto out;
     }
-    if ((*out = device_json(rows, 0)) == NULL) {
-        r = api_fail(c, 500, "internal", "out of memory");
-        goto out;
-    }
-    r = PV_OK;
+    jw w;
+    jw_init(&w, API_MAX_RESPONSE);
+    device_write(&w, rows, 0);
+    r = api_ok_jw(c, status, &w);
 out:
     store_rows_free(rows);
     return r;
@@ -101,7 +99,6 @@ int api_device_list(api_ctx *c)
     int r = PV_ERR_INTERNAL;
     pv_err e = {0};
     store_rows *rows = NULL;
-    json_t *items = NULL;
     size_t limit = 0;
     const char *after = NULL, *group = api_query(c, "device_group_id");
 
@@ -124,32 +121,22 @@ int api_device_list(api_ctx *c)
         goto out;
     }
     size_t n = store_rows_count(rows), kept = n > limit ? limit : n;
-    if ((items = json_array()) == NULL) {
-        r = api_fail(c, 500, "internal", "out of memory");
-        goto out;
-    }
+    jw w;
+    jw_init(&w, API_MAX_RESPONSE);
+    api_page_begin_jw(&w);
     for (size_t i = 0; i < kept; i++) {
-        if (json_array_append_new(items, device_json(rows, i)) != 0) {
-            r = api_fail(c, 500, "internal", "out of memory");
-            goto out;
-        }
+        device_write(&w, rows, i);
     }
-    r = api_page_done(c, items, n > limit ? store_rows_text(rows, kept - 1, 0) : NULL);
-    items = NULL;
+    r = api_page_done_jw(c, &w, n > limit ? store_rows_text(rows, kept - 1, 0) : NULL);
 out:
-    json_decref(items);
     store_rows_free(rows);
     return r;
 }
 
 int api_device_show(api_ctx *c)
 {
-    json_t *dev = NULL;
-    int r = load_device(c, c->params[1], &dev);
-    if (r == PV_ERR_NOT_FOUND) {
-        return device_not_found(c, c->params[1]);
-    }
-    return r == PV_OK ? api_ok(c, 200, dev) : r;
+    int r = answer_device(c, c->params[1], 200);
+    return r == PV_ERR_NOT_FOUND ? device_not_found(c, c->params[1]) : r;
 }
 
 /* ---- claim ---- */
@@ -256,7 +243,6 @@ int api_device_claim(api_ctx *c)
     int r = PV_ERR_INTERNAL;
     pv_err e = {0};
     store_rows *rows = NULL;
-    json_t *dev = NULL;
     const char *id = NULL, *b64 = NULL;
 
     if ((r = api_body_fields(c, fields)) != PV_OK ||
@@ -308,17 +294,13 @@ int api_device_claim(api_ctx *c)
         r = api_store_fail(c, r, &e, NULL);
         goto out;
     }
-    if ((r = load_device(c, id, &dev)) != PV_OK) {
+    /* The answer is written inside the transaction: what it shows is what commits. */
+    if ((r = answer_device(c, id, 201)) != PV_OK) {
         r = r == PV_ERR_NOT_FOUND ? api_fail(c, 500, "internal", "claimed device vanished") : r;
         goto out;
     }
-    if ((r = api_tx_commit(c)) != PV_OK) {
-        goto out;
-    }
-    r = api_ok(c, 201, dev);
-    dev = NULL;
+    r = api_tx_commit(c);
 out:
-    json_decref(dev);
     store_rows_free(rows);
     return r;
 }
@@ -371,18 +353,13 @@ static int finish_change(api_ctx *c, const char *action, json_t *detail)
 {
     int r = PV_ERR_INTERNAL;
     pv_err e = {0};
-    json_t *dev = NULL;
     if ((r = api_audit(c, action, c->params[1], detail, &e)) != PV_OK) {
         return api_store_fail(c, r, &e, NULL);
     }
-    if ((r = load_device(c, c->params[1], &dev)) != PV_OK) {
+    if ((r = answer_device(c, c->params[1], 200)) != PV_OK) {
         return r == PV_ERR_NOT_FOUND ? device_not_found(c, c->params[1]) : r;
     }
-    if ((r = api_tx_commit(c)) != PV_OK) {
-        json_decref(dev);
-        return r;
-    }
-    return api_ok(c, 200, dev);
+    return api_tx_commit(c);
 }
 
 int api_device_update(api_ctx *c)

@@ -63,10 +63,10 @@ static void test_matches_jansson(void **state)
     jw_object_end(&w);
     char *got = take(&w);
 
-    json_t *v = json_pack("{s:s,s:n,s:b,s:b,s:I,s:s,s:n,s:[i,{},[],n],s:s}", "id",
-                          "6f1c0c8e-3a1e-4d5b-9a43-0c4f2e9b7d21", "none", "yes", 1, "no", 0, "n",
-                          (json_int_t)-42, "t", "2026-11-21T23:59:59Z", "bad time", "list", 1,
-                          "after", "");
+    json_t *v =
+        json_pack("{s:s,s:n,s:b,s:b,s:I,s:s,s:n,s:[i,{},[],n],s:s}", "id",
+                  "6f1c0c8e-3a1e-4d5b-9a43-0c4f2e9b7d21", "none", "yes", 1, "no", 0, "n",
+                  (json_int_t)-42, "t", "2026-11-21T23:59:59Z", "bad time", "list", 1, "after", "");
     char *want = jansson_text(v);
     assert_string_equal(got, want);
     free(got);
@@ -78,8 +78,8 @@ static void test_matches_jansson(void **state)
 static void test_strings_match_jansson(void **state)
 {
     (void)state;
-    const char *pieces[] = {"a", "\"", "\\", "/", "\b", "\f", "\n", "\r", "\t", "\x01", "\x1f",
-                            "\x7f", "é", "€", "😀", " ", "<", "'"};
+    const char *pieces[] = {"a",    "\"",   "\\",   "/", "\b", "\f", "\n", "\r", "\t",
+                            "\x01", "\x1f", "\x7f", "é", "€",  "😀",  " ",  "<",  "'"};
     size_t np = sizeof(pieces) / sizeof(pieces[0]);
     uint64_t x = 0x243f6a8885a308d3u;
     for (int round = 0; round < 2000; round++) {
