@@ -49,7 +49,6 @@ typedef struct api_request {
     const char *content_type;         /* Content-Type header, or NULL */
     bool has_client_cert;             /* the TLS layer verified a client chain to the server CA */
     uint8_t client_fp[PV_SHA256_LEN]; /* SHA-256 of the client leaf's DER */
-    const char *peer;                 /* "addr:port", for logs */
 } api_request;
 
 typedef struct api_response {

@@ -338,14 +338,11 @@ static void on_request(struct evhttp_request *req, void *arg)
     api_response resp;
     memset(&ar, 0, sizeof(ar));
     memset(&resp, 0, sizeof(resp));
-    char peer[INET6_ADDRSTRLEN + 16];
     enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
     struct evhttp_connection *evcon = evhttp_request_get_connection(req);
     struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
     SSL *ssl = bufferevent_openssl_get_ssl(bev);
-    peer_text(evcon, peer, sizeof(peer));
     ar.method = method_name(cmd);
-    ar.peer = peer;
 
     const conn_info *ci = ssl != NULL ? connection_info(w, ssl, bev) : NULL;
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
@@ -381,12 +378,20 @@ static void on_request(struct evhttp_request *req, void *arg)
         }
     }
     const char *route = resp.route != NULL ? resp.route : "unmatched";
+    char peer[INET6_ADDRSTRLEN + 16];
+    bool log_it = pv_log_enabled(PV_LOG_INFO);
+    if (log_it) {
+        peer_text(evcon, peer, sizeof(peer));
+    }
     send_response(w, req, &resp);
     int status = resp.status; /* as sent */
 
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
     metrics_observe(w->srv->metrics, ar.method, route, status, seconds);
+    if (!log_it) {
+        return;
+    }
     /* The route pattern, never the path or query (they hold IDs and values). */
     pv_info("request method=%s route=%s status=%d duration_ms=%.3f operator=%s peer=%s", ar.method,
             route, status, seconds * 1e3, resp.operator_name[0] != '\0' ? resp.operator_name : "-",

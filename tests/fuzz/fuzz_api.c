@@ -88,7 +88,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .body_len = nl != NULL ? size - tlen - 2 : 0,
         .content_type = "application/json",
         .has_client_cert = (data[0] & 4) != 0,
-        .peer = "fuzz",
     };
     memcpy(req.client_fp, fp, sizeof(fp));
     api_response resp = {0};

@@ -213,7 +213,6 @@ int st_call(st_env *env, const uint8_t *fp, const char *method, const char *path
     req.body = (const uint8_t *)body;
     req.body_len = body != NULL ? strlen(body) : 0;
     req.content_type = body != NULL ? "application/json" : NULL;
-    req.peer = "test";
     if (fp != NULL) {
         req.has_client_cert = true;
         memcpy(req.client_fp, fp, PV_SHA256_LEN);
