@@ -312,19 +312,28 @@ static void send_response(worker *w, struct evhttp_request *req, api_response *r
     if (resp->status < 100 || resp->status > 599) {
         resp->status = 500; /* never send a status line HTTP cannot carry */
     }
-    /* Content-Length (from the output buffer) and Date are added by evhttp. */
+    /* Content-Length (from the output buffer) and Date are added by evhttp. The
+     * bufferevent is held across the send: evhttp may finish a response (and free a
+     * connection that closes) as soon as it is written. */
     struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    struct bufferevent *bev = evcon != NULL ? evhttp_connection_get_bufferevent(evcon) : NULL;
+    if (bev != NULL) {
+        bufferevent_incref(bev);
+    }
     evhttp_send_reply(req, resp->status, NULL, NULL);
+    if (bev == NULL) {
+        return;
+    }
     /* evhttp queued the headers and the body as separate buffer chains, and the TLS
      * bufferevent writes each chain as its own record with its own write(2): two
      * records, two system calls and two wake-ups of the client per response. A
      * response that fits one record is made contiguous here, before the event loop
      * writes it, so it leaves in one. */
-    struct bufferevent *bev = evcon != NULL ? evhttp_connection_get_bufferevent(evcon) : NULL;
-    struct evbuffer *pending = bev != NULL ? bufferevent_get_output(bev) : NULL;
+    struct evbuffer *pending = bufferevent_get_output(bev);
     if (pending != NULL && evbuffer_get_length(pending) <= TLS_RECORD_MAX) {
         (void)evbuffer_pullup(pending, -1); /* on failure it stays as it was: still correct */
     }
+    bufferevent_decref(bev);
 }
 
 static void on_request(struct evhttp_request *req, void *arg)
