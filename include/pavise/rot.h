@@ -138,6 +138,13 @@ int pv_rot_read_measurement(pv_rot *rot, uint8_t out[PV_SHA256_LEN], pv_err *e);
 int pv_rot_event_log(pv_rot *rot, pv_rot_event **events, size_t *n, pv_err *e);
 void pv_rot_events_free(pv_rot_event *events, size_t n);
 
+/* TPM2_Quote with the attestation key over PV_ROT_PCR (selection SHA-256 {PV_ROT_PCR},
+ * scheme ECDSA-SHA256) with qualifying as qualifyingData: appends the marshaled
+ * TPMS_ATTEST to attest and writes the signature as raw r || s. Checked by
+ * pv_quote_verify (pavise/quote.h). PV_ERR_UNSUPPORTED on the software backend. */
+int pv_rot_quote(pv_rot *rot, const uint8_t qualifying[PV_SHA256_LEN], pv_buf *attest,
+                 uint8_t sig[PV_ES256_SIG_LEN], pv_err *e);
+
 /* Replays events from a zero PCR: what PV_ROT_PCR must hold if the log is complete. */
 void pv_rot_replay(const pv_rot_event *events, size_t n, uint8_t out[PV_SHA256_LEN]);
 

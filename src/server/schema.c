@@ -113,6 +113,79 @@ const char *const schema_migrations[] = {
     "  detail TEXT NOT NULL\n"
     ");\n"
     "CREATE INDEX audit_tenant ON audit(tenant_id, seq);\n",
+
+    /* 2: attestation (docs/protocol/attestation.md): tenant CAs, the images the service
+     * knows, spent nonces, attestation results, devices' service certificates. */
+    /* A tenant's CAs: the current one ('active') issues; a 'retiring' one (rotated out)
+     * stays in the chain until the certificates it issued have expired. key_sealed is
+     * the private key's PKCS#8 DER sealed with AES-256-GCM under DATA/tenant-ca.kek. */
+    "CREATE TABLE tenant_cas (\n"
+    "  id TEXT PRIMARY KEY,\n"
+    "  tenant_id TEXT NOT NULL REFERENCES tenants(id),\n"
+    "  fingerprint TEXT NOT NULL UNIQUE,\n"
+    "  cert_pem TEXT NOT NULL,\n"
+    "  key_sealed {BLOB} NOT NULL,\n"
+    "  status TEXT NOT NULL CHECK (status IN ('active', 'retiring', 'retired')),\n"
+    "  not_before BIGINT NOT NULL,\n"
+    "  not_after BIGINT NOT NULL,\n"
+    "  created_at BIGINT NOT NULL,\n"
+    "  retire_after BIGINT\n"
+    ");\n"
+    "CREATE INDEX tenant_cas_tenant ON tenant_cas(tenant_id, created_at);\n"
+    /* Images the service knows, by image ID. tenant_id NULL: an OS image of the
+     * service's feeds. manifest_sha256 is what a device measures. */
+    "CREATE TABLE images (\n"
+    "  id TEXT PRIMARY KEY,\n"
+    "  tenant_id TEXT REFERENCES tenants(id),\n"
+    "  component_id TEXT NOT NULL,\n"
+    "  kind TEXT NOT NULL CHECK (kind IN ('os', 'app')),\n"
+    "  name TEXT NOT NULL,\n"
+    "  version TEXT NOT NULL,\n"
+    "  security_counter BIGINT NOT NULL,\n"
+    "  manifest_sha256 TEXT NOT NULL,\n"
+    "  os_feed TEXT CHECK (os_feed IN ('Retail', 'RetailEval')),\n"
+    "  development INTEGER NOT NULL DEFAULT 0,\n"
+    "  created_at BIGINT NOT NULL,\n"
+    "  revoked_at BIGINT\n"
+    ");\n"
+    "CREATE INDEX images_manifest ON images(manifest_sha256);\n"
+    "CREATE INDEX images_tenant ON images(tenant_id, id);\n"
+    /* Nonces spent by an attestation (the SHA-256 of the nonce), kept until they expire:
+     * the primary key is what makes a nonce single-use. */
+    "CREATE TABLE used_nonces (\n"
+    "  nonce_hash TEXT PRIMARY KEY,\n"
+    "  expires_at BIGINT NOT NULL\n"
+    ");\n"
+    "CREATE INDEX used_nonces_expiry ON used_nonces(expires_at);\n"
+    /* Every attestation and its result; tenant_id is the device's tenant at the time
+     * (NULL: unclaimed). */
+    "CREATE TABLE attestations (\n"
+    "  seq {SERIAL},\n"
+    "  device_id TEXT NOT NULL,\n"
+    "  tenant_id TEXT,\n"
+    "  at BIGINT NOT NULL,\n"
+    "  result TEXT NOT NULL CHECK (result IN ('passed', 'identity-only', 'failed')),\n"
+    "  reason TEXT NOT NULL,\n"
+    "  rot_kind TEXT,\n"
+    "  development INTEGER,\n"
+    "  boot_count BIGINT,\n"
+    "  service_cert_serial TEXT,\n"
+    "  client_cert_serial TEXT,\n"
+    "  client_not_after BIGINT,\n"
+    "  detail TEXT NOT NULL\n"
+    ");\n"
+    "CREATE INDEX attestations_device ON attestations(device_id, seq);\n"
+    /* Service certificates issued to devices, by SHA-256 of the DER: the device
+     * endpoints accept a client certificate only when it is recorded here and unexpired,
+     * as operator_certs does for operators. */
+    "CREATE TABLE device_service_certs (\n"
+    "  fingerprint TEXT PRIMARY KEY,\n"
+    "  device_id TEXT NOT NULL,\n"
+    "  serial TEXT NOT NULL,\n"
+    "  not_after BIGINT NOT NULL,\n"
+    "  created_at BIGINT NOT NULL\n"
+    ");\n"
+    "CREATE INDEX device_service_certs_device ON device_service_certs(device_id);\n",
 };
 
 const size_t schema_migration_count = sizeof(schema_migrations) / sizeof(schema_migrations[0]);
