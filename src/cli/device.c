@@ -4,10 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
-
 #include "cli.h"
 #include "client.h"
+#include "pavise/base64.h"
 #include "pavise/fs.h"
 #include "pavise/json.h"
 #include "pavise/mfgrec.h"
@@ -101,14 +100,11 @@ static int read_record(const char *file, char **b64, pv_err *e)
     if (r != PV_OK) {
         return pv_err_wrap(e, r, "--manufacturing-record");
     }
-    size_t cap = 4 * ((len + 2) / 3) + 1;
-    char *out = malloc(cap);
+    char *out = pv_base64_encode(data, len, PV_BASE64_STD);
+    free(data);
     if (out == NULL) {
-        free(data);
         return pv_err_set(e, PV_ERR_NOMEM, "out of memory");
     }
-    EVP_EncodeBlock((unsigned char *)out, data, (int)len);
-    free(data);
     *b64 = out;
     return PV_OK;
 }

@@ -14,6 +14,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "pavise/base64.h"
 #include "pavise/json.h"
 #include "pavise/log.h"
 #include "pavise/platform.h"
@@ -224,78 +225,6 @@ const char *api_query(api_ctx *c, const char *name)
 
 /* ---- pagination ---- */
 
-static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-static int b64url_value(char ch)
-{
-    const char *p = ch != '\0' ? strchr(b64url, ch) : NULL;
-    return p != NULL ? (int)(p - b64url) : -1;
-}
-
-/* base64url without padding; NULL on out of memory. */
-static char *b64url_encode(const uint8_t *in, size_t len)
-{
-    char *out = malloc(((len + 2) / 3) * 4 + 1);
-    if (out == NULL) {
-        return NULL;
-    }
-    size_t o = 0;
-    for (size_t i = 0; i < len; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        size_t n = len - i >= 3 ? 3 : len - i;
-        if (n > 1) {
-            v |= (uint32_t)in[i + 1] << 8;
-        }
-        if (n > 2) {
-            v |= in[i + 2];
-        }
-        out[o++] = b64url[(v >> 18) & 63];
-        out[o++] = b64url[(v >> 12) & 63];
-        if (n > 1) {
-            out[o++] = b64url[(v >> 6) & 63];
-        }
-        if (n > 2) {
-            out[o++] = b64url[v & 63];
-        }
-    }
-    out[o] = '\0';
-    return out;
-}
-
-/* Strict base64url: alphabet only, no padding, no impossible length, unused bits zero
- * (so each value has exactly one spelling). PV_ERR_FORMAT. */
-static int b64url_decode(const char *in, uint8_t *out, size_t out_size, size_t *out_len)
-{
-    size_t len = strlen(in);
-    size_t o = 0;
-    if (len % 4 == 1) {
-        return PV_ERR_FORMAT;
-    }
-    for (size_t i = 0; i < len; i += 4) {
-        size_t n = len - i >= 4 ? 4 : len - i;
-        uint32_t v = 0;
-        for (size_t j = 0; j < 4; j++) {
-            int d = j < n ? b64url_value(in[i + j]) : 0;
-            if (d < 0) {
-                return PV_ERR_FORMAT;
-            }
-            v = (v << 6) | (uint32_t)d;
-        }
-        size_t bytes = n - 1;
-        if ((bytes == 1 && (v & 0xffff) != 0) || (bytes == 2 && (v & 0xff) != 0)) {
-            return PV_ERR_FORMAT;
-        }
-        if (o + bytes > out_size) {
-            return PV_ERR_FORMAT;
-        }
-        for (size_t j = 0; j < bytes; j++) {
-            out[o++] = (uint8_t)(v >> (16 - 8 * j));
-        }
-    }
-    *out_len = o;
-    return PV_OK;
-}
-
 /* Strict decimal in [min, max]: digits only, no sign, no leading zero. */
 static bool parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 {
@@ -336,8 +265,8 @@ int api_page(api_ctx *c, size_t *limit, const char **after)
     if (t != NULL) {
         uint8_t raw[TOKEN_PREFIX_LEN + API_MAX_TOKEN_KEY];
         size_t n = 0;
-        bool ok = b64url_decode(t, raw, sizeof(raw), &n) == PV_OK && n > TOKEN_PREFIX_LEN &&
-                  memcmp(raw, TOKEN_PREFIX, TOKEN_PREFIX_LEN) == 0;
+        bool ok = pv_base64_decode(t, strlen(t), PV_BASE64_URL, raw, sizeof(raw), &n) == PV_OK &&
+                  n > TOKEN_PREFIX_LEN && memcmp(raw, TOKEN_PREFIX, TOKEN_PREFIX_LEN) == 0;
         size_t chars;
         bool spaces;
         ok = ok &&
@@ -369,7 +298,7 @@ static json_t *page_token(api_ctx *c, const char *next_key)
     }
     memcpy(raw, TOKEN_PREFIX, TOKEN_PREFIX_LEN);
     memcpy(raw + TOKEN_PREFIX_LEN, next_key, n);
-    char *s = b64url_encode(raw, TOKEN_PREFIX_LEN + n);
+    char *s = pv_base64_encode(raw, TOKEN_PREFIX_LEN + n, PV_BASE64_URL);
     json_t *tok = s != NULL ? json_string(s) : NULL;
     free(s);
     if (tok == NULL) {

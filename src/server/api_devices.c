@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pavise/base64.h"
 #include "pavise/mfgrec.h"
 
 #include "records.h"
@@ -141,65 +142,30 @@ int api_device_show(api_ctx *c)
 
 /* ---- claim ---- */
 
-static int b64_value(unsigned char ch)
-{
-    if (ch >= 'A' && ch <= 'Z') {
-        return ch - 'A';
-    }
-    if (ch >= 'a' && ch <= 'z') {
-        return ch - 'a' + 26;
-    }
-    if (ch >= '0' && ch <= '9') {
-        return ch - '0' + 52;
-    }
-    if (ch == '+') {
-        return 62;
-    }
-    if (ch == '/') {
-        return 63;
-    }
-    return -1;
-}
-
-/* Strict RFC 4648 base64 (padded, no line breaks) into a new allocation. PV_OK;
- * PV_ERR_FORMAT; PV_ERR_NOMEM. */
+/* Strict RFC 4648 base64 (padded, no line breaks, one spelling per value) into a new
+ * allocation. PV_OK; PV_ERR_FORMAT; PV_ERR_NOMEM. */
 static int b64_decode(const char *s, uint8_t **out, size_t *out_len)
 {
     *out = NULL;
     *out_len = 0;
     size_t n = strlen(s);
-    if (n == 0 || n % 4 != 0) {
+    if (n == 0) {
         return PV_ERR_FORMAT;
     }
-    size_t pad = (s[n - 1] == '=') + (s[n - 1] == '=' && s[n - 2] == '=');
-    uint8_t *buf = malloc(n / 4 * 3);
+    size_t max = pv_base64_decoded_max(n);
+    uint8_t *buf = malloc(max);
     if (buf == NULL) {
         return PV_ERR_NOMEM;
     }
-    size_t len = 0;
-    for (size_t i = 0; i < n; i += 4) {
-        int v[4];
-        for (size_t k = 0; k < 4; k++) {
-            bool is_pad = i + k >= n - pad;
-            v[k] = is_pad ? 0 : b64_value((unsigned char)s[i + k]);
-            if (v[k] < 0) {
-                free(buf);
-                return PV_ERR_FORMAT;
-            }
-        }
-        uint32_t w =
-            (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
-        buf[len++] = (uint8_t)(w >> 16);
-        buf[len++] = (uint8_t)(w >> 8);
-        buf[len++] = (uint8_t)w;
+    int r = pv_base64_decode(s, n, PV_BASE64_STD, buf, max, out_len);
+    if (r != PV_OK) {
+        free(buf);
+        return PV_ERR_FORMAT;
     }
-    *out_len = len - pad;
     *out = buf;
     return PV_OK;
 }
 
-/* Verifies and stores an uploaded record and checks that it is this device's. Inside
- * the claim's transaction, so a refused claim stores nothing. */
 static int import_uploaded(api_ctx *c, const char *device_id, const char *b64)
 {
     int r = PV_ERR_INTERNAL;
