@@ -103,8 +103,7 @@ int pv_evidence_decode(const uint8_t *p, size_t len, pv_evidence *out, pv_cose_s
 
 /* Verifies the COSE signature with the attestation key and that the kid is that key's
  * ID. PV_OK; PV_ERR_SIGNATURE; PV_ERR_CRYPTO when the check could not run. */
-PV_WUR int pv_evidence_verify(const pv_cose_sign1 *cose, const pv_key *attestation_key,
-                              pv_err *e);
+PV_WUR int pv_evidence_verify(const pv_cose_sign1 *cose, const pv_key *attestation_key, pv_err *e);
 
 /* Frees what ev owns and clears it. Accepts NULL. */
 void pv_evidence_free(pv_evidence *ev);

@@ -34,7 +34,6 @@ typedef struct pv_quote_info {
 PV_WUR int pv_quote_verify(const uint8_t *attest, size_t attest_len,
                            const uint8_t sig[PV_ES256_SIG_LEN], const pv_key *ak,
                            const uint8_t qualifying[PV_SHA256_LEN], unsigned pcr,
-                           const uint8_t pcr_value[PV_SHA256_LEN], pv_quote_info *info,
-                           pv_err *e);
+                           const uint8_t pcr_value[PV_SHA256_LEN], pv_quote_info *info, pv_err *e);
 
 #endif
