@@ -4,35 +4,44 @@
  * pv_rot_quote.
  *
  * The attest bytes come from the network, so they are parsed as untrusted input: the
- * header (magic, type) is read by hand before tpm2-tss unmarshals the rest, the whole
- * buffer must be exactly one TPMS_ATTEST, and the signature is checked over the bytes as
- * received (the TPM signed its own encoding, so nothing is re-encoded). The structure is
- * checked before the signature so a malformed quote says what is wrong with it; the
+ * framing (magic, type, the shape of the PCR selection) is read by hand before tpm2-tss
+ * unmarshals it, the whole buffer must be exactly one TPMS_ATTEST, and the signature is checked
+ * over the bytes as received (the TPM signed its own encoding, so nothing is re-encoded). The
+ * structure is checked before the signature so a malformed quote says what is wrong with it; the
  * comparisons with what the verifier expects (qualifying data, PCR digest) come after it,
  * so a mismatch they report is one the TPM really signed.
  */
 #include "pavise/quote.h"
 
+#include <stdbool.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
 #include <tss2/tss2_mu.h>
 
-/* TPMS_ATTEST begins with magic (UINT32) and type (UINT16), big-endian. */
-#define ATTEST_HEADER_LEN 6
-#define PCR_SELECT_LEN    3 /* bytes of a PCR bitmap for 24 PCRs, what every TPM uses */
-#define PCR_MAX           (8 * PCR_SELECT_LEN)
+#include "pavise/buf.h"
 
-/* Magic and type from the raw bytes. Read before unmarshaling, since tpm2-tss picks the
- * union member by type and refuses one it does not know with a generic error. */
-static int check_header(const uint8_t *attest, size_t len, pv_err *e)
+#define CLOCK_INFO_LEN 17 /* TPMS_CLOCK_INFO: clock, resetCount, restartCount, safe */
+#define PCR_SELECT_LEN 3  /* bytes of a PCR bitmap for 24 PCRs, what every TPM uses */
+#define PCR_MAX        (8 * PCR_SELECT_LEN)
+
+/* Reads the quote's framing from the raw bytes before tpm2-tss unmarshals it: magic
+ * and type (tpm2-tss picks the union member by type and refuses one it does not know
+ * with a generic error), and the PCR selection's bank count and bitmap size. tpm2-tss
+ * bounds those too, but reports them on stderr, and library code does not print; here
+ * they get their own message. The TPM2B sizes on the way are bounded by the reader only;
+ * tpm2-tss checks them against its buffers. */
+static int check_raw(const uint8_t *attest, size_t len, pv_err *e)
 {
-    if (len < ATTEST_HEADER_LEN) {
+    pv_reader rd;
+    uint32_t magic = 0, count = 0;
+    uint16_t type = 0, n = 0, hash = 0;
+    uint8_t size_of_select = 0;
+    const uint8_t *skip = NULL;
+    pv_reader_init(&rd, attest, len);
+    if (pv_reader_u32be(&rd, &magic) != PV_OK || pv_reader_u16be(&rd, &type) != PV_OK) {
         return pv_err_set(e, PV_ERR_FORMAT, "quote is truncated (%zu bytes)", len);
     }
-    uint32_t magic = (uint32_t)attest[0] << 24 | (uint32_t)attest[1] << 16 |
-                     (uint32_t)attest[2] << 8 | attest[3];
-    uint16_t type = (uint16_t)(attest[4] << 8 | attest[5]);
     if (magic != TPM2_GENERATED_VALUE) {
         return pv_err_set(e, PV_ERR_FORMAT,
                           "quote magic is 0x%08x, not TPM_GENERATED_VALUE: the TPM did not "
@@ -43,6 +52,24 @@ static int check_header(const uint8_t *attest, size_t len, pv_err *e)
         return pv_err_set(e, PV_ERR_FORMAT,
                           "attestation type is 0x%04x, not a quote (TPM_ST_ATTEST_QUOTE)",
                           (unsigned)type);
+    }
+    /* qualifiedSigner, extraData, then clockInfo and firmwareVersion. */
+    bool ok = pv_reader_u16be(&rd, &n) == PV_OK && pv_reader_bytes(&rd, n, &skip) == PV_OK &&
+              pv_reader_u16be(&rd, &n) == PV_OK && pv_reader_bytes(&rd, n, &skip) == PV_OK &&
+              pv_reader_bytes(&rd, CLOCK_INFO_LEN + 8, &skip) == PV_OK &&
+              pv_reader_u32be(&rd, &count) == PV_OK;
+    if (!ok) {
+        return pv_err_set(e, PV_ERR_FORMAT, "quote is truncated before its PCR selection");
+    }
+    if (count != 1) {
+        return pv_err_set(e, PV_ERR_FORMAT, "quote selects %u PCR banks, not one", (unsigned)count);
+    }
+    if (pv_reader_u16be(&rd, &hash) != PV_OK || pv_reader_u8(&rd, &size_of_select) != PV_OK) {
+        return pv_err_set(e, PV_ERR_FORMAT, "quote is truncated in its PCR selection");
+    }
+    if (size_of_select != PCR_SELECT_LEN) {
+        return pv_err_set(e, PV_ERR_FORMAT, "quote's PCR bitmap is %u bytes, not %d",
+                          (unsigned)size_of_select, PCR_SELECT_LEN);
     }
     return PV_OK;
 }
@@ -84,7 +111,7 @@ static int parse(const uint8_t *attest, size_t len, unsigned pcr, TPMS_ATTEST *a
         return pv_err_set(e, PV_ERR_FORMAT, "quote is %zu bytes, at most %d allowed", len,
                           PV_QUOTE_MAX_ATTEST);
     }
-    int r = check_header(attest, len, e);
+    int r = check_raw(attest, len, e);
     if (r != PV_OK) {
         return r;
     }
@@ -99,7 +126,7 @@ static int parse(const uint8_t *attest, size_t len, unsigned pcr, TPMS_ATTEST *a
     if (off != len) {
         return pv_err_set(e, PV_ERR_FORMAT, "quote has %zu bytes after the TPMS_ATTEST", len - off);
     }
-    /* check_header saw these; the unmarshaled copy must agree (it is what is used). */
+    /* check_raw saw these; the unmarshaled copy must agree (it is what is used). */
     if (a->magic != TPM2_GENERATED_VALUE || a->type != TPM2_ST_ATTEST_QUOTE) {
         return pv_err_set(e, PV_ERR_FORMAT, "quote header does not unmarshal as read");
     }

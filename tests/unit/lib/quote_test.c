@@ -372,6 +372,63 @@ static void test_framing(void **state)
     free(big);
 }
 
+/* Replaces `remove` bytes at `at` with n bytes of `insert`, and re-signs. */
+static void splice(const fx *f, quote *q, size_t at, size_t remove, const uint8_t *insert, size_t n)
+{
+    pv_err e = {0};
+    assert_true(at + remove <= q->len && q->len - remove + n <= sizeof(q->attest));
+    memmove(q->attest + at + n, q->attest + at + remove, q->len - at - remove);
+    memcpy(q->attest + at, insert, n);
+    q->len = q->len - remove + n;
+    must(pv_key_sign_es256(f->ak, q->attest, q->len, q->sig, &e), PV_OK, &e);
+}
+
+/* Sizes and counts larger than the structures tpm2-tss unmarshals into, with the bytes
+ * present, so only the bound stops them (ASan would see an overflow). */
+static void test_beyond_buffers(void **state)
+{
+    fx *f = *state;
+    TPMS_ATTEST a;
+    quote good, q;
+    pv_err e = {0};
+    uint8_t big[2 + 200];
+    good_attest(f, &a);
+    seal(&a, f->ak, &good);
+    size_t signer = 6, select = 6 + 2 + 34 + 2 + 32 + 17 + 8, digest = select + 10;
+    assert_int_equal(digest + 2 + 32, good.len);
+
+    /* qualifiedSigner of 200 bytes (a TPM2B_NAME holds at most sizeof(TPMU_NAME)). */
+    memset(big, 0x42, sizeof(big));
+    big[0] = 0;
+    big[1] = 200;
+    q = good;
+    splice(f, &q, signer, 2 + 34, big, sizeof(big));
+    must(check(f, &q, NULL, &e), PV_ERR_FORMAT, &e);
+    /* pcrDigest of 100 bytes (a TPM2B_DIGEST holds 64). */
+    big[1] = 100;
+    q = good;
+    splice(f, &q, digest, 2 + 32, big, 2 + 100);
+    must(check(f, &q, NULL, &e), PV_ERR_FORMAT, &e);
+    /* 40 banks, each SHA-256 {13} (a TPML_PCR_SELECTION holds 16). */
+    uint8_t banks[4 + 40 * 6];
+    memset(banks, 0, sizeof(banks));
+    banks[3] = 40;
+    for (size_t i = 0; i < 40; i++) {
+        memcpy(banks + 4 + 6 * i, (const uint8_t[]){0x00, 0x0b, 0x03, 0x00, 0x20, 0x00}, 6);
+    }
+    q = good;
+    splice(f, &q, select, 10, banks, sizeof(banks));
+    must(check(f, &q, NULL, &e), PV_ERR_FORMAT, &e);
+    assert_non_null(strstr(e.msg, "40 PCR banks"));
+    /* A 200-byte bitmap (TPMS_PCR_SELECTION holds 4). */
+    uint8_t bitmap[4 + 3 + 200] = {0, 0, 0, 1, 0x00, 0x0b, 200};
+    bitmap[7 + 1] = 0x20;
+    q = good;
+    splice(f, &q, select, 10, bitmap, sizeof(bitmap));
+    must(check(f, &q, NULL, &e), PV_ERR_FORMAT, &e);
+    assert_non_null(strstr(e.msg, "200 bytes"));
+}
+
 static void test_arguments(void **state)
 {
     fx *f = *state;
@@ -410,6 +467,7 @@ int main(void)
         cmocka_unit_test(test_wrong_sizes),
         cmocka_unit_test(test_wrong_key_and_signature),
         cmocka_unit_test(test_framing),
+        cmocka_unit_test(test_beyond_buffers),
         cmocka_unit_test(test_arguments),
     };
     return cmocka_run_group_tests_name("quote", tests, setup, teardown);
