@@ -887,9 +887,10 @@ out:
 }
 
 /* TPM2_Quote: the TPM builds and signs a TPMS_ATTEST holding qualifying and the digest of
- * PV_ROT_PCR. The attestation key is restricted, so this is the only way it signs
- * something that begins with TPM_GENERATED_VALUE; the verifier checks exactly these
- * bytes (pv_quote_verify), so they are passed on as the TPM produced them. */
+ * PV_ROT_PCR. The attestation key is restricted, so only the TPM's own attestation
+ * commands make it sign something that begins with TPM_GENERATED_VALUE; the verifier
+ * checks the signature over exactly these bytes (pv_quote_verify), so they are passed
+ * on as the TPM produced them. */
 static int tpm_quote(rot_backend *b, const uint8_t qualifying[PV_SHA256_LEN], pv_buf *attest,
                      uint8_t sig[PV_ES256_SIG_LEN], pv_err *e)
 {
