@@ -683,3 +683,23 @@ int pv_rot_activate_credential(pv_rot *rot, const uint8_t *credential_blob, size
     return rot->ops->activate_credential(rot->b, credential_blob, blob_len, secret, secret_len, out,
                                          e);
 }
+
+/* ---- quotes ---- */
+
+int pv_rot_quote(pv_rot *rot, const uint8_t qualifying[PV_SHA256_LEN], pv_buf *attest,
+                 uint8_t sig[PV_ES256_SIG_LEN], pv_err *e)
+{
+    if (sig != NULL) {
+        memset(sig, 0, PV_ES256_SIG_LEN);
+    }
+    if (rot->ops->quote == NULL) {
+        /* Only a TPM's quote proves anything: a signature by the software backend's key
+         * over its own PCR would be a claim, which the evidence already makes. */
+        return pv_err_set(e, PV_ERR_UNSUPPORTED, "the %s root of trust cannot make a TPM quote",
+                          pv_rot_kind_name(rot->ops->kind));
+    }
+    if (qualifying == NULL || attest == NULL || sig == NULL) {
+        return pv_err_set(e, PV_ERR_INVALID_ARG, "no qualifying data or no room for the quote");
+    }
+    return rot->ops->quote(rot->b, qualifying, attest, sig, e);
+}

@@ -54,6 +54,10 @@ typedef struct rot_backend_ops {
     int (*attestation_key_tpm_public)(rot_backend *b, pv_buf *out, pv_err *e);
     int (*activate_credential)(rot_backend *b, const uint8_t *blob, size_t blob_len,
                                const uint8_t *secret, size_t secret_len, pv_buf *out, pv_err *e);
+    /* TPM2_Quote over SHA-256 {PV_ROT_PCR} with the attestation key: appends the TPMS_ATTEST
+     * exactly as the TPM marshaled it to attest and writes the signature as raw r || s. */
+    int (*quote)(rot_backend *b, const uint8_t qualifying[PV_SHA256_LEN], pv_buf *attest,
+                 uint8_t sig[PV_ES256_SIG_LEN], pv_err *e);
 } rot_backend_ops;
 
 extern const rot_backend_ops rot_tpm_ops;

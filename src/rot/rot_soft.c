@@ -1017,4 +1017,5 @@ const rot_backend_ops rot_soft_ops = {
     .ek_certificate = NULL,
     .attestation_key_tpm_public = NULL,
     .activate_credential = NULL,
+    .quote = NULL,
 };

@@ -824,6 +824,23 @@ static int tpm_hash(rot_backend *b, const uint8_t *msg, size_t len, TPM2B_DIGEST
     return PV_OK;
 }
 
+/* The TPM's ECDSA-SHA256 signature as ES256 raw r || s, each coordinate left-padded to
+ * 32 bytes (the TPM drops leading zero bytes). */
+static int sig_to_raw(const TPMT_SIGNATURE *s, uint8_t sig[PV_ES256_SIG_LEN], pv_err *e)
+{
+    const TPMS_SIGNATURE_ECC *ec = &s->signature.ecdsa;
+    if (s->sigAlg != TPM2_ALG_ECDSA || ec->hash != TPM2_ALG_SHA256 || ec->signatureR.size == 0 ||
+        ec->signatureR.size > P256_COORD_LEN || ec->signatureS.size == 0 ||
+        ec->signatureS.size > P256_COORD_LEN) {
+        return pv_err_set(e, PV_ERR_ROT, "the TPM returned a signature that is not ES256");
+    }
+    memset(sig, 0, PV_ES256_SIG_LEN);
+    memcpy(sig + P256_COORD_LEN - ec->signatureR.size, ec->signatureR.buffer, ec->signatureR.size);
+    memcpy(sig + PV_ES256_SIG_LEN - ec->signatureS.size, ec->signatureS.buffer,
+           ec->signatureS.size);
+    return PV_OK;
+}
+
 static int tpm_sign(rot_backend *b, const void *msg, size_t len, uint8_t sig[PV_ES256_SIG_LEN],
                     pv_err *e)
 {
@@ -861,22 +878,60 @@ static int tpm_sign(rot_backend *b, const void *msg, size_t len, uint8_t sig[PV_
         r = tpm_fail(e, rc, "signing with the attestation key");
         goto out;
     }
-    const TPMS_SIGNATURE_ECC *ec = &s->signature.ecdsa;
-    if (s->sigAlg != TPM2_ALG_ECDSA || ec->hash != TPM2_ALG_SHA256 || ec->signatureR.size == 0 ||
-        ec->signatureR.size > P256_COORD_LEN || ec->signatureS.size == 0 ||
-        ec->signatureS.size > P256_COORD_LEN) {
-        r = pv_err_set(e, PV_ERR_ROT, "the TPM returned a signature that is not ES256");
-        goto out;
-    }
-    memset(sig, 0, PV_ES256_SIG_LEN);
-    memcpy(sig + P256_COORD_LEN - ec->signatureR.size, ec->signatureR.buffer, ec->signatureR.size);
-    memcpy(sig + PV_ES256_SIG_LEN - ec->signatureS.size, ec->signatureS.buffer,
-           ec->signatureS.size);
-    r = PV_OK;
+    r = sig_to_raw(s, sig, e);
 out:
     Esys_Free(s);
     Esys_Free(ticket);
     Esys_Free(digest);
+    return r;
+}
+
+/* TPM2_Quote: the TPM builds and signs a TPMS_ATTEST holding qualifying and the digest of
+ * PV_ROT_PCR. The attestation key is restricted, so only the TPM's own attestation
+ * commands make it sign something that begins with TPM_GENERATED_VALUE; the verifier
+ * checks the signature over exactly these bytes (pv_quote_verify), so they are passed
+ * on as the TPM produced them. */
+static int tpm_quote(rot_backend *b, const uint8_t qualifying[PV_SHA256_LEN], pv_buf *attest,
+                     uint8_t sig[PV_ES256_SIG_LEN], pv_err *e)
+{
+    TPM2B_DATA qdata = {.size = PV_SHA256_LEN};
+    TPMT_SIG_SCHEME scheme = {.scheme = TPM2_ALG_ECDSA};
+    TPML_PCR_SELECTION sel = {.count = 1};
+    TPM2B_ATTEST *quoted = NULL;
+    TPMT_SIGNATURE *s = NULL;
+    uint8_t raw[PV_ES256_SIG_LEN];
+    int r = PV_ERR_ROT;
+    memcpy(qdata.buffer, qualifying, PV_SHA256_LEN);
+    scheme.details.ecdsa.hashAlg = TPM2_ALG_SHA256;
+    sel.pcrSelections[0].hash = TPM2_ALG_SHA256;
+    sel.pcrSelections[0].sizeofSelect = 3;
+    sel.pcrSelections[0].pcrSelect[PV_ROT_PCR / 8] = (uint8_t)(1u << (PV_ROT_PCR % 8));
+    TSS2_RC rc = Esys_Quote(b->ctx, b->ak, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &qdata,
+                            &scheme, &sel, &quoted, &s);
+    if (rc != TSS2_RC_SUCCESS) {
+        quoted = NULL;
+        s = NULL;
+        r = tpm_fail(e, rc, "quoting PCR %d with the attestation key", PV_ROT_PCR);
+        goto out;
+    }
+    if (quoted->size == 0) {
+        r = pv_err_set(e, PV_ERR_ROT, "the TPM returned an empty quote");
+        goto out;
+    }
+    r = sig_to_raw(s, raw, e);
+    if (r != PV_OK) {
+        goto out;
+    }
+    r = pv_buf_append(attest, quoted->attestationData, quoted->size);
+    if (r != PV_OK) {
+        r = pv_err_set(e, r, "no room for the quote (%u bytes)", (unsigned)quoted->size);
+        goto out;
+    }
+    memcpy(sig, raw, sizeof(raw));
+    r = PV_OK;
+out:
+    Esys_Free(s);
+    Esys_Free(quoted);
     return r;
 }
 
@@ -1287,4 +1342,5 @@ const rot_backend_ops rot_tpm_ops = {
     .ek_certificate = tpm_ek_certificate,
     .attestation_key_tpm_public = tpm_attestation_key_tpm_public,
     .activate_credential = tpm_activate_credential,
+    .quote = tpm_quote,
 };
