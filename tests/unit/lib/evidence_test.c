@@ -1175,6 +1175,48 @@ static void test_verify(void **state)
     pv_buf_free(b);
 }
 
+/* ---- the COSE signer variant evidence signs through ---- */
+
+static void test_cose_with_signer(void **state)
+{
+    fixture *f = *state;
+    pv_buf *a = pv_buf_new(4096), *b = pv_buf_new(4096);
+    pv_cose_sign1 *ma = NULL, *mb = NULL;
+    pv_err e;
+    static const uint8_t payload[] = "payload", kid[] = "kid";
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_int_equal(
+        pv_cose_sign1_create(f->key, kid, 3, "text/plain", payload, 7, NULL, 0, 0, a, &e), PV_OK);
+    assert_int_equal(pv_cose_sign1_create_with_signer(kid, 3, "text/plain", payload, 7, NULL, 0, 0,
+                                                      key_signer, f->key, b, &e),
+                     PV_OK);
+    /* The same message but for the (randomized) signature, and both verify. */
+    assert_int_equal(pv_buf_len(a), pv_buf_len(b));
+    assert_memory_equal(pv_buf_data(a), pv_buf_data(b), pv_buf_len(a) - PV_ES256_SIG_LEN);
+    assert_int_equal(pv_cose_sign1_decode(pv_buf_data(a), pv_buf_len(a), 0, &ma, &e), PV_OK);
+    assert_int_equal(pv_cose_sign1_decode(pv_buf_data(b), pv_buf_len(b), 0, &mb, &e), PV_OK);
+    assert_int_equal(pv_cose_sign1_verify(ma, f->key, NULL, 0, NULL, 0, &e), PV_OK);
+    assert_int_equal(pv_cose_sign1_verify(mb, f->key, NULL, 0, NULL, 0, &e), PV_OK);
+    pv_cose_sign1_free(ma);
+    pv_cose_sign1_free(mb);
+
+    /* No signer; the signer's error passed on, nothing written. */
+    pv_buf_reset(b);
+    assert_int_equal(
+        pv_cose_sign1_create_with_signer(kid, 3, NULL, payload, 7, NULL, 0, 0, NULL, NULL, b, &e),
+        PV_ERR_INVALID_ARG);
+    assert_int_equal(pv_cose_sign1_create_with_signer(kid, 3, NULL, payload, 7, NULL, 0, 0,
+                                                      failing_signer, NULL, b, &e),
+                     PV_ERR_ROT);
+    assert_string_equal(e.msg, "COSE_Sign1: the TPM is on fire");
+    assert_int_equal(pv_buf_len(b), 0);
+    assert_int_equal(pv_cose_sign1_create(NULL, kid, 3, NULL, payload, 7, NULL, 0, 0, b, &e),
+                     PV_ERR_INVALID_ARG);
+    pv_buf_free(a);
+    pv_buf_free(b);
+}
+
 /* ---- binding ---- */
 
 static void test_binding(void **state)
@@ -1282,6 +1324,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_decode_oversized_arrays, setup, teardown),
         cmocka_unit_test_setup_teardown(test_decode_envelope, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verify, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cose_with_signer, setup, teardown),
         cmocka_unit_test(test_binding),
         cmocka_unit_test_setup_teardown(test_fixed_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_corpus, setup, teardown),
