@@ -36,6 +36,20 @@ int pv_cose_sign1_create(const pv_key *key, const uint8_t *kid, size_t kid_len,
                          const uint8_t *aad, size_t aad_len, unsigned flags, pv_buf *out,
                          pv_err *e);
 
+/* Produces an ES256 signature (raw r || s) over msg, the encoded Sig_structure, with a
+ * key the caller holds elsewhere (a root of trust, where the key never leaves). Returns
+ * PV_OK or an error code with e filled in. */
+typedef int (*pv_cose_signer)(void *ctx, const uint8_t *msg, size_t len,
+                              uint8_t sig[PV_ES256_SIG_LEN], pv_err *e);
+
+/* pv_cose_sign1_create with the signature made by signer(signer_ctx, ...) instead of a
+ * pv_key. Same message, same checks and codes, plus whatever the signer returns. The
+ * signature is not checked here: the caller that knows the public key may verify it. */
+int pv_cose_sign1_create_with_signer(const uint8_t *kid, size_t kid_len, const char *content_type,
+                                     const uint8_t *payload, size_t payload_len, const uint8_t *aad,
+                                     size_t aad_len, unsigned flags, pv_cose_signer signer,
+                                     void *signer_ctx, pv_buf *out, pv_err *e);
+
 typedef struct pv_cose_sign1 pv_cose_sign1;
 
 /* Decodes a COSE_Sign1 of at most PV_COSE_MAX_MESSAGE bytes (exactly one item, no

@@ -120,12 +120,12 @@ static int sig_structure(const uint8_t *prot, size_t prot_len, const uint8_t *aa
 
 /* ---- create ---- */
 
-static int check_create_args(const pv_key *key, const uint8_t *kid, size_t kid_len,
+static int check_create_args(pv_cose_signer signer, const uint8_t *kid, size_t kid_len,
                              const char *content_type, const uint8_t *payload, size_t payload_len,
                              const uint8_t *aad, size_t aad_len, unsigned flags, const pv_buf *out,
                              pv_err *e)
 {
-    if (key == NULL || out == NULL || (kid == NULL && kid_len > 0) ||
+    if (signer == NULL || out == NULL || (kid == NULL && kid_len > 0) ||
         (payload == NULL && payload_len > 0) || (aad == NULL && aad_len > 0)) {
         return pv_err_set(e, PV_ERR_INVALID_ARG, "COSE_Sign1: missing argument");
     }
@@ -169,16 +169,17 @@ static int encode_protected(const uint8_t *kid, size_t kid_len, const char *cont
     return pv_cbor_enc_result(&enc);
 }
 
-int pv_cose_sign1_create(const pv_key *key, const uint8_t *kid, size_t kid_len,
-                         const char *content_type, const uint8_t *payload, size_t payload_len,
-                         const uint8_t *aad, size_t aad_len, unsigned flags, pv_buf *out, pv_err *e)
+int pv_cose_sign1_create_with_signer(const uint8_t *kid, size_t kid_len, const char *content_type,
+                                     const uint8_t *payload, size_t payload_len, const uint8_t *aad,
+                                     size_t aad_len, unsigned flags, pv_cose_signer signer,
+                                     void *signer_ctx, pv_buf *out, pv_err *e)
 {
     int r = PV_ERR_INTERNAL;
     pv_buf *prot = NULL, *tbs = NULL, *msg = NULL;
     uint8_t sig[PV_ES256_SIG_LEN];
     pv_cbor_enc enc;
 
-    r = check_create_args(key, kid, kid_len, content_type, payload, payload_len, aad, aad_len,
+    r = check_create_args(signer, kid, kid_len, content_type, payload, payload_len, aad, aad_len,
                           flags, out, e);
     if (r != PV_OK) {
         return r;
@@ -199,7 +200,7 @@ int pv_cose_sign1_create(const pv_key *key, const uint8_t *kid, size_t kid_len,
     if (r != PV_OK) {
         goto out;
     }
-    r = pv_key_sign_es256(key, pv_buf_data(tbs), pv_buf_len(tbs), sig, e);
+    r = signer(signer_ctx, pv_buf_data(tbs), pv_buf_len(tbs), sig, e);
     if (r != PV_OK) {
         pv_err_wrap(e, r, "COSE_Sign1");
         goto out;
@@ -235,6 +236,31 @@ out:
     pv_buf_free(tbs);
     pv_buf_free(msg);
     return r;
+}
+
+/* The signer for a key held in memory. A struct, so the const key travels through the
+ * void * context without casting the const away. */
+struct key_signer {
+    const pv_key *key;
+};
+
+static int sign_with_key(void *ctx, const uint8_t *msg, size_t len, uint8_t sig[PV_ES256_SIG_LEN],
+                         pv_err *e)
+{
+    const struct key_signer *ks = ctx;
+    return pv_key_sign_es256(ks->key, msg, len, sig, e);
+}
+
+int pv_cose_sign1_create(const pv_key *key, const uint8_t *kid, size_t kid_len,
+                         const char *content_type, const uint8_t *payload, size_t payload_len,
+                         const uint8_t *aad, size_t aad_len, unsigned flags, pv_buf *out, pv_err *e)
+{
+    struct key_signer ks = {key};
+    if (key == NULL) {
+        return pv_err_set(e, PV_ERR_INVALID_ARG, "COSE_Sign1: missing argument");
+    }
+    return pv_cose_sign1_create_with_signer(kid, kid_len, content_type, payload, payload_len, aad,
+                                            aad_len, flags, sign_with_key, &ks, out, e);
 }
 
 /* ---- decode ---- */
