@@ -16,9 +16,11 @@
  * as 'retired' by the next rotation (a write); nothing else writes it.
  *
  * Transactions: none of these functions begins or commits; the caller does (a write
- * transaction for create and rotate). Tenant rows are locked by create and rotate (an
- * UPDATE that changes nothing) so two replicas rotating at once cannot both leave an
- * active CA behind.
+ * transaction for create and rotate). Rotation and tenant_ca_ensure_all lock the tenant's
+ * row first (an UPDATE that changes nothing), so two replicas doing it at once cannot
+ * both leave an active CA behind. Nothing is cached: every issue reads the active CA's
+ * row and unseals its key (AES-GCM and a PKCS#8 parse, a few microseconds beside the
+ * signature), so a rotation on one replica takes effect on all at once.
  */
 #ifndef PAVISE_SERVER_TENANT_CA_H
 #define PAVISE_SERVER_TENANT_CA_H
