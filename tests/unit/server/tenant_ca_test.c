@@ -377,6 +377,7 @@ static void test_ca_profile(void **state)
     char id[37], rest[128], subject[128];
     json_t *o = NULL;
     int64_t now = pv_time_now();
+    pv_time_set_override(now); /* one clock for the calls and the checks */
 
     active_id(x, x->t1, id);
     snprintf(rest, sizeof(rest), "/ca-certificates/%s", id);
@@ -454,6 +455,7 @@ static void test_issue_verifies(void **state)
     fixture *x = *state;
     tenant_ca_issued iss;
     int64_t now = pv_time_now();
+    pv_time_set_override(now); /* one clock for the calls and the checks */
     pv_chain *ch = chain_of(x, x->t1);
     char id[37];
 
@@ -642,6 +644,7 @@ static void test_rotate(void **state)
     const char *type = NULL;
     X509 *first = NULL;
     int64_t now = pv_time_now();
+    pv_time_set_override(now); /* one clock for the calls and the checks */
     tenant_ca_issued before, after;
 
     active_id(x, x->t1, old);
@@ -819,6 +822,7 @@ static void test_proof(void **state)
     char id[37], rest[128], body[256];
     json_t *o = NULL;
     int64_t now = pv_time_now();
+    pv_time_set_override(now); /* one clock for the calls and the checks */
 
     active_id(x, x->t1, id);
     snprintf(rest, sizeof(rest), "/ca-certificates/%s", id);
