@@ -813,6 +813,57 @@ int cli_call(cli_session *s, const char *method, const char *path, const json_t 
     return PV_OK;
 }
 
+int cli_call_raw(cli_session *s, const char *path, uint8_t **body, size_t *len, pv_err *e)
+{
+    cli_client *c = s->client;
+    char url[CLI_MAX_URL + 2048];
+    long st = 0;
+    int r = PV_ERR_INTERNAL;
+    *body = NULL;
+    *len = 0;
+    int n = snprintf(url, sizeof(url), "%s%s", c->base, path);
+    if (n < 0 || (size_t)n >= sizeof(url)) {
+        return pv_err_set(e, PV_ERR_TOO_LARGE, "the request URL is too long");
+    }
+    pv_buf_reset(c->resp);
+    c->too_large = false;
+    c->errbuf[0] = '\0';
+    c->pin.reason[0] = '\0';
+    SETOPT(CURLOPT_URL, url);
+    SETOPT(CURLOPT_HTTPGET, 1L);
+    SETOPT(CURLOPT_CUSTOMREQUEST, (char *)NULL);
+    CURLcode cc = curl_easy_perform(c->h);
+    if (cc != CURLE_OK) {
+        r = transport_error(c, cc, e);
+        goto out;
+    }
+    curl_easy_getinfo(c->h, CURLINFO_RESPONSE_CODE, &st);
+    if (st < 200 || st >= 300) {
+        json_t *err = NULL;
+        pv_err ignored;
+        if (pv_buf_len(c->resp) > 0) {
+            (void)pv_json_parse((const char *)pv_buf_data(c->resp), pv_buf_len(c->resp), &err,
+                                &ignored);
+        }
+        r = cli_http_error(st, err, e);
+        json_decref(err);
+        goto out;
+    }
+    if ((r = pv_buf_append_u8(c->resp, 0)) != PV_OK) {
+        r = pv_err_set(e, PV_ERR_TOO_LARGE, "%s: the response is too large", c->base);
+        goto out;
+    }
+    *body = pv_buf_steal(c->resp, len);
+    if (*body == NULL) {
+        r = pv_err_set(e, PV_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    (*len)--; /* the NUL */
+    r = PV_OK;
+out:
+    return r;
+}
+
 static int vpath(char *out, size_t size, pv_err *e, const char *fmt, va_list ap)
 {
     static const char hexd[] = "0123456789ABCDEF";

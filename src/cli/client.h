@@ -149,6 +149,11 @@ void cli_session_close(cli_session *s);
 int cli_call(cli_session *s, const char *method, const char *path, const json_t *body, long *status,
              json_t **out, pv_err *e);
 
+/* GETs a resource that is not JSON (a PEM or PKCS#7 download): on 2xx, *body (caller
+ * frees; NUL-terminated after len bytes) and *len; anything else the error of
+ * cli_http_error. Transport failures as cli_client_request. */
+int cli_call_raw(cli_session *s, const char *path, uint8_t **body, size_t *len, pv_err *e);
+
 /* GETs a list, following continuation tokens until the end or until limit items
  * (0: no limit, but at most CLI_MAX_LIST_ITEMS). path may already hold a query. */
 int cli_list(cli_session *s, const char *path, size_t limit, json_t **items, pv_err *e);

@@ -32,6 +32,8 @@ static const cli_group groups[] = {
     {"device-group", "Create and manage a product's device groups", cli_device_group_cmds, NULL},
     {"device", "Claim, place, inspect and release devices", cli_device_cmds, NULL},
     {"audit", "Read the tenant's audit log", cli_audit_cmds, NULL},
+    {"ca-certificate", "List, download and rotate the tenant's CA certificates",
+     cli_ca_certificate_cmds, NULL},
     {NULL, NULL, NULL, NULL},
 };
 

@@ -16,8 +16,9 @@
  *  - Times: RFC 3339 UTC text ("2026-11-22T10:00:00Z").
  *  - Lists: {"items": [...], "continuation_token": "<opaque>" | null}, query
  *    parameters limit (1..1000, default 100) and continuation_token.
- *  - Path IDs: {tenant}, {product}, {device_group} are lowercase UUIDs, {device} is 64
- *    lowercase hex digits, {user} an operator name; a malformed ID is a 400.
+ *  - Path IDs: {tenant}, {product}, {device_group}, {ca_certificate} are lowercase
+ *    UUIDs, {device} is 64 lowercase hex digits, {user} an operator name; a malformed
+ *    ID is a 400.
  *  - An ID of another tenant (or of a tenant where the caller has no role) is a 404,
  *    never a 403, so IDs do not leak across tenants.
  *  - Every mutating call writes an audit row in the same transaction (api_audit).
@@ -222,5 +223,11 @@ int api_group_create(api_ctx *c);
 int api_group_show(api_ctx *c);
 int api_group_update(api_ctx *c);
 int api_group_delete(api_ctx *c);
+/* api_ca.c: the tenant's CA certificates. */
+int api_ca_list(api_ctx *c);
+int api_ca_show(api_ctx *c);
+int api_ca_chain(api_ctx *c);
+int api_ca_rotate(api_ctx *c);
+int api_ca_proof(api_ctx *c);
 
 #endif

@@ -25,6 +25,7 @@
 #include "api.h"
 #include "ca.h"
 #include "codes.h"
+#include "tenant_ca.h"
 
 #define NAME_MAX_BYTES 256 /* display names: 64 characters of up to 4 bytes */
 
@@ -282,8 +283,19 @@ int api_tenant_create(api_ctx *c)
                   pr, 3, NULL, NULL, NULL)) != PV_OK) {
         return r;
     }
+    /* The tenant's CA, in the same transaction: a tenant never exists without one. */
+    tenant_ca_info ca;
+    pv_err e;
+    pv_err_clear(&e);
+    r = tenant_ca_create(c->db, ca_tenant_kek(c->srv->ca), id, c->now, &ca, &e);
+    if (r != PV_OK) {
+        return api_store_fail(c, r, &e, NULL);
+    }
     c->tenant_id = id; /* the audit row belongs to the new tenant */
-    r = audit(c, "tenant.create", id, json_pack("{s:s}", "name", name));
+    r = audit(c, "tenant.create", id,
+              json_pack("{s:s,s:s,s:s}", "name", name, "ca_certificate_id", ca.id, "ca_fingerprint",
+                        ca.fingerprint));
+    tenant_ca_info_clear(&ca);
     if (r == PV_OK) {
         r = api_tx_commit(c);
     }

@@ -9,6 +9,7 @@ static const char *const q_page[] = {"limit", "continuation_token", NULL};
 static const char *const q_devices[] = {"limit", "continuation_token", "device_group_id", NULL};
 static const char *const q_named[] = {"limit", "continuation_token", "name", NULL};
 static const char *const q_groups[] = {"limit", "continuation_token", "name", "product_id", NULL};
+static const char *const q_format[] = {"format", NULL};
 
 #define T "/v1/tenants/{tenant}"
 
@@ -49,6 +50,13 @@ const api_route api_routes[] = {
     {"DELETE", T "/device-groups/{device_group}", API_ADMIN, api_group_delete, NULL},
 
     {"GET", T "/audit", API_READER, api_audit_list, q_page},
+
+    /* "chain" and "rotate" before {ca_certificate}: the first match wins. */
+    {"GET", T "/ca-certificates", API_READER, api_ca_list, q_page},
+    {"GET", T "/ca-certificates/chain", API_READER, api_ca_chain, q_format},
+    {"POST", T "/ca-certificates/rotate", API_ADMIN, api_ca_rotate, NULL},
+    {"GET", T "/ca-certificates/{ca_certificate}", API_READER, api_ca_show, NULL},
+    {"POST", T "/ca-certificates/{ca_certificate}/proof", API_CONTRIBUTOR, api_ca_proof, NULL},
 };
 
 const size_t api_route_count = sizeof(api_routes) / sizeof(api_routes[0]);

@@ -21,6 +21,8 @@
 #include "pavise/log.h"
 #include "pavise/platform.h"
 
+#include "tenant_ca.h"
+
 #define CA_KEY      "ca.key"
 #define CA_CERT     "ca.crt"
 #define SERVER_KEY  "server.key"
@@ -44,6 +46,7 @@ struct server_ca {
     pv_key *server_key;
     char fingerprint[2 * PV_SHA256_LEN + 1];
     char *ca_pem;
+    uint8_t tenant_kek[TENANT_CA_KEK_LEN];
 };
 
 /* dir "/" name into out. PV_ERR_INVALID_ARG when it does not fit. */
@@ -146,7 +149,7 @@ static int build_san(const char *const *hostnames, char *out, size_t size, pv_er
 
 /* Files written so far by ca_init, removed again if it fails half way. */
 typedef struct written {
-    char paths[4][PATH_MAX];
+    char paths[5][PATH_MAX];
     size_t n;
 } written;
 
@@ -292,6 +295,15 @@ int ca_init(const char *data_dir, const char *const *hostnames, pv_err *e)
     }
     if (r == PV_ERR_EXISTS && w.n == 0) {
         pv_err_set(e, r, "%s already holds a CA (%s)", data_dir, CA_KEY);
+    }
+    if (r == PV_OK) {
+        uint8_t kek[TENANT_CA_KEK_LEN];
+        bool made = false;
+        r = tenant_ca_kek_load(data_dir, kek, &made, e);
+        pv_wipe(kek, sizeof(kek));
+        if (made && w.n < sizeof(w.paths) / sizeof(w.paths[0])) {
+            snprintf(w.paths[w.n++], PATH_MAX, "%s/%s", data_dir, TENANT_CA_KEK_FILE);
+        }
     }
 out:
     if (r != PV_OK) {
@@ -459,6 +471,9 @@ int ca_load(const char *data_dir, server_ca **out, pv_err *e)
     if (r == PV_OK) {
         r = ca_pem_of(ca, e);
     }
+    if (r == PV_OK) {
+        r = tenant_ca_kek_load(data_dir, ca->tenant_kek, NULL, e);
+    }
     if (r != PV_OK) {
         goto out;
     }
@@ -483,6 +498,7 @@ void ca_free(server_ca *ca)
     pv_key_free(ca->ca_key);
     pv_key_free(ca->server_key);
     free(ca->ca_pem);
+    pv_wipe(ca->tenant_kek, sizeof(ca->tenant_kek));
     free(ca);
 }
 
@@ -509,6 +525,11 @@ const char *ca_fingerprint(const server_ca *ca)
 const char *ca_cert_pem(const server_ca *ca)
 {
     return ca->ca_pem;
+}
+
+const uint8_t *ca_tenant_kek(const server_ca *ca)
+{
+    return ca->tenant_kek;
 }
 
 /* Operator names as api.h defines them: 1..64 of [A-Za-z0-9._@-]. None of these

@@ -4,7 +4,8 @@
  * (DATA/server.key, DATA/server.crt, issued by the CA for the server's host names).
  * Operators pin DATA/ca.crt (or its SHA-256 fingerprint); the CA issues operator client
  * certificates from their certificate signing requests. Keys are ECDSA P-256, files
- * 0600 in a 0700 directory.
+ * 0600 in a 0700 directory. DATA/tenant-ca.kek, the key that seals the tenant CAs' keys
+ * in the database (tenant_ca.h), is made and loaded here too.
  */
 #ifndef PAVISE_SERVER_CA_H
 #define PAVISE_SERVER_CA_H
@@ -19,13 +20,16 @@
 typedef struct server_ca server_ca;
 
 /* Creates DATA (0700) when missing and the CA and server key pairs and certificates in
- * it. hostnames (may be NULL, NULL-terminated) are added to the server certificate's
- * subjectAltName beside localhost, 127.0.0.1 and ::1; each must be a DNS name or an IP
- * address. PV_ERR_EXISTS if DATA already holds a CA; PV_ERR_INVALID_ARG (host name). */
+ * it, and the tenant CA key-encryption key. hostnames (may be NULL, NULL-terminated) are
+ * added to the server certificate's subjectAltName beside localhost, 127.0.0.1 and ::1;
+ * each must be a DNS name or an IP address. PV_ERR_EXISTS if DATA already holds a CA;
+ * PV_ERR_INVALID_ARG (host name). */
 int ca_init(const char *data_dir, const char *const *hostnames, pv_err *e);
 
 /* Loads the CA and server material from DATA, checking file modes (no group/other
- * access to the keys). PV_ERR_NOT_FOUND (not initialised: run `pavise-server init`). */
+ * access to the keys), and the tenant CA key-encryption key, which is created when
+ * missing (a data directory made before tenant CAs existed; see tenant_ca_kek_load).
+ * PV_ERR_NOT_FOUND (not initialised: run `pavise-server init`). */
 int ca_load(const char *data_dir, server_ca **out, pv_err *e);
 void ca_free(server_ca *ca);
 
@@ -37,6 +41,8 @@ const pv_key *ca_server_key(const server_ca *ca);   /* its private key */
 const char *ca_fingerprint(const server_ca *ca);
 /* PEM of the CA certificate. */
 const char *ca_cert_pem(const server_ca *ca);
+/* The tenant CA key-encryption key (TENANT_CA_KEK_LEN bytes; wiped by ca_free). */
+const uint8_t *ca_tenant_kek(const server_ca *ca);
 
 typedef struct ca_issued {
     char *cert_pem;       /* the certificate (caller frees) */

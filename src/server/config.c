@@ -55,6 +55,7 @@ int config_defaults(server_config *cfg, const char *data_dir, pv_err *e)
     cfg->max_body = SERVER_MAX_BODY;
     cfg->operator_cert_days = CONFIG_DEFAULT_DAYS;
     cfg->invite_ttl = CONFIG_DEFAULT_TTL;
+    cfg->client_cert_hours = CONFIG_DEFAULT_CLIENT_CERT_HOURS;
     snprintf(cfg->log_level, sizeof(cfg->log_level), "info");
     cfg->log_json = false;
     return config_default_db(data_dir, cfg->db_url, sizeof(cfg->db_url), e);
@@ -135,6 +136,26 @@ static int key_code_hours(server_config *cfg, const json_t *obj, const char *key
     return r;
 }
 
+static int key_client_cert_hours(server_config *cfg, const json_t *obj, const char *key,
+                                 const char *where, pv_err *e)
+{
+    uint64_t v = 0;
+    int r = pv_json_get_uint(obj, key, true, 1, CONFIG_MAX_CLIENT_CERT_HOURS, where, &v, NULL, e);
+    if (r == PV_OK) {
+        cfg->client_cert_hours = (int64_t)v;
+    }
+    return r;
+}
+
+int64_t config_client_cert_seconds(const server_config *cfg)
+{
+    int64_t h = cfg->client_cert_hours;
+    if (h < 1 || h > CONFIG_MAX_CLIENT_CERT_HOURS) {
+        h = CONFIG_DEFAULT_CLIENT_CERT_HOURS;
+    }
+    return h * 3600;
+}
+
 static int key_log_level(server_config *cfg, const json_t *obj, const char *key, const char *where,
                          pv_err *e)
 {
@@ -170,6 +191,7 @@ static const struct {
     {"enrollment_code_hours", key_code_hours},
     {"log_level", key_log_level},
     {"log_json", key_log_json},
+    {"attestation.client_cert_hours", key_client_cert_hours},
 };
 #define N_CONFIG_KEYS (sizeof(config_keys) / sizeof(config_keys[0]))
 

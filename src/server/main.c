@@ -28,6 +28,7 @@
 #include "pavise/platform.h"
 #include "records.h"
 #include "server.h"
+#include "tenant_ca.h"
 
 #ifndef PAVISE_VERSION
 #define PAVISE_VERSION "0.1.0"
@@ -39,10 +40,10 @@
 #define MAX_HOSTNAMES  32
 #define LOGIN_URL      "https://127.0.0.1:8443"
 #define CA_CERT_FILE   "ca.crt"
-#define CA_FILES_COUNT 4
+#define CA_FILES_COUNT 5
 
-static const char *const ca_files[CA_FILES_COUNT] = {"ca.key", "ca.crt", "server.key",
-                                                     "server.crt"};
+static const char *const ca_files[CA_FILES_COUNT] = {"ca.key", "ca.crt", "server.key", "server.crt",
+                                                     TENANT_CA_KEK_FILE};
 
 static void rfc3339(int64_t t, char out[32])
 {
@@ -413,8 +414,17 @@ static int cmd_serve(const cli_cmd *cmd, const cli_args *args, pv_err *e)
         r = pv_err_set(e, PV_ERR_NOMEM, "out of memory");
         goto out;
     }
-    /* Migrate once, before the workers open their own connections. */
+    /* Migrate once, before the workers open their own connections; then give the
+     * tenants made before tenant CAs existed theirs, so every tenant has one by the time
+     * a request arrives. */
     r = open_db(&srv.cfg, &db, &version, e);
+    if (r == PV_OK) {
+        size_t made = 0;
+        r = tenant_ca_ensure_all(db, ca_tenant_kek(srv.ca), pv_time_now(), &made, e);
+        if (r == PV_OK && made > 0) {
+            pv_info("created the CA of %zu tenant(s) made before tenant CAs existed", made);
+        }
+    }
     store_close(db);
     if (r != PV_OK) {
         goto out;

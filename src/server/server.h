@@ -29,6 +29,8 @@ typedef struct server_config {
     size_t max_body;   /* request body limit in bytes */
     int64_t operator_cert_days; /* lifetime of operator client certificates (default 90) */
     int64_t invite_ttl;         /* lifetime of enrollment codes in seconds (default 24 h) */
+    int64_t client_cert_hours;  /* attestation.client_cert_hours: devices' client certificates
+                                   (1..168, default 24; 0 means the default) */
     char log_level[16];         /* --log-level (default info) */
     bool log_json;              /* --log-json: one JSON object per line */
 } server_config;

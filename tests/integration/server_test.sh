@@ -631,6 +631,69 @@ PY
     want 200
     is "devices in Production" "$(json body.json "['items'][0]['id']") $(json body.json "['items'].__len__()")" "$DEV_d3 1"
 
+    # -- tenant CAs (docs/protocol/attestation.md §3) --
+    is "tenant-ca.kek mode and size" "$(stat -c '%a %s' "$D/tenant-ca.kek")" "600 32"
+    expect 0 cli reader ca-certificate list --output json
+    is "a new tenant has one CA" "$(items out.txt ".__len__()") $(items out.txt "[0]['status']")" "1 active"
+    local ca1 ca2
+    ca1=$(items out.txt "[0]['id']")
+    expect 0 cli reader ca-certificate show --id "$ca1"
+    contains out.txt "CN=Pavise tenant $acme"
+    expect 0 cli reader ca-certificate download --id "$ca1" --output-file ca1.pem
+    contains out.txt "Wrote CA certificate $ca1 to ca1.pem."
+    is "downloaded CA subject" "$(openssl x509 -in ca1.pem -noout -subject -nameopt RFC2253)" "subject=CN=Pavise tenant $acme"
+    openssl x509 -in ca1.pem -noout -text >ca1.txt 2>&1
+    contains ca1.txt "CA:TRUE, pathlen:0"
+    contains ca1.txt "Certificate Sign, CRL Sign"
+    contains ca1.txt "prime256v1"
+    cli_refused "a Reader rotating the tenant CA" $EX_AUTH reader ca-certificate rotate
+    contains err.txt "this needs the Administrator role in tenant"
+    cli_refused "a Contributor rotating the tenant CA" $EX_AUTH contributor ca-certificate rotate
+    cli_refused "another tenant's CA" $EX_NOTFOUND outsider ca-certificate show --id "$ca1"
+    cli_refused "a malformed CA ID" $EX_USAGE reader ca-certificate show --id not-an-id
+    expect 0 cli admin ca-certificate rotate --output json
+    ca2=$(json out.txt "['id']")
+    is "the new CA" "$(json out.txt "['status']")" active
+    expect 0 cli reader ca-certificate list
+    golden ca-list out.txt
+    # The chain: both CAs during the overlap, the active one first, as PEM and PKCS#7.
+    expect 0 cli reader ca-certificate download-chain --output-file chain.pem
+    is "CAs in the PEM chain" "$(grep -c 'BEGIN CERTIFICATE' chain.pem)" 2
+    expect 0 cli reader ca-certificate download --id "$ca2" --output-file ca2.pem
+    is "the active CA comes first" "$(openssl x509 -in chain.pem -noout -fingerprint -sha256)" \
+        "$(openssl x509 -in ca2.pem -noout -fingerprint -sha256)"
+    expect 0 cli reader ca-certificate download-chain --format pkcs7 --output-file chain.p7b --output json
+    is "download-chain JSON" "$(json out.txt "['format']") $(json out.txt "['output']")" "pkcs7 chain.p7b"
+    openssl pkcs7 -inform DER -in chain.p7b -print_certs -out p7certs.pem 2>p7.err && ok || bad "openssl pkcs7: $(cat p7.err)"
+    is "CAs in the PKCS#7 chain" "$(grep -c 'BEGIN CERTIFICATE' p7certs.pem)" 2
+    openssl pkcs7 -inform DER -in chain.p7b -print >p7.txt 2>&1
+    contains p7.txt "signer_info:"
+    lacks p7.txt "issuer_and_serial"
+    cli_refused "a chain format that does not exist" $EX_USAGE reader ca-certificate download-chain --format der --output-file x
+    # Proof of possession: CN = the code, issued by the CA, checked by openssl.
+    expect 0 cli contributor ca-certificate download-proof --id "$ca2" --verification-code 9F3A-C0DE --output-file proof2.pem
+    is "proof subject" "$(openssl x509 -in proof2.pem -noout -subject -nameopt RFC2253)" "subject=CN=9F3A-C0DE"
+    openssl verify -CAfile chain.pem proof2.pem >verify.txt 2>&1 && ok || bad "openssl verify proof2: $(cat verify.txt)"
+    openssl verify -CAfile ca2.pem proof2.pem >verify.txt 2>&1 && ok || bad "openssl verify proof2 with ca2: $(cat verify.txt)"
+    if openssl verify -CAfile ca1.pem proof2.pem >verify.txt 2>&1; then bad "a proof of the new CA verifies with the old one"; else ok; fi
+    expect 0 cli contributor ca-certificate download-proof --id "$ca1" --verification-code old-ca --output-file proof1.pem --output json
+    is "proof JSON" "$(json out.txt "['verification_code']")" old-ca
+    openssl verify -CAfile chain.pem proof1.pem >verify.txt 2>&1 && ok || bad "openssl verify proof1: $(cat verify.txt)"
+    cli_refused "a verification code with a space" $EX_REJECTED contributor ca-certificate download-proof \
+        --id "$ca2" --verification-code "a b" --output-file x.pem
+    contains err.txt "verification_code"
+    [ -e x.pem ] && bad "a refused proof wrote its file" || ok
+    cli_refused "a Reader asking for a proof" $EX_AUTH reader ca-certificate download-proof \
+        --id "$ca2" --verification-code ABC --output-file x.pem
+    refused "a chain in an unknown format (raw)" 400 bad_request rawadmin GET "/v1/tenants/$acme/ca-certificates/chain?format=der"
+    http rawadmin GET "/v1/tenants/$acme/ca-certificates/chain?format=pkcs7" -D headers.txt
+    want 200
+    contains headers.txt "application/pkcs7-mime"
+    # An MQTT-style relying party's check of the chain file, as installed: the other tenant's
+    # chain does not vouch for this tenant's CA.
+    expect 0 cli outsider ca-certificate download-chain --output-file globex.pem
+    if openssl verify -CAfile globex.pem proof2.pem >verify.txt 2>&1; then bad "another tenant's chain accepts our proof"; else ok; fi
+
     # -- audit: every mutation, with its operator --
     expect 0 cli admin audit list --output json
     python3 - out.txt >audit.txt <<'PY'
@@ -645,7 +708,9 @@ PY
         "admin device.claim $DEV_d2" "admin device.update $DEV_d2" "admin device.enable_development $DEV_d2" \
         "admin device.enable_cloud_test $DEV_d2" "admin role.invite" "admin role.delete" "admin device.release $DEV_d1" \
         "contributor product.create" "contributor product.update" "contributor device.claim $DEV_d3" \
-        "contributor operator.enroll" "reader operator.enroll" "rawadmin operator.enroll"; do
+        "contributor operator.enroll" "reader operator.enroll" "rawadmin operator.enroll" \
+        "admin ca_certificate.rotate $ca2" "contributor ca_certificate.proof $ca2" \
+        "contributor ca_certificate.proof $ca1"; do
         grep -q " $a" audit.txt && ok || bad "audit lacks '$a'"
     done
     lacks audit.txt "outsider device.claim"

@@ -148,6 +148,19 @@ static void param_value(fixture *x, const api_route *rt, const char *name, char 
         } else {
             snprintf(out, out_size, "%s", x->group);
         }
+    } else if (strcmp(name, "ca_certificate") == 0) {
+        /* The active CA at the time of the call (rotations replace it). */
+        store_rows *rows = NULL;
+        pv_err e = {0};
+        store_val p[] = {SV_TEXT(x->tenant)};
+        assert_int_equal(store_exec(x->env.db,
+                                    "SELECT id FROM tenant_cas WHERE tenant_id = $1 AND "
+                                    "status = 'active'",
+                                    p, 1, &rows, NULL, &e),
+                         PV_OK);
+        assert_int_equal(store_rows_count(rows), 1);
+        snprintf(out, out_size, "%s", store_rows_text(rows, 0, 0));
+        store_rows_free(rows);
     } else if (strcmp(name, "user") == 0) {
         /* An operator with a role to take away. */
         uint8_t fp[PV_SHA256_LEN];
@@ -210,6 +223,10 @@ static char *build_body(fixture *x, const api_route *rt, bool *known)
     } else if (is(rt, "POST", "/v1/tenants/{tenant}/device-groups")) {
         snprintf(buf, sizeof(buf), "{\"product_id\": \"%s\", \"name\": \"Group %u\"}", x->product,
                  ++x->serial);
+    } else if (is(rt, "POST", "/v1/tenants/{tenant}/ca-certificates/{ca_certificate}/proof")) {
+        snprintf(buf, sizeof(buf), "{\"verification_code\": \"CODE-%u\"}", ++x->serial);
+    } else if (is(rt, "POST", "/v1/tenants/{tenant}/ca-certificates/rotate")) {
+        snprintf(buf, sizeof(buf), "{}");
     } else if (strcmp(rt->method, "POST") == 0 || strcmp(rt->method, "PATCH") == 0) {
         /* enable-development, enable-cloud-test, release, and any route added later */
         *known = strstr(rt->pattern, "/devices/{device}/") != NULL;
@@ -406,6 +423,11 @@ static void test_expected_access(void **state)
         {"DELETE", "/v1/tenants/{tenant}/device-groups/{device_group}", API_ADMIN},
         {"POST", "/v1/tenants/{tenant}/roles", API_ADMIN},
         {"DELETE", "/v1/tenants/{tenant}/roles/{user}", API_ADMIN},
+        {"GET", "/v1/tenants/{tenant}/ca-certificates", API_READER},
+        {"GET", "/v1/tenants/{tenant}/ca-certificates/chain", API_READER},
+        {"GET", "/v1/tenants/{tenant}/ca-certificates/{ca_certificate}", API_READER},
+        {"POST", "/v1/tenants/{tenant}/ca-certificates/rotate", API_ADMIN},
+        {"POST", "/v1/tenants/{tenant}/ca-certificates/{ca_certificate}/proof", API_CONTRIBUTOR},
     };
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
         bool found = false;
