@@ -69,6 +69,8 @@ typedef struct pv_rot_config {
 const char *pv_rot_kind_name(pv_rot_kind k);
 /* Parses "tpm" or "software". PV_ERR_INVALID_ARG otherwise. */
 int pv_rot_kind_parse(const char *s, pv_rot_kind *out);
+/* True for the kinds above. */
+bool pv_rot_kind_valid(pv_rot_kind k);
 
 /* Creates a new device identity in the root of trust: the identity key, the restricted
  * attestation key and the counters (all at 0). Nothing is fused yet. PV_ERR_EXISTS when

@@ -53,24 +53,10 @@ static const struct {
     {PV_EVIDENCE_IMAGE_APP, "app"},
 };
 
-/* libpavise cannot call pv_rot_kind_name (it lives in pavise-rot), so the two names the
- * format knows are spelled here. */
-static const struct {
-    pv_rot_kind kind;
-    const char *name;
-} rot_kinds[] = {
-    {PV_ROT_TPM, "tpm"},
-    {PV_ROT_SOFTWARE, "software"},
-};
-
+/* The kind's name, or NULL for a kind the format does not know. */
 static const char *rot_kind_name(pv_rot_kind k)
 {
-    for (size_t i = 0; i < sizeof(rot_kinds) / sizeof(rot_kinds[0]); i++) {
-        if (rot_kinds[i].kind == k) {
-            return rot_kinds[i].name;
-        }
-    }
-    return NULL;
+    return pv_rot_kind_valid(k) ? pv_rot_kind_name(k) : NULL;
 }
 
 static const char *image_kind_name(pv_evidence_image_kind k)
@@ -530,13 +516,7 @@ static int dec_rot_kind(const cbor_item_t *it, pv_evidence *ev, pv_err *e)
     if (r != PV_OK) {
         return r;
     }
-    r = PV_ERR_FORMAT;
-    for (size_t i = 0; i < sizeof(rot_kinds) / sizeof(rot_kinds[0]) && r != PV_OK; i++) {
-        if (strcmp(s, rot_kinds[i].name) == 0) {
-            ev->rot_kind = rot_kinds[i].kind;
-            r = PV_OK;
-        }
-    }
+    r = pv_rot_kind_parse(s, &ev->rot_kind) == PV_OK ? PV_OK : PV_ERR_FORMAT;
     if (r != PV_OK) {
         pv_err_set(e, r, "'%s' is neither 'tpm' nor 'software'", s);
     }

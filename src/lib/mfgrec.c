@@ -38,24 +38,10 @@ static const int64_t record_keys[] = {K_VERSION,       K_DEVICE_ID,       K_ROT_
 
 #define ENVELOPE_ITEMS 3
 
-static const struct {
-    pv_rot_kind kind;
-    const char *name;
-} rot_kinds[] = {
-    {PV_ROT_TPM, "tpm"},
-    {PV_ROT_SOFTWARE, "software"},
-};
-
-/* libpavise cannot call pv_rot_kind_name (it lives in pavise-rot), so the two names the
- * format knows are spelled here. */
+/* The kind's name, or NULL for a kind the format does not know. */
 static const char *kind_name(pv_rot_kind k)
 {
-    for (size_t i = 0; i < sizeof(rot_kinds) / sizeof(rot_kinds[0]); i++) {
-        if (rot_kinds[i].kind == k) {
-            return rot_kinds[i].name;
-        }
-    }
-    return NULL;
+    return pv_rot_kind_valid(k) ? pv_rot_kind_name(k) : NULL;
 }
 
 static uint8_t *dup_bytes(const uint8_t *p, size_t n)
@@ -454,13 +440,7 @@ static int get_kind(const cbor_item_t *map, pv_rot_kind *out, pv_err *e)
     if (r != PV_OK) {
         return pv_err_wrap(e, r, "root-of-trust kind");
     }
-    r = PV_ERR_FORMAT;
-    for (size_t i = 0; i < sizeof(rot_kinds) / sizeof(rot_kinds[0]) && r != PV_OK; i++) {
-        if (strcmp(s, rot_kinds[i].name) == 0) {
-            *out = rot_kinds[i].kind;
-            r = PV_OK;
-        }
-    }
+    r = pv_rot_kind_parse(s, out) == PV_OK ? PV_OK : PV_ERR_FORMAT;
     if (r != PV_OK) {
         pv_err_set(e, r, "root-of-trust kind '%s' is neither 'tpm' nor 'software'", s);
     }

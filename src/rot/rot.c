@@ -35,30 +35,6 @@ struct pv_rot {
     char *log_path;
 };
 
-const char *pv_rot_kind_name(pv_rot_kind k)
-{
-    switch (k) {
-    case PV_ROT_TPM:
-        return "tpm";
-    case PV_ROT_SOFTWARE:
-        return "software";
-    }
-    return "unknown";
-}
-
-int pv_rot_kind_parse(const char *s, pv_rot_kind *out)
-{
-    if (s != NULL && strcmp(s, "tpm") == 0) {
-        *out = PV_ROT_TPM;
-        return PV_OK;
-    }
-    if (s != NULL && strcmp(s, "software") == 0) {
-        *out = PV_ROT_SOFTWARE;
-        return PV_OK;
-    }
-    return PV_ERR_INVALID_ARG;
-}
-
 static const rot_backend_ops *ops_for(pv_rot_kind k)
 {
     switch (k) {
