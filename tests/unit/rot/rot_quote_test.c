@@ -155,8 +155,9 @@ static void test_quote_verifies(void **state)
      * and its clock runs. */
     assert_int_not_equal(info.reset_count, 0xeeeeeeee);
     assert_true(info.clock > 0 && info.clock != 0xeeeeeeeeeeeeeeeeull);
-    assert_int_equal(info.restart_count, (uint32_t)(a[l.clock + 12] << 24 | a[l.clock + 13] << 16 |
-                                                    a[l.clock + 14] << 8 | a[l.clock + 15]));
+    assert_int_equal(info.restart_count,
+                     (uint32_t)a[l.clock + 12] << 24 | (uint32_t)a[l.clock + 13] << 16 |
+                         (uint32_t)a[l.clock + 14] << 8 | (uint32_t)a[l.clock + 15]);
 
     /* Another quote of the same state verifies too (its clock differs). */
     pv_buf *again = pv_buf_new(PV_QUOTE_MAX_ATTEST);
