@@ -74,6 +74,24 @@ static int audit_server(store *db, const char *action, const char *target, const
     return r == PV_OK ? r : pv_err_wrap(e, r, "writing the audit log");
 }
 
+/* Ends an offline command's write transaction: when its change succeeded (r is PV_OK),
+ * writes the audit row and commits; when the change, the audit row or the commit failed,
+ * rolls back. Returns the first failure. */
+static int end_server_tx(store *db, int r, const char *action, const char *target,
+                         const char *detail, pv_err *e)
+{
+    if (r == PV_OK) {
+        r = audit_server(db, action, target, detail, e);
+    }
+    if (r == PV_OK) {
+        r = store_commit(db, e);
+    }
+    if (r != PV_OK) {
+        store_rollback(db);
+    }
+    return r;
+}
+
 /* Configuration for a command: defaults, then the file, then --db. The data directory
  * must exist. */
 static int load_config(const cli_cmd *cmd, const cli_args *args, server_config *cfg, pv_err *e)
@@ -189,7 +207,7 @@ static int create_first_code(store *db, const char *admin, int64_t ttl,
 {
     int64_t now = pv_time_now();
     char when[32];
-    char detail[160];
+    char detail[160] = "";
     int r = store_begin(db, true, e);
     if (r != PV_OK) {
         return r;
@@ -198,13 +216,9 @@ static int create_first_code(store *db, const char *admin, int64_t ttl,
     if (r == PV_OK) {
         rfc3339(now + ttl, when);
         snprintf(detail, sizeof(detail), "{\"user\":\"%s\",\"expires_at\":\"%s\"}", admin, when);
-        r = audit_server(db, "operator.invite", admin, detail, e);
     }
-    if (r == PV_OK) {
-        r = store_commit(db, e);
-    }
+    r = end_server_tx(db, r, "operator.invite", admin, detail, e);
     if (r != PV_OK) {
-        store_rollback(db);
         pv_wipe(code, CODES_TEXT_LEN + 1);
         return r;
     }
@@ -494,14 +508,7 @@ static int cmd_factory_add(const cli_cmd *cmd, const cli_args *args, pv_err *e)
     if (r != PV_OK) {
         pv_err_wrap(e, r, "%s", path);
     }
-    if (r == PV_OK) {
-        r = audit_server(db, "factory.add", fp, "{}", e);
-    }
-    if (r == PV_OK) {
-        r = store_commit(db, e);
-    }
-    if (r != PV_OK) {
-        store_rollback(db);
+    if ((r = end_server_tx(db, r, "factory.add", fp, "{}", e)) != PV_OK) {
         goto out;
     }
     static const char *const fields[] = {"fingerprint", "Factory added:", NULL};
@@ -669,7 +676,7 @@ static int cmd_operator_revoke(const cli_cmd *cmd, const cli_args *args, pv_err 
     server_config cfg;
     store *db = NULL;
     int64_t changes = 0;
-    char detail[64];
+    char detail[64] = "";
     int r = load_config(cmd, args, &cfg, e);
     if (r == PV_OK) {
         r = open_db(&cfg, &db, NULL, e);
@@ -688,13 +695,8 @@ static int cmd_operator_revoke(const cli_cmd *cmd, const cli_args *args, pv_err 
                    p, 2, NULL, &changes, e);
     if (r == PV_OK) {
         snprintf(detail, sizeof(detail), "{\"certificates\": %lld}", (long long)changes);
-        r = audit_server(db, "operator.revoke", user, detail, e);
     }
-    if (r == PV_OK) {
-        r = store_commit(db, e);
-    }
-    if (r != PV_OK) {
-        store_rollback(db);
+    if ((r = end_server_tx(db, r, "operator.revoke", user, detail, e)) != PV_OK) {
         goto out;
     }
     static const char *const fields[] = {"user", "Operator:", "revoked",
@@ -731,14 +733,7 @@ static int cmd_factory_import(const cli_cmd *cmd, const cli_args *args, pv_err *
     if (r != PV_OK) {
         pv_err_wrap(e, r, "%s", path);
     }
-    if (r == PV_OK) {
-        r = audit_server(db, "record.import", device_id, "{}", e);
-    }
-    if (r == PV_OK) {
-        r = store_commit(db, e);
-    }
-    if (r != PV_OK) {
-        store_rollback(db);
+    if ((r = end_server_tx(db, r, "record.import", device_id, "{}", e)) != PV_OK) {
         goto out;
     }
     static const char *const fields[] = {"device_id", "Record imported for device:", NULL};
