@@ -5,6 +5,7 @@
  *                 --trust-anchor update-root.crt --factory-key F.key --factory-cert F.crt
  *   pavise-device show --state DIR [--output json]
  *   pavise-device advance-counter --state DIR --counter os|N --to VALUE
+ *   pavise-device attest --state DIR --server URL [--ca FILE] [--tcti TCTI] [--development]
  */
 #include <errno.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 #include <openssl/x509v3.h>
 
 #include "cli.h"
+#include "pavise/attest.h"
 #include "pavise/devstate.h"
 #include "pavise/fs.h"
 #include "pavise/json.h"
@@ -441,6 +443,65 @@ static int advance_counter(const cli_cmd *cmd, const cli_args *args, pv_err *e)
     return cli_print_object(args->json, o, fields);
 }
 
+/* ---- attest ---- */
+
+static json_t *time_json(int64_t t)
+{
+    char s[PV_TIME_TEXT_LEN + 1];
+    return t > 0 && pv_time_format(t, s) ? json_string(s) : json_null();
+}
+
+static int attest(const cli_cmd *cmd, const cli_args *args, pv_err *e)
+{
+    pv_attest_opts o = {
+        .state_dir = cli_get(cmd, args, "state"),
+        .server_url = cli_get(cmd, args, "server"),
+        .ca_file = cli_get(cmd, args, "ca"),
+        .tcti = cli_get(cmd, args, "tcti"),
+        .development = cli_flag(cmd, args, "development"),
+    };
+    pv_attest_result res;
+    int r = pv_attest_run(&o, &res, e);
+    if (r != PV_OK) {
+        return pv_err_wrap(e, r, "attestation");
+    }
+    char *certs = pv_devstate_path(o.state_dir, PV_ATTEST_CERTS_DIR);
+    json_t *obj = json_pack(
+        "{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:s?}", "deviceId", res.device_id, "rot",
+        pv_rot_kind_name(res.rot_kind), "result", pv_attest_verdict_name(res.verdict), "reason",
+        res.reason, "at", time_json(res.at), "serviceNotAfter", time_json(res.service_not_after),
+        "clientNotAfter", time_json(res.client_not_after), "certificates", certs);
+    free(certs);
+    static const char *const fields[] = {"deviceId",
+                                         "Device ID:",
+                                         "rot",
+                                         "Root of trust:",
+                                         "result",
+                                         "Result:",
+                                         "reason",
+                                         "Reason:",
+                                         "at",
+                                         "At:",
+                                         "serviceNotAfter",
+                                         "Service cert until:",
+                                         "clientNotAfter",
+                                         "Client cert until:",
+                                         "certificates",
+                                         "Certificates:",
+                                         NULL};
+    if ((r = cli_print_object(args->json, obj, fields)) != PV_OK) {
+        return r;
+    }
+    /* Only a pass leaves the device with a client certificate: anything else is a
+     * refusal by the service, which scripts must be able to tell from success. */
+    if (res.verdict != PV_ATTEST_PASSED) {
+        return pv_err_set(e, CLI_ERR_DENIED, "the service did not pass this device: %s%s%s",
+                          pv_attest_verdict_name(res.verdict), res.reason[0] != '\0' ? ": " : "",
+                          res.reason);
+    }
+    return PV_OK;
+}
+
 /* ---- dispatch ---- */
 
 static const cli_opt manufacture_opts[] = {
@@ -467,6 +528,15 @@ static const cli_opt advance_opts[] = {
     {NULL, NULL, false, NULL},
 };
 
+static const cli_opt attest_opts[] = {
+    {"state", "DIR", true, "the device state directory"},
+    {"server", "URL", true, "the Security Service, https://host[:port]"},
+    {"ca", "FILE", false, "the service CA (default: DIR/certs/service-ca.crt from before)"},
+    {"tcti", "TCTI", false, "TPM connection (default: device.conf, $PAVISE_TCTI)"},
+    {"development", NULL, false, "report development mode (dbgstat enabled)"},
+    {NULL, NULL, false, NULL},
+};
+
 static const cli_cmd cmds[] = {
     {NULL, "manufacture",
      "Create the device identity in the root of trust and fuse the trust anchor",
@@ -481,13 +551,21 @@ static const cli_cmd cmds[] = {
      "Sets an anti-rollback floor, for instance at the factory. A counter never goes back: a "
      "lower value is refused.",
      advance_opts, true, advance_counter},
+    {NULL, "attest", "Attest to the Security Service and keep the certificates it issues",
+     "Asks the service for a challenge, makes a new TLS key (inside the TPM on a TPM device), "
+     "sends evidence signed by the root of trust and a certificate request, and stores the "
+     "service certificate and, when policy passed, the client certificate and tenant CA chain "
+     "under DIR/certs. Exit code 0 only when the device passed; 4 when the service refused "
+     "it or issued the service certificate only.",
+     attest_opts, true, attest},
     {NULL, NULL, NULL, NULL, NULL, false, NULL},
 };
 
 static void usage(FILE *out)
 {
-    fprintf(out, "Usage: pavise-device [--log-level debug|info|warn|error] <command> [options]\n\n"
-                 "The device's root of trust: manufacture and inspection.\n\nCommands:\n");
+    fprintf(out,
+            "Usage: pavise-device [--log-level debug|info|warn|error] <command> [options]\n\n"
+            "The device's root of trust: manufacture, inspection and attestation.\n\nCommands:\n");
     for (const cli_cmd *c = cmds; c->name != NULL; c++) {
         fprintf(out, "  %-18s %s\n", c->name, c->summary);
     }
