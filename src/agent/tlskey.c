@@ -5,15 +5,14 @@
  * provider: the file then holds only the TPM's wrapped blob ("TSS2 PRIVATE KEY"), usable
  * only by that TPM, and the CSR is signed by the TPM.
  *
- * The provider is loaded into a library context of our own, configured in memory with
- * the device's TCTI, so nothing depends on the process's OpenSSL configuration and the
- * default context stays free of it.
+ * The provider is loaded into a library context of our own, so nothing depends on the
+ * process's OpenSSL configuration and the default context stays free of it.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/conf.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/provider.h>
@@ -23,7 +22,7 @@
 
 #define KEY_PEM_MAX 8192
 #define SPKI_MAX    256
-#define CONF_MAX    (PV_ROT_MAX_TCTI + 512)
+#define TCTI_ENV    "TPM2OPENSSL_TCTI"
 
 /* The PEM labels we expect: anything else means the wrong provider wrote the key. */
 #define PEM_PKCS8 "-----BEGIN PRIVATE KEY-----"
@@ -40,77 +39,67 @@ void attest_tlskey_free(attest_tlskey *k)
     memset(k, 0, sizeof(*k));
 }
 
-/* A TCTI goes into an OpenSSL configuration value, where $ expands variables, # starts
- * a comment, \ escapes and quotes are interpreted: refuse those rather than escape. */
-static bool tcti_config_safe(const char *tcti)
-{
-    for (const char *p = tcti; *p != '\0'; p++) {
-        unsigned char c = (unsigned char)*p;
-        if (c < 0x21 || c > 0x7e || strchr("$#\\\"';[]", c) != NULL) {
-            return false;
-        }
-    }
-    return true;
-}
-
 /* A library context with the tpm2 provider (talking to tcti) and the default provider
- * (for everything the TPM does not do: encoding, hashing the CSR's contents). */
+ * (for everything the TPM does not do: encoding, hashing the CSR's contents).
+ *
+ * tpm2-openssl 1.1 takes its TCTI from the environment variable TPM2OPENSSL_TCTI only
+ * (a "tcti" configuration parameter is not passed on by OpenSSL 3.0), so it is set for
+ * the moment the provider starts and removed again. Like every use of setenv this is not
+ * safe while other threads read the environment; attestation runs on one thread. */
 static int tpm2_libctx(const char *tcti, OSSL_LIB_CTX **out, pv_err *e)
 {
     *out = NULL;
     int r = PV_ERR_INTERNAL;
-    char text[CONF_MAX];
     OSSL_LIB_CTX *ctx = NULL;
-    CONF *conf = NULL;
-    BIO *bio = NULL;
-    long eline = 0;
+    bool set = false;
     if (tcti == NULL) {
         tcti = "";
     }
-    if (strlen(tcti) > PV_ROT_MAX_TCTI || !tcti_config_safe(tcti)) {
-        return pv_err_set(e, PV_ERR_INVALID_ARG,
-                          "the TCTI holds characters the TPM key provider cannot be given");
+    if (strlen(tcti) > PV_ROT_MAX_TCTI) {
+        return pv_err_set(e, PV_ERR_INVALID_ARG, "the TCTI is longer than %d bytes",
+                          PV_ROT_MAX_TCTI);
     }
-    /* The provider prefers this variable to its configuration: a different TPM than the
-     * root of trust's would hold the key, so refuse instead of guessing. */
-    const char *env = getenv("TPM2OPENSSL_TCTI");
+    for (const char *p = tcti; *p != '\0'; p++) {
+        if ((unsigned char)*p < 0x20 || (unsigned char)*p == 0x7f) {
+            return pv_err_set(e, PV_ERR_INVALID_ARG, "the TCTI holds control characters");
+        }
+    }
+    /* Set by somebody else, it would take the key to another TPM than the root of
+     * trust's: refuse instead of guessing. */
+    const char *env = getenv(TCTI_ENV);
     if (env != NULL && strcmp(env, tcti) != 0) {
-        return pv_err_set(e, PV_ERR_INVALID_ARG,
-                          "TPM2OPENSSL_TCTI is set to another TPM than the device's (%s)",
-                          tcti[0] != '\0' ? tcti : "the default");
+        return pv_err_set(e, PV_ERR_INVALID_ARG, "%s is set to another TPM than the device's (%s)",
+                          TCTI_ENV, tcti[0] != '\0' ? tcti : "the default");
     }
-    int n = snprintf(text, sizeof(text),
-                     "pv_conf = pv_init\n[pv_init]\nproviders = pv_providers\n"
-                     "[pv_providers]\ntpm2 = pv_tpm2\ndefault = pv_default\n"
-                     "[pv_tpm2]\nactivate = 1\n%s%s%s"
-                     "[pv_default]\nactivate = 1\n",
-                     tcti[0] != '\0' ? "tcti = " : "", tcti, tcti[0] != '\0' ? "\n" : "");
-    if (n < 0 || (size_t)n >= sizeof(text)) {
-        return pv_err_set(e, PV_ERR_INVALID_ARG, "the TCTI is too long");
+    if ((ctx = OSSL_LIB_CTX_new()) == NULL) {
+        return pv_err_ssl(e, PV_ERR_NOMEM, "creating a library context for the TPM key");
     }
-    ctx = OSSL_LIB_CTX_new();
-    conf = ctx != NULL ? NCONF_new_ex(ctx, NULL) : NULL;
-    bio = BIO_new_mem_buf(text, n);
-    if (ctx == NULL || conf == NULL || bio == NULL) {
-        r = pv_err_ssl(e, PV_ERR_NOMEM, "creating a library context for the TPM key");
+    if (env == NULL && tcti[0] != '\0') {
+        if (setenv(TCTI_ENV, tcti, 1) != 0) {
+            r = pv_err_sys(e, PV_ERR_NOMEM, errno, "passing the TCTI to the tpm2 provider");
+            goto out;
+        }
+        set = true;
+    }
+    /* Loaded, not only registered: a TPM that cannot be reached fails here. */
+    if (OSSL_PROVIDER_load(ctx, "tpm2") == NULL) {
+        r = pv_err_ssl(e, PV_ERR_ROT,
+                       "the tpm2 OpenSSL provider (package tpm2-openssl) did not start on TPM %s",
+                       tcti[0] != '\0' ? tcti : "(default)");
         goto out;
     }
-    /* CONF_modules_load loads the providers into the configuration's library context. */
-    if (NCONF_load_bio(conf, bio, &eline) <= 0 || CONF_modules_load(conf, "pv_conf", 0) <= 0) {
-        r = pv_err_ssl(e, PV_ERR_ROT, "loading the tpm2 OpenSSL provider (package tpm2-openssl)");
-        goto out;
-    }
-    if (!OSSL_PROVIDER_available(ctx, "tpm2") || !OSSL_PROVIDER_available(ctx, "default")) {
-        r = pv_err_ssl(e, PV_ERR_ROT, "the tpm2 OpenSSL provider did not start (TPM %s)",
-                       tcti[0] != '\0' ? tcti : "default");
+    if (OSSL_PROVIDER_load(ctx, "default") == NULL) {
+        r = pv_err_ssl(e, PV_ERR_CRYPTO, "loading OpenSSL's default provider");
         goto out;
     }
     *out = ctx;
     ctx = NULL;
     r = PV_OK;
 out:
-    BIO_free(bio);
-    NCONF_free(conf);
+    if (set) {
+        unsetenv(TCTI_ENV);
+    }
+    /* Unloads the providers, which closes the TPM connection. */
     OSSL_LIB_CTX_free(ctx);
     return r;
 }
