@@ -46,11 +46,30 @@ void attest_tlskey_free(attest_tlskey *k)
  * (a "tcti" configuration parameter is not passed on by OpenSSL 3.0), so it is set for
  * the moment the provider starts and removed again. Like every use of setenv this is not
  * safe while other threads read the environment; attestation runs on one thread. */
-static int tpm2_libctx(const char *tcti, OSSL_LIB_CTX **out, pv_err *e)
+typedef struct tpm_ctx {
+    OSSL_LIB_CTX *lib;
+    OSSL_PROVIDER *tpm2, *dflt;
+} tpm_ctx;
+
+/* Unloads the providers (the TPM connection closes with the tpm2 one) and frees the
+ * context. OSSL_LIB_CTX_free alone would leave the references OSSL_PROVIDER_load took. */
+static void tpm_ctx_free(tpm_ctx *t)
 {
-    *out = NULL;
+    if (t->dflt != NULL) {
+        OSSL_PROVIDER_unload(t->dflt);
+    }
+    if (t->tpm2 != NULL) {
+        OSSL_PROVIDER_unload(t->tpm2);
+    }
+    OSSL_LIB_CTX_free(t->lib);
+    memset(t, 0, sizeof(*t));
+}
+
+static int tpm2_libctx(const char *tcti, tpm_ctx *out, pv_err *e)
+{
+    memset(out, 0, sizeof(*out));
     int r = PV_ERR_INTERNAL;
-    OSSL_LIB_CTX *ctx = NULL;
+    tpm_ctx t = {0};
     bool set = false;
     if (tcti == NULL) {
         tcti = "";
@@ -71,7 +90,7 @@ static int tpm2_libctx(const char *tcti, OSSL_LIB_CTX **out, pv_err *e)
         return pv_err_set(e, PV_ERR_INVALID_ARG, "%s is set to another TPM than the device's (%s)",
                           TCTI_ENV, tcti[0] != '\0' ? tcti : "the default");
     }
-    if ((ctx = OSSL_LIB_CTX_new()) == NULL) {
+    if ((t.lib = OSSL_LIB_CTX_new()) == NULL) {
         return pv_err_ssl(e, PV_ERR_NOMEM, "creating a library context for the TPM key");
     }
     if (env == NULL && tcti[0] != '\0') {
@@ -82,25 +101,24 @@ static int tpm2_libctx(const char *tcti, OSSL_LIB_CTX **out, pv_err *e)
         set = true;
     }
     /* Loaded, not only registered: a TPM that cannot be reached fails here. */
-    if (OSSL_PROVIDER_load(ctx, "tpm2") == NULL) {
+    if ((t.tpm2 = OSSL_PROVIDER_load(t.lib, "tpm2")) == NULL) {
         r = pv_err_ssl(e, PV_ERR_ROT,
                        "the tpm2 OpenSSL provider (package tpm2-openssl) did not start on TPM %s",
                        tcti[0] != '\0' ? tcti : "(default)");
         goto out;
     }
-    if (OSSL_PROVIDER_load(ctx, "default") == NULL) {
+    if ((t.dflt = OSSL_PROVIDER_load(t.lib, "default")) == NULL) {
         r = pv_err_ssl(e, PV_ERR_CRYPTO, "loading OpenSSL's default provider");
         goto out;
     }
-    *out = ctx;
-    ctx = NULL;
+    *out = t;
+    memset(&t, 0, sizeof(t));
     r = PV_OK;
 out:
     if (set) {
         unsetenv(TCTI_ENV);
     }
-    /* Unloads the providers, which closes the TPM connection. */
-    OSSL_LIB_CTX_free(ctx);
+    tpm_ctx_free(&t);
     return r;
 }
 
@@ -223,6 +241,7 @@ int attest_tlskey_make(pv_rot_kind kind, const char *tcti, const char *device_id
 {
     memset(out, 0, sizeof(*out));
     int r = PV_ERR_INTERNAL;
+    tpm_ctx t = {0};
     OSSL_LIB_CTX *ctx = NULL;
     EVP_PKEY *pk = NULL;
     const char *propq = NULL;
@@ -239,9 +258,10 @@ int attest_tlskey_make(pv_rot_kind kind, const char *tcti, const char *device_id
     }
     pv_buf_set_secret(k.pem);
     if (kind == PV_ROT_TPM) {
-        if ((r = tpm2_libctx(tcti, &ctx, e)) != PV_OK) {
+        if ((r = tpm2_libctx(tcti, &t, e)) != PV_OK) {
             goto out;
         }
+        ctx = t.lib;
         propq = "?provider=tpm2"; /* the key from the TPM; anything else may come from default */
     }
     if ((r = generate(ctx, propq, &pk, e)) != PV_OK ||
@@ -255,7 +275,6 @@ int attest_tlskey_make(pv_rot_kind kind, const char *tcti, const char *device_id
 out:
     attest_tlskey_free(&k);
     EVP_PKEY_free(pk);
-    /* Unloads the provider, which closes its TPM connection. */
-    OSSL_LIB_CTX_free(ctx);
+    tpm_ctx_free(&t);
     return r;
 }

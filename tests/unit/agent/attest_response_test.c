@@ -529,6 +529,42 @@ static void test_wrong_certificates(void **state)
     pv_cert_free(old);
 }
 
+/* Seeds for tests/fuzz/corpus/attest_response (first byte: the status index of the
+ * harness, 0 = 200, 1 = 403). Written only when PV_ATTEST_RESPONSE_CORPUS_OUT is set. */
+static void test_write_corpus(void **state)
+{
+    fx *f = *state;
+    const char *dir = getenv("PV_ATTEST_RESPONSE_CORPUS_OUT");
+    if (dir == NULL || dir[0] == '\0') {
+        skip();
+    }
+    parts ok = passed(f);
+    parts id = {
+        .result = "identity-only", .reason = "unclaimed", .svc = f->svc_cert, .ca = f->svc_ca};
+    parts refused = {.result = "failed", .reason = "nonce-replayed"};
+    parts unknown = passed(f);
+    unknown.extra_key = 7;
+    struct {
+        const char *name;
+        const parts *p;
+        uint8_t status;
+    } seeds[] = {{"passed", &ok, 0},
+                 {"identity-only", &id, 0},
+                 {"refused", &refused, 1},
+                 {"unknown-key", &unknown, 0}};
+    for (size_t i = 0; i < sizeof(seeds) / sizeof(seeds[0]); i++) {
+        pv_buf *b = encode(f, seeds[i].p);
+        uint8_t *data = malloc(pv_buf_len(b) + 1);
+        assert_non_null(data);
+        data[0] = seeds[i].status;
+        memcpy(data + 1, pv_buf_data(b), pv_buf_len(b));
+        char *path = tu_path(dir, seeds[i].name);
+        tu_write(path, data, pv_buf_len(b) + 1, 0644);
+        free(path);
+        free(data);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -538,6 +574,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_malformed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wrong_types, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wrong_certificates, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_write_corpus, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -117,14 +117,29 @@ static void test_bad_tcti(void **state)
 }
 
 /* A library context with the tpm2 provider on tcti, as a TLS client of the key would use. */
-static OSSL_LIB_CTX *tpm_ctx(const char *tcti)
+typedef struct tctx {
+    OSSL_LIB_CTX *lib;
+    OSSL_PROVIDER *tpm2, *dflt;
+} tctx;
+
+static tctx tpm_ctx(const char *tcti)
 {
-    OSSL_LIB_CTX *ctx = OSSL_LIB_CTX_new();
+    tctx t;
+    t.lib = OSSL_LIB_CTX_new();
     setenv("TPM2OPENSSL_TCTI", tcti, 1);
-    assert_non_null(OSSL_PROVIDER_load(ctx, "tpm2"));
-    assert_non_null(OSSL_PROVIDER_load(ctx, "default"));
+    t.tpm2 = OSSL_PROVIDER_load(t.lib, "tpm2");
+    t.dflt = OSSL_PROVIDER_load(t.lib, "default");
     unsetenv("TPM2OPENSSL_TCTI");
-    return ctx;
+    assert_non_null(t.tpm2);
+    assert_non_null(t.dflt);
+    return t;
+}
+
+static void tpm_ctx_free(tctx *t)
+{
+    OSSL_PROVIDER_unload(t->dflt);
+    OSSL_PROVIDER_unload(t->tpm2);
+    OSSL_LIB_CTX_free(t->lib);
 }
 
 static void test_tpm(void **state)
@@ -153,9 +168,9 @@ static void test_tpm(void **state)
     assert_null(plain);
     BIO_free(bio);
     /* ... and the TPM signs with it for a TLS stack that loads the provider. */
-    OSSL_LIB_CTX *ctx = tpm_ctx(tcti);
-    check_key_signs(&k, ctx);
-    OSSL_LIB_CTX_free(ctx);
+    tctx ctx = tpm_ctx(tcti);
+    check_key_signs(&k, ctx.lib);
+    tpm_ctx_free(&ctx);
 
     attest_tlskey_free(&k);
     attest_tlskey_free(&k2);
