@@ -586,9 +586,9 @@ typedef struct signed_parts {
     uint8_t quote_sig[PV_ES256_SIG_LEN];
 } signed_parts;
 
-static int sign_evidence(const pv_attest_opts *o, pv_rot *rot, const char *device_id,
-                         const uint8_t nonce[PV_NONCE_LEN], const attest_tlskey *k,
-                         signed_parts *out, pv_err *e)
+static int sign_evidence(const pv_attest_opts *o, const attest_hooks *h, pv_rot *rot,
+                         const char *device_id, const uint8_t nonce[PV_NONCE_LEN],
+                         const attest_tlskey *k, signed_parts *out, pv_err *e)
 {
     pv_evidence ev;
     memset(&ev, 0, sizeof(ev));
@@ -624,6 +624,9 @@ static int sign_evidence(const pv_attest_opts *o, pv_rot *rot, const char *devic
         ev.boot_count = info.reset_count;
     }
     if ((r = fill_images(o, &ev, e)) != PV_OK) {
+        goto out;
+    }
+    if (h->edit_evidence != NULL && (r = h->edit_evidence(h->ctx, &ev, e)) != PV_OK) {
         goto out;
     }
     r = pv_evidence_sign(&ev, ak, rot_signer, rot, out->evidence, e);
@@ -706,10 +709,16 @@ static int record_refusal(const pv_attest_opts *o, const attest_response *rsp,
 
 int pv_attest_run(const pv_attest_opts *o, pv_attest_result *res, pv_err *e)
 {
+    static const attest_hooks none = {0};
+    return attest_run(o, &none, res, e);
+}
+
+int attest_run(const pv_attest_opts *o, const attest_hooks *h, pv_attest_result *res, pv_err *e)
+{
     int r = PV_ERR_INTERNAL;
     pv_attest_result out;
     pv_devstate st;
-    attest_tlskey k = {0};
+    attest_tlskey k = {0}, swapped = {0};
     attest_response rsp = {0};
     signed_parts sp = {0};
     http c = {0};
@@ -721,7 +730,7 @@ int pv_attest_run(const pv_attest_opts *o, pv_attest_result *res, pv_err *e)
     long status = 0;
     pv_cbor_enc enc;
     memset(&out, 0, sizeof(out));
-    if (res == NULL || o == NULL || o->state_dir == NULL || o->server_url == NULL) {
+    if (res == NULL || o == NULL || h == NULL || o->state_dir == NULL || o->server_url == NULL) {
         return pv_err_set(e, PV_ERR_INVALID_ARG, "attest: missing argument");
     }
     memset(res, 0, sizeof(*res));
@@ -757,7 +766,7 @@ int pv_attest_run(const pv_attest_opts *o, pv_attest_result *res, pv_err *e)
     pv_cbor_enc_init(&enc, body);
     pv_cbor_put_map(&enc, 1);
     pv_cbor_put_uint(&enc, CH_DEVICE);
-    pv_cbor_put_text(&enc, out.device_id);
+    pv_cbor_put_text(&enc, h->challenge_device_id ? h->challenge_device_id : out.device_id);
     if ((r = pv_cbor_enc_result(&enc)) != PV_OK) {
         r = pv_err_set(e, r, "encoding the challenge request");
         goto out;
@@ -786,14 +795,20 @@ int pv_attest_run(const pv_attest_opts *o, pv_attest_result *res, pv_err *e)
         r = pv_err_set(e, PV_ERR_ROT, "the root of trust changed identity during attestation");
         goto out;
     }
-    r = sign_evidence(o, rot, out.device_id, nonce, &k, &sp, e);
+    r = sign_evidence(o, h, h->sign_rot ? h->sign_rot : rot, out.device_id, nonce, &k, &sp, e);
     pv_rot_close(rot);
     rot = NULL;
     if (r != PV_OK) {
         goto out;
     }
+    if (h->swap_tls_key && (r = attest_tlskey_make(out.rot_kind, resolve_tcti(o, &st),
+                                                   out.device_id, &swapped, e)) != PV_OK) {
+        goto out;
+    }
     pv_buf_reset(body);
-    if ((r = encode_request(&sp, out.rot_kind == PV_ROT_TPM, &k, body, e)) != PV_OK ||
+    if ((r = encode_request(&sp, out.rot_kind == PV_ROT_TPM, h->swap_tls_key ? &swapped : &k, body,
+                            e)) != PV_OK ||
+        (h->edit_request != NULL && (r = h->edit_request(h->ctx, body, e)) != PV_OK) ||
         (r = http_post(&c, "/v1/attestation", body, &status, e)) != PV_OK ||
         (r = attest_parse_response(status, pv_buf_data(c.resp), pv_buf_len(c.resp), &rsp, e)) !=
             PV_OK) {
@@ -822,6 +837,7 @@ out:
     pv_buf_free(sp.quote);
     attest_response_free(&rsp);
     attest_tlskey_free(&k);
+    attest_tlskey_free(&swapped);
     http_free(&c);
     pv_wipe(nonce, sizeof(nonce));
     free(ca);

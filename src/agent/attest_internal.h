@@ -75,4 +75,26 @@ int attest_tlskey_make(pv_rot_kind kind, const char *tcti, const char *device_id
                        attest_tlskey *out, pv_err *e);
 void attest_tlskey_free(attest_tlskey *k);
 
+/* ---- hostile variations, for the attack tests ----
+ * pv_attest_run is attest_run with no hooks. tests/attacks drive the same client with
+ * hooks to send what a hostile or broken device would, so the service is tested against
+ * the real protocol code with one thing changed. Every member may be NULL/false. */
+typedef struct attest_hooks {
+    void *ctx;
+    /* Asks the challenge for this device ID instead of ours (another device's nonce). */
+    const char *challenge_device_id;
+    /* Signs the evidence (and quotes) with this root of trust instead of ours: its
+     * attestation key, our claims (evidence signed by another device). */
+    pv_rot *sign_rot;
+    /* Edits the claims after they are filled and before they are signed. */
+    int (*edit_evidence)(void *ctx, pv_evidence *ev, pv_err *e);
+    /* Sends the CSR of a second fresh key, not the one the evidence binds (the TLS key
+     * swapped after the evidence was made). */
+    bool swap_tls_key;
+    /* Sees the encoded attestation request before it is sent; may record or replace it. */
+    int (*edit_request)(void *ctx, pv_buf *body, pv_err *e);
+} attest_hooks;
+
+int attest_run(const pv_attest_opts *o, const attest_hooks *h, pv_attest_result *res, pv_err *e);
+
 #endif
