@@ -819,15 +819,15 @@ static void loaded_ca_free(loaded_ca *l)
 
 /* Loads the CA of a query's first row (id, cert_pem, key_sealed, not_after, status,
  * retire_after) and opens its key. */
-static int load_row(const store_rows *rows, const uint8_t kek[TENANT_CA_KEK_LEN], int64_t now,
-                    loaded_ca *out, pv_err *e)
+static int load_row(const store_rows *rows, size_t i, const uint8_t kek[TENANT_CA_KEK_LEN],
+                    int64_t now, loaded_ca *out, pv_err *e)
 {
     int r = PV_ERR_INTERNAL;
     pv_buf *plain = pv_buf_new(TENANT_CA_SEALED_MAX);
     pv_key *pub = NULL;
     size_t sealed_len = 0;
-    const char *id = store_rows_text(rows, 0, 0);
-    const uint8_t *sealed = store_rows_blob(rows, 0, 2, &sealed_len);
+    const char *id = store_rows_text(rows, i, 0);
+    const uint8_t *sealed = store_rows_blob(rows, i, 2, &sealed_len);
 
     memset(out, 0, sizeof(*out));
     if (plain == NULL) {
@@ -838,13 +838,13 @@ static int load_row(const store_rows *rows, const uint8_t kek[TENANT_CA_KEK_LEN]
         goto out;
     }
     snprintf(out->id, sizeof(out->id), "%s", id);
-    out->not_after = store_rows_int(rows, 0, 3);
+    out->not_after = store_rows_int(rows, i, 3);
     out->retired =
-        strcmp(effective_status(store_rows_text(rows, 0, 4) != NULL ? store_rows_text(rows, 0, 4)
+        strcmp(effective_status(store_rows_text(rows, i, 4) != NULL ? store_rows_text(rows, i, 4)
                                                                     : "retired",
-                                !store_rows_is_null(rows, 0, 5), store_rows_int(rows, 0, 5), now),
+                                !store_rows_is_null(rows, i, 5), store_rows_int(rows, i, 5), now),
                "retired") == 0;
-    if ((r = cert_from_pem(store_rows_text(rows, 0, 1), &out->cert, e)) != PV_OK ||
+    if ((r = cert_from_pem(store_rows_text(rows, i, 1), &out->cert, e)) != PV_OK ||
         (r = tenant_ca_unseal(kek, id, sealed, sealed_len, plain, e)) != PV_OK ||
         (r = key_from_pkcs8(pv_buf_data(plain), pv_buf_len(plain), &out->key, e)) != PV_OK ||
         (r = pv_cert_public_key(out->cert, &pub, e)) != PV_OK) {
@@ -957,13 +957,13 @@ static void loaded_ca_copy(const loaded_ca *from, loaded_ca *to)
 }
 
 /* Loads the CA of a query's first row (LOAD_COLUMNS) through this thread's cache. */
-static int load_row_cached(const store_rows *rows, const uint8_t kek[TENANT_CA_KEK_LEN],
+static int load_row_cached(const store_rows *rows, size_t row, const uint8_t kek[TENANT_CA_KEK_LEN],
                            int64_t now, loaded_ca *out, pv_err *e)
 {
-    const char *id = store_rows_text(rows, 0, 0);
-    const char *pem = store_rows_text(rows, 0, 1);
+    const char *id = store_rows_text(rows, row, 0);
+    const char *pem = store_rows_text(rows, row, 1);
     size_t sealed_len = 0;
-    const uint8_t *sealed = store_rows_blob(rows, 0, 2, &sealed_len);
+    const uint8_t *sealed = store_rows_blob(rows, row, 2, &sealed_len);
     ca_cache *c = cache_get();
 
     memset(out, 0, sizeof(*out));
@@ -976,17 +976,17 @@ static int load_row_cached(const store_rows *rows, const uint8_t kek[TENANT_CA_K
         if (slot_matches(s, kek, id, sealed, sealed_len, pem, pem_len)) {
             loaded_ca_copy(&s->ca, out);
             /* The status is the row's now, not what it was when cached. */
-            out->not_after = store_rows_int(rows, 0, 3);
-            out->retired = strcmp(effective_status(store_rows_text(rows, 0, 4) != NULL
-                                                       ? store_rows_text(rows, 0, 4)
+            out->not_after = store_rows_int(rows, row, 3);
+            out->retired = strcmp(effective_status(store_rows_text(rows, row, 4) != NULL
+                                                       ? store_rows_text(rows, row, 4)
                                                        : "retired",
-                                                   !store_rows_is_null(rows, 0, 5),
-                                                   store_rows_int(rows, 0, 5), now),
+                                                   !store_rows_is_null(rows, row, 5),
+                                                   store_rows_int(rows, row, 5), now),
                                   "retired") == 0;
             return PV_OK;
         }
     }
-    int r = load_row(rows, kek, now, out, e);
+    int r = load_row(rows, row, kek, now, out, e);
     if (r != PV_OK || !cacheable) {
         return r;
     }
@@ -1015,8 +1015,76 @@ static int load_active(store *db, const uint8_t kek[TENANT_CA_KEK_LEN], const ch
         r = pv_err_set(e, PV_ERR_NOT_FOUND, "tenant %s has no active CA", tenant_id);
     }
     if (r == PV_OK) {
-        r = load_row_cached(rows, kek, now, out, e);
+        r = load_row_cached(rows, 0, kek, now, out, e);
     }
+    store_rows_free(rows);
+    return r;
+}
+
+/* The tenant's active CA and, when chain is not NULL, its chain, in one query. */
+static int load_with_chain(store *db, const uint8_t kek[TENANT_CA_KEK_LEN], const char *tenant_id,
+                           int64_t now, loaded_ca *active, pv_chain **chain, pv_err *e)
+{
+    store_rows *rows = NULL;
+    pv_chain *ch = NULL;
+    loaded_ca one;
+    int r = PV_ERR_INTERNAL;
+
+    memset(&one, 0, sizeof(one));
+    if (chain == NULL) {
+        return load_active(db, kek, tenant_id, now, active, e);
+    }
+    *chain = NULL;
+    store_val p[] = {SV_TEXT(tenant_id)};
+    r = store_exec(db,
+                   "SELECT " LOAD_COLUMNS " FROM tenant_cas WHERE tenant_id = $1 AND "
+                   "status IN ('active', 'retiring') ORDER BY created_at DESC, id DESC",
+                   p, 1, &rows, NULL, e);
+    if (r != PV_OK) {
+        goto out;
+    }
+    if ((ch = pv_chain_new()) == NULL) {
+        r = pv_err_set(e, PV_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    /* The newest active row issues and leads the chain; the retiring rows follow, newest
+     * first, unless their overlap has ended. */
+    for (size_t i = 0; i < store_rows_count(rows); i++) {
+        const char *status = store_rows_text(rows, i, 4);
+        if (status != NULL && strcmp(status, "active") == 0 && active->cert == NULL) {
+            if ((r = load_row_cached(rows, i, kek, now, active, e)) != PV_OK ||
+                (r = pv_chain_add(ch, active->cert)) != PV_OK) {
+                goto out;
+            }
+        }
+    }
+    if (active->cert == NULL) {
+        r = pv_err_set(e, PV_ERR_NOT_FOUND, "tenant %s has no active CA", tenant_id);
+        goto out;
+    }
+    for (size_t i = 0; i < store_rows_count(rows); i++) {
+        const char *status = store_rows_text(rows, i, 4);
+        if (status == NULL || strcmp(status, "retiring") != 0) {
+            continue;
+        }
+        if ((r = load_row_cached(rows, i, kek, now, &one, e)) != PV_OK) {
+            goto out;
+        }
+        if (!one.retired && (r = pv_chain_add(ch, one.cert)) != PV_OK) {
+            pv_err_set(e, r, "tenant %s: too many CAs in the chain", tenant_id);
+            goto out;
+        }
+        loaded_ca_free(&one);
+    }
+    *chain = ch;
+    ch = NULL;
+    r = PV_OK;
+out:
+    if (r != PV_OK) {
+        loaded_ca_free(active);
+    }
+    loaded_ca_free(&one);
+    pv_chain_free(ch);
     store_rows_free(rows);
     return r;
 }
@@ -1025,6 +1093,19 @@ int tenant_ca_issue(store *db, const uint8_t kek[TENANT_CA_KEK_LEN], const char 
                     const pv_key *pub, const char *subject, int64_t now, int64_t lifetime,
                     const tenant_ca_ext *ext, tenant_ca_issued *out, pv_err *e)
 {
+    return tenant_ca_issue_chain(db, kek, tenant_id, pub, subject, now, lifetime, ext, out, NULL,
+                                 e);
+}
+
+int tenant_ca_issue_chain(store *db, const uint8_t kek[TENANT_CA_KEK_LEN], const char *tenant_id,
+                          const pv_key *pub, const char *subject, int64_t now, int64_t lifetime,
+                          const tenant_ca_ext *ext, tenant_ca_issued *out, pv_chain **chain,
+                          pv_err *e)
+{
+    pv_chain *ch = NULL;
+    if (chain != NULL) {
+        *chain = NULL;
+    }
     int r = PV_ERR_INTERNAL;
     loaded_ca ca;
     pv_cert *cert = NULL;
@@ -1054,7 +1135,7 @@ int tenant_ca_issue(store *db, const uint8_t kek[TENANT_CA_KEK_LEN], const char 
         r = pv_err_wrap(e, PV_ERR_INVALID_ARG, "issue");
         goto out;
     }
-    r = load_active(db, kek, tenant_id, now, &ca, e);
+    r = load_with_chain(db, kek, tenant_id, now, &ca, chain != NULL ? &ch : NULL, e);
     if (r != PV_OK) {
         goto out;
     }
@@ -1088,8 +1169,13 @@ int tenant_ca_issue(store *db, const uint8_t kek[TENANT_CA_KEK_LEN], const char 
     (void)pv_cert_validity(cert, &out->not_before, &out->not_after);
     out->cert = cert;
     cert = NULL;
+    if (chain != NULL) {
+        *chain = ch;
+        ch = NULL;
+    }
     r = PV_OK;
 out:
+    pv_chain_free(ch);
     pv_cert_free(cert);
     loaded_ca_free(&ca);
     return r;
@@ -1121,7 +1207,7 @@ int tenant_ca_proof(store *db, const uint8_t kek[TENANT_CA_KEK_LEN], const char 
         r = pv_err_set(e, PV_ERR_NOT_FOUND, "CA certificate %.36s not found", ca_id);
     }
     if (r == PV_OK) {
-        r = load_row(rows, kek, now, &ca, e);
+        r = load_row(rows, 0, kek, now, &ca, e);
     }
     if (r != PV_OK) {
         goto out;

@@ -172,6 +172,14 @@ int tenant_ca_issue(store *db, const uint8_t kek[TENANT_CA_KEK_LEN], const char 
                     const pv_key *pub, const char *subject, int64_t now, int64_t lifetime,
                     const tenant_ca_ext *ext, tenant_ca_issued *out, pv_err *e);
 
+/* tenant_ca_issue, and in the same read the tenant's chain (as tenant_ca_chain: the
+ * active CA first, then the retiring ones newest first), into *chain (caller frees):
+ * what a device that passed attestation receives. The same codes. */
+int tenant_ca_issue_chain(store *db, const uint8_t kek[TENANT_CA_KEK_LEN], const char *tenant_id,
+                          const pv_key *pub, const char *subject, int64_t now, int64_t lifetime,
+                          const tenant_ca_ext *ext, tenant_ca_issued *out, pv_chain **chain,
+                          pv_err *e);
+
 /* Drops this thread's cache of opened CA keys (wiped). Threads' caches are also freed
  * when they exit; tests call this to force the uncached path. */
 void tenant_ca_cache_flush(void);
