@@ -134,9 +134,17 @@ static int parse_request(attest *a)
                  cbor_isa_map(a->body) ? pv_err_msg(&e) : "not a map");
         return PV_ERR_FORMAT;
     }
+    /* The evidence first: once it decodes, the failure can be recorded for its device. */
     if (get_bstr(a->body, REQ_EVIDENCE, true, PV_EVIDENCE_MAX_SIZE, &a->ev_bytes, &a->ev_len,
-                 a->detail, sizeof(a->detail)) != PV_OK ||
-        get_bstr(a->body, REQ_QUOTE, false, PV_QUOTE_MAX_ATTEST, &a->quote, &a->quote_len,
+                 a->detail, sizeof(a->detail)) != PV_OK) {
+        return PV_ERR_FORMAT;
+    }
+    if ((r = pv_evidence_decode(a->ev_bytes, a->ev_len, &a->ev, &a->cose, &e)) != PV_OK) {
+        snprintf(a->detail, sizeof(a->detail), "evidence: %s", pv_err_msg(&e));
+        return r == PV_ERR_NOMEM ? r : PV_ERR_FORMAT;
+    }
+    a->ev_ok = true;
+    if (get_bstr(a->body, REQ_QUOTE, false, PV_QUOTE_MAX_ATTEST, &a->quote, &a->quote_len,
                  a->detail, sizeof(a->detail)) != PV_OK ||
         get_bstr(a->body, REQ_QUOTE_SIG, false, PV_ES256_SIG_LEN, &a->quote_sig, &a->quote_sig_len,
                  a->detail, sizeof(a->detail)) != PV_OK ||
@@ -150,11 +158,6 @@ static int parse_request(attest *a)
                  "a quote (key 2) and its 64-byte signature (key 3) go together");
         return PV_ERR_FORMAT;
     }
-    if ((r = pv_evidence_decode(a->ev_bytes, a->ev_len, &a->ev, &a->cose, &e)) != PV_OK) {
-        snprintf(a->detail, sizeof(a->detail), "evidence: %s", pv_err_msg(&e));
-        return r == PV_ERR_NOMEM ? r : PV_ERR_FORMAT;
-    }
-    a->ev_ok = true;
     a->csr_result = pv_csr_verify_der(a->csr, a->csr_len, &a->tls_key, &e);
     if (a->csr_result != PV_OK && a->csr_result != PV_ERR_SIGNATURE) {
         snprintf(a->detail, sizeof(a->detail), "CSR: %s", pv_err_msg(&e));
