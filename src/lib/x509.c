@@ -1016,7 +1016,8 @@ static bool add_subject_alt_names(X509 *x, const pv_cert_params *p)
     return ok;
 }
 
-/* The caller's extra extension; false with an OpenSSL or argument failure. */
+/* Adds the caller's extra extension, if any. PV_OK; PV_ERR_INVALID_ARG (OID, size, a
+ * duplicate); PV_ERR_CRYPTO. */
 static int add_extra_ext(X509 *x, const pv_cert_params *p, pv_err *e)
 {
     const pv_cert_ext *ext = p->extra_ext;

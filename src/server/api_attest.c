@@ -168,7 +168,7 @@ static int parse_request(attest *a)
 
 /* ---- the device ---- */
 
-/* Step 2's replay check and steps 3's inputs, in one query. PV_OK, or a store error
+/* Step 2's replay check and step 3's inputs, in one query. PV_OK, or a store error
  * (the response is set). */
 static int read_device(attest *a)
 {
