@@ -85,6 +85,18 @@ PV_WUR int pv_chain_verify(const pv_chain *chain, const pv_trust *trust, int64_t
                            pv_err *e);
 
 /* ---- creation ---- */
+
+/* An extension of the caller's own to add to a created certificate: its OID in dotted
+ * numeric text, and its value (the DER that extnValue's OCTET STRING wraps). */
+typedef struct pv_cert_ext {
+    const char *oid;
+    const uint8_t *der;
+    size_t der_len; /* 1..PV_CERT_EXT_MAX */
+    bool critical;
+} pv_cert_ext;
+
+#define PV_CERT_EXT_MAX 4096
+
 typedef struct pv_cert_params {
     const char *subject; /* "CN=Name,O=Org,OU=Unit,C=US,ST=..,L=.." (no escapes) */
     int64_t not_before;  /* seconds since the epoch */
@@ -97,6 +109,9 @@ typedef struct pv_cert_params {
     /* subjectAltName, or NULL for none: comma-separated "DNS:name" and "IP:address"
      * entries (e.g. "DNS:localhost,IP:127.0.0.1"). */
     const char *subject_alt_names;
+    /* One more extension, or NULL: added before the certificate is signed, so it is
+     * signed once. Its OID must not be one of the extensions above. */
+    const pv_cert_ext *extra_ext;
 } pv_cert_params;
 
 /* Parses a subject string as described in pv_cert_params (the only syntax accepted);
@@ -105,7 +120,9 @@ int pv_cert_check_subject(const char *subject, pv_err *e);
 
 /* Creates a certificate for subject_key's public key, signed by issuer_key with issuer
  * as the issuer (both NULL: self-signed with subject_key). Random 16-byte serial,
- * subjectKeyIdentifier, authorityKeyIdentifier, SHA-256 signature. */
+ * subjectKeyIdentifier, authorityKeyIdentifier, SHA-256 signature.
+ * PV_ERR_INVALID_ARG (arguments, or an extra extension with a bad or duplicate OID or
+ * size); PV_ERR_FORMAT (subject); PV_ERR_CRYPTO. */
 int pv_cert_create(const pv_cert_params *p, const pv_key *subject_key, const pv_cert *issuer,
                    const pv_key *issuer_key, pv_cert **out, pv_err *e);
 
@@ -122,6 +139,10 @@ int pv_csr_create(const pv_key *key, const char *subject, pv_buf *out, pv_err *e
  * ignored: the issuer decides them.
  * PV_OK; PV_ERR_TOO_LARGE; PV_ERR_FORMAT; PV_ERR_SIGNATURE; PV_ERR_UNSUPPORTED. */
 PV_WUR int pv_csr_verify(const char *pem, size_t len, pv_key **public_key, pv_err *e);
+
+/* The same for a DER request of at most PV_CSR_MAX bytes (exactly one request, no
+ * trailing bytes), as devices send it. Same codes. */
+PV_WUR int pv_csr_verify_der(const uint8_t *der, size_t len, pv_key **public_key, pv_err *e);
 
 #define PV_CSR_MAX 8192
 

@@ -11,27 +11,14 @@
 #include "pavise/json.h"
 #include "pavise/mfgrec.h"
 
-static const char *const device_fields[] = {"id",
-                                            "ID:",
-                                            "product_name",
-                                            "Product:",
-                                            "device_group_name",
-                                            "Group:",
-                                            "development",
-                                            "Development:",
-                                            "cloud_test",
-                                            "Cloud test:",
-                                            "rot_kind",
-                                            "Root of trust:",
-                                            "manufactured_at",
-                                            "Manufactured:",
-                                            "claimed_at",
-                                            "Claimed:",
-                                            "updated_at",
-                                            "Updated:",
-                                            "tenant_id",
-                                            "Tenant:",
-                                            NULL};
+static const char *const device_fields[] = {
+    "id", "ID:", "product_name", "Product:", "device_group_name", "Group:", "development",
+    "Development:", "cloud_test", "Cloud test:", "rot_kind", "Root of trust:", "manufactured_at",
+    "Manufactured:", "claimed_at", "Claimed:", "updated_at", "Updated:", "tenant_id", "Tenant:",
+    /* the last attestation (null: none yet) */
+    "last_attestation.result", "Attestation:", "last_attestation.reason",
+    "Reason:", "last_attestation.at", "Attested:", "last_attestation.rot_kind",
+    "Attested RoT:", "last_attestation.client_cert_not_after", "Client cert:", NULL};
 static const char *const device_columns[] = {
     "id",          "ID",          "product_name", "PRODUCT",    "device_group_name", "GROUP",
     "development", "DEVELOPMENT", "cloud_test",   "CLOUD TEST", "rot_kind",          "ROT",

@@ -1016,6 +1016,51 @@ static bool add_subject_alt_names(X509 *x, const pv_cert_params *p)
     return ok;
 }
 
+/* Adds the caller's extra extension, if any. PV_OK; PV_ERR_INVALID_ARG (OID, size, a
+ * duplicate); PV_ERR_CRYPTO. */
+static int add_extra_ext(X509 *x, const pv_cert_params *p, pv_err *e)
+{
+    const pv_cert_ext *ext = p->extra_ext;
+    int r = PV_ERR_INTERNAL;
+    ASN1_OBJECT *obj = NULL;
+    ASN1_OCTET_STRING *val = NULL;
+    X509_EXTENSION *ex = NULL;
+
+    if (ext == NULL) {
+        return PV_OK;
+    }
+    if (ext->oid == NULL || ext->der == NULL || ext->der_len == 0 ||
+        ext->der_len > PV_CERT_EXT_MAX) {
+        return pv_err_set(e, PV_ERR_INVALID_ARG,
+                          "an extra extension needs an OID and 1 to %d bytes of value",
+                          PV_CERT_EXT_MAX);
+    }
+    obj = OBJ_txt2obj(ext->oid, 1); /* numeric form only */
+    if (obj == NULL) {
+        ERR_clear_error();
+        return pv_err_set(e, PV_ERR_INVALID_ARG, "extension OID '%.64s' is not dotted numbers",
+                          ext->oid);
+    }
+    if (X509_get_ext_by_OBJ(x, obj, -1) >= 0) {
+        r = pv_err_set(e, PV_ERR_INVALID_ARG, "extension %.64s is already in the certificate",
+                       ext->oid);
+        goto out;
+    }
+    if ((val = ASN1_OCTET_STRING_new()) == NULL ||
+        ASN1_OCTET_STRING_set(val, ext->der, (int)ext->der_len) != 1 ||
+        (ex = X509_EXTENSION_create_by_OBJ(NULL, obj, ext->critical ? 1 : 0, val)) == NULL ||
+        X509_add_ext(x, ex, -1) != 1) {
+        r = pv_err_ssl(e, PV_ERR_CRYPTO, "adding extension %.64s", ext->oid);
+        goto out;
+    }
+    r = PV_OK;
+out:
+    X509_EXTENSION_free(ex);
+    ASN1_OCTET_STRING_free(val);
+    ASN1_OBJECT_free(obj);
+    return r;
+}
+
 static int check_create_args(const pv_cert_params *p, const pv_key *subject_key,
                              const pv_cert *issuer, const pv_key *issuer_key, pv_err *e)
 {
@@ -1099,6 +1144,9 @@ int pv_cert_create(const pv_cert_params *p, const pv_key *subject_key, const pv_
         r = pv_err_ssl(e, PV_ERR_CRYPTO, "adding the certificate extensions");
         goto out;
     }
+    if ((r = add_extra_ext(x, p, e)) != PV_OK) {
+        goto out;
+    }
     if (X509_sign(x, signer, EVP_sha256()) <= 0) {
         r = pv_err_ssl(e, PV_ERR_CRYPTO, "signing the certificate");
         goto out;
@@ -1154,6 +1202,28 @@ out:
     return r;
 }
 
+/* The checks both forms share: a P-256 key that signed the request. */
+static int csr_check(X509_REQ *req, pv_key **public_key, pv_err *e)
+{
+    EVP_PKEY *pk = X509_REQ_get0_pubkey(req);
+    if (pk == NULL) {
+        return pv_err_ssl(e, PV_ERR_FORMAT, "certificate request carries no public key");
+    }
+    if (!EVP_PKEY_is_a(pk, "EC")) {
+        return pv_err_set(e, PV_ERR_UNSUPPORTED, "certificate request key is not ECDSA P-256");
+    }
+    char group[32] = "";
+    if (EVP_PKEY_get_utf8_string_param(pk, "group", group, sizeof(group), NULL) != 1 ||
+        strcmp(group, "prime256v1") != 0) {
+        ERR_clear_error();
+        return pv_err_set(e, PV_ERR_UNSUPPORTED, "certificate request key is not ECDSA P-256");
+    }
+    if (X509_REQ_verify(req, pk) != 1) {
+        return pv_err_ssl(e, PV_ERR_SIGNATURE, "certificate request is not signed by its key");
+    }
+    return pv_key_from_evp(pk, public_key, e); /* takes its own reference */
+}
+
 int pv_csr_verify(const char *pem, size_t len, pv_key **public_key, pv_err *e)
 {
     *public_key = NULL;
@@ -1176,29 +1246,33 @@ int pv_csr_verify(const char *pem, size_t len, pv_key **public_key, pv_err *e)
         r = pv_err_ssl(e, PV_ERR_FORMAT, "certificate request is not a PEM PKCS#10 request");
         goto out;
     }
-    EVP_PKEY *pk = X509_REQ_get0_pubkey(req);
-    if (pk == NULL) {
-        r = pv_err_ssl(e, PV_ERR_FORMAT, "certificate request carries no public key");
-        goto out;
-    }
-    if (!EVP_PKEY_is_a(pk, "EC")) {
-        r = pv_err_set(e, PV_ERR_UNSUPPORTED, "certificate request key is not ECDSA P-256");
-        goto out;
-    }
-    char group[32] = "";
-    if (EVP_PKEY_get_utf8_string_param(pk, "group", group, sizeof(group), NULL) != 1 ||
-        strcmp(group, "prime256v1") != 0) {
-        ERR_clear_error();
-        r = pv_err_set(e, PV_ERR_UNSUPPORTED, "certificate request key is not ECDSA P-256");
-        goto out;
-    }
-    if (X509_REQ_verify(req, pk) != 1) {
-        r = pv_err_ssl(e, PV_ERR_SIGNATURE, "certificate request is not signed by its key");
-        goto out;
-    }
-    r = pv_key_from_evp(pk, public_key, e); /* takes its own reference */
+    r = csr_check(req, public_key, e);
 out:
     X509_REQ_free(req);
     BIO_free(bio);
+    return r;
+}
+
+int pv_csr_verify_der(const uint8_t *der, size_t len, pv_key **public_key, pv_err *e)
+{
+    *public_key = NULL;
+    int r = PV_ERR_INTERNAL;
+    X509_REQ *req = NULL;
+    const unsigned char *p = der;
+    if (der == NULL || len == 0) {
+        return pv_err_set(e, PV_ERR_FORMAT, "certificate request is empty");
+    }
+    if (len > PV_CSR_MAX) {
+        return pv_err_set(e, PV_ERR_TOO_LARGE, "certificate request is larger than %d bytes",
+                          PV_CSR_MAX);
+    }
+    req = d2i_X509_REQ(NULL, &p, (long)len);
+    if (req == NULL || p != der + len) {
+        r = pv_err_ssl(e, PV_ERR_FORMAT, "certificate request is not one DER PKCS#10 request");
+        goto out;
+    }
+    r = csr_check(req, public_key, e);
+out:
+    X509_REQ_free(req);
     return r;
 }

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "pavise/base64.h"
+#include "pavise/cbor.h"
 #include "pavise/json.h"
 #include "pavise/log.h"
 #include "pavise/platform.h"
@@ -94,6 +95,55 @@ int api_ok_jw(api_ctx *c, int status, jw *w)
     c->content_type = "application/json";
     c->status = status;
     return PV_OK;
+}
+
+int api_ok_cbor(api_ctx *c, int status, pv_buf *out)
+{
+    size_t len = 0;
+    uint8_t *body = out != NULL && pv_buf_len(out) > 0 ? pv_buf_steal(out, &len) : NULL;
+    pv_buf_free(out);
+    if (body == NULL) {
+        return api_fail(c, 500, "internal", "the server could not write the response");
+    }
+    json_decref(c->out);
+    c->out = NULL;
+    free(c->raw);
+    c->raw = (char *)body;
+    c->raw_len = len;
+    c->content_type = "application/cbor";
+    c->status = status;
+    return PV_OK;
+}
+
+/* {1: "failed", 2: reason} as CBOR into a new buffer, or NULL. */
+static pv_buf *cbor_failure(const char *reason)
+{
+    pv_buf *b = pv_buf_new(256);
+    pv_cbor_enc enc;
+    if (b == NULL) {
+        return NULL;
+    }
+    pv_cbor_enc_init(&enc, b);
+    pv_cbor_put_map(&enc, 2);
+    pv_cbor_put_uint(&enc, 1);
+    pv_cbor_put_text(&enc, "failed");
+    pv_cbor_put_uint(&enc, 2);
+    pv_cbor_put_text(&enc, reason);
+    if (pv_cbor_enc_result(&enc) != PV_OK) {
+        pv_buf_free(b);
+        return NULL;
+    }
+    return b;
+}
+
+int api_fail_cbor(api_ctx *c, int status, const char *reason)
+{
+    pv_buf *b = cbor_failure(reason);
+    if (b == NULL) {
+        return api_fail(c, 500, "internal", "out of memory");
+    }
+    (void)api_ok_cbor(c, status, b);
+    return PV_ERR_INVALID_ARG;
 }
 
 int api_fail(api_ctx *c, int status, const char *code, const char *fmt, ...)
@@ -787,20 +837,20 @@ static int parse_query(api_call *k)
     return PV_OK;
 }
 
-/* Is the media type application/json (parameters such as charset allowed)? */
-static bool is_json_type(const char *ct)
+/* Is the media type want (parameters such as charset allowed)? */
+static bool is_media_type(const char *ct, const char *want)
 {
-    static const char want[] = "application/json";
+    size_t n = strlen(want);
     if (ct == NULL) {
         return false;
     }
     while (*ct == ' ' || *ct == '\t') {
         ct++;
     }
-    if (strncasecmp(ct, want, sizeof(want) - 1) != 0) {
+    if (strncasecmp(ct, want, n) != 0) {
         return false;
     }
-    ct += sizeof(want) - 1;
+    ct += n;
     while (*ct == ' ' || *ct == '\t') {
         ct++;
     }
@@ -851,11 +901,18 @@ static int parse_body(api_ctx *c)
         return api_fail(c, 413, "payload_too_large", "the body is larger than %zu bytes",
                         c->srv->cfg.max_body);
     }
+    if (API_IS_CBOR(c->route)) {
+        /* The handler parses it: device messages are CBOR, bounded by their own rules. */
+        return is_media_type(req->content_type, "application/cbor")
+                   ? PV_OK
+                   : api_fail(c, 415, "unsupported_media_type",
+                              "the body must be CBOR (Content-Type: application/cbor)");
+    }
     if (req->body_len == 0) {
         c->body = json_object();
         return c->body != NULL ? PV_OK : api_fail(c, 500, "internal", "out of memory");
     }
-    if (!is_json_type(req->content_type)) {
+    if (!is_media_type(req->content_type, "application/json")) {
         return api_fail(c, 415, "unsupported_media_type",
                         "the body must be JSON (Content-Type: application/json)");
     }
@@ -918,6 +975,42 @@ static bool copy_text(char *dst, size_t size, const char *src)
     return true;
 }
 
+/* A device's service certificate: recorded when it was issued and not expired. */
+static int authenticate_device(api_ctx *c)
+{
+    const api_request *req = c->req;
+    store_rows *rows = NULL;
+    char fp[2 * PV_SHA256_LEN + 1];
+    pv_err e;
+    int r = PV_ERR_INTERNAL;
+
+    pv_err_clear(&e);
+    if (!req->has_client_cert) {
+        return api_fail(c, 401, "unauthenticated",
+                        "this needs the device's service certificate (attest first)");
+    }
+    pv_hex_encode(req->client_fp, sizeof(req->client_fp), fp, sizeof(fp));
+    store_val p[] = {SV_TEXT(fp), SV_INT(c->now)};
+    r = store_exec(c->db,
+                   "SELECT device_id FROM device_service_certs "
+                   "WHERE fingerprint = $1 AND not_after > $2",
+                   p, 2, &rows, NULL, &e);
+    if (r != PV_OK) {
+        r = api_store_fail(c, r, &e, NULL);
+        goto out;
+    }
+    if (store_rows_count(rows) != 1 ||
+        !copy_text(c->device_id, sizeof(c->device_id), store_rows_text(rows, 0, 0))) {
+        r = api_fail(c, 401, "unauthenticated",
+                     "the client certificate is not a current service certificate");
+        goto out;
+    }
+    r = PV_OK;
+out:
+    store_rows_free(rows);
+    return r;
+}
+
 /* The caller's certificate, and on {tenant} routes their role there, in one query: this
  * runs on every request. */
 static int authenticate(api_ctx *c, const char *tenant)
@@ -929,8 +1022,13 @@ static int authenticate(api_ctx *c, const char *tenant)
     int r = PV_ERR_INTERNAL;
 
     pv_err_clear(&e);
-    if (c->route->access == API_PUBLIC && !req->has_client_cert) {
+    /* A public device route has no use for who a certificate names: skip the query. */
+    if ((c->route->access == API_PUBLIC && !req->has_client_cert) ||
+        c->route->access == API_DEVICE_PUBLIC) {
         return PV_OK;
+    }
+    if (c->route->access == API_DEVICE) {
+        return authenticate_device(c);
     }
     if (!req->has_client_cert) {
         return api_fail(c, 401, "unauthenticated",
@@ -1027,8 +1125,27 @@ static int dispatch(api_call *k)
 static const char fallback_body[] =
     "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
 
+/* On a CBOR route, an error set by api_fail becomes {1: "failed", 2: its code with '-'
+ * for '_'}: a device reads one format whatever refused it. */
+static void cbor_error(api_ctx *c)
+{
+    json_t *err = json_object_get(c->out, "error");
+    const char *code = json_string_value(json_object_get(err, "code"));
+    char reason[64];
+    size_t n = 0;
+    for (; code != NULL && code[n] != '\0' && n + 1 < sizeof(reason); n++) {
+        reason[n] = code[n] == '_' ? '-' : code[n];
+    }
+    reason[n] = '\0';
+    int status = c->status;
+    (void)api_fail_cbor(c, status, n > 0 ? reason : "internal");
+}
+
 static void render(api_ctx *c, api_response *resp)
 {
+    if (c->route != NULL && API_IS_CBOR(c->route) && c->raw == NULL) {
+        cbor_error(c);
+    }
     if (c->raw != NULL) {
         resp->status = c->status;
         resp->body = c->raw;

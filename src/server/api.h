@@ -32,6 +32,7 @@
 
 #include <jansson.h>
 
+#include "pavise/buf.h"
 #include "pavise/crypto.h"
 #include "pavise/err.h"
 
@@ -68,11 +69,18 @@ void api_handle(const server *srv, store *db, const api_request *req, api_respon
 /* ---- routes ---- */
 
 typedef enum api_access {
-    API_PUBLIC,      /* no client certificate needed */
-    API_OPERATOR,    /* any enrolled operator (valid, unrevoked certificate) */
-    API_READER,      /* a role in {tenant}: Reader or above */
-    API_CONTRIBUTOR, /* Contributor or Administrator in {tenant} */
-    API_ADMIN,       /* Administrator in {tenant} */
+    API_PUBLIC,   /* no client certificate needed */
+    API_OPERATOR, /* any enrolled operator (valid, unrevoked certificate) */
+    /* Device routes (docs/protocol/attestation.md): the body is CBOR (Content-Type
+     * application/cbor, else 415), handed to the handler unparsed (c->req->body), and
+     * errors are CBOR {1: "failed", 2: reason}, the reason being the error code with '-'
+     * for '_' ("bad-request", "payload-too-large", ...). Handlers answer with
+     * api_ok_cbor / api_fail_cbor. */
+    API_DEVICE_PUBLIC, /* no client certificate needed */
+    API_DEVICE,        /* a device's service certificate (device_service_certs, unexpired) */
+    API_READER,        /* a role in {tenant}: Reader or above */
+    API_CONTRIBUTOR,   /* Contributor or Administrator in {tenant} */
+    API_ADMIN,         /* Administrator in {tenant} */
 } api_access;
 
 typedef enum api_role {
@@ -95,6 +103,9 @@ typedef struct api_route {
     const char *const *query; /* allowed query parameters (NULL-terminated) or NULL */
 } api_route;
 
+/* Whether a route is a device route (CBOR). */
+#define API_IS_CBOR(rt) ((rt)->access == API_DEVICE_PUBLIC || (rt)->access == API_DEVICE)
+
 extern const api_route api_routes[];
 extern const size_t api_route_count;
 
@@ -112,6 +123,8 @@ struct api_ctx {
     /* the caller (API_OPERATOR and above) */
     char operator_id[37];
     char operator_name[65];
+    /* the calling device (API_DEVICE): its ID */
+    char device_id[65];
     /* the tenant ({tenant} routes) and the caller's role in it */
     const char *tenant_id;
     api_role role;
@@ -131,6 +144,12 @@ int api_ok(api_ctx *c, int status, json_t *out);
 int api_ok_jw(api_ctx *c, int status, jw *w);
 /* The most a jw-written response may hold. */
 #define API_MAX_RESPONSE ((size_t)64 << 20)
+
+/* A CBOR response (device routes): takes the bytes of out (a pv_buf, freed either way).
+ * PV_OK; a 500 (and its code) when out is NULL or empty. */
+int api_ok_cbor(api_ctx *c, int status, pv_buf *out);
+/* A CBOR error {1: "failed", 2: reason} with this status. Returns PV_ERR_INVALID_ARG. */
+int api_fail_cbor(api_ctx *c, int status, const char *reason);
 
 /* Sets an error response and returns PV_ERR_INVALID_ARG, so handlers write
  * `return api_fail(c, 404, "not_found", "device %s not found", id);`. */
@@ -223,6 +242,10 @@ int api_group_create(api_ctx *c);
 int api_group_show(api_ctx *c);
 int api_group_update(api_ctx *c);
 int api_group_delete(api_ctx *c);
+/* api_attest.c: attestation (docs/protocol/attestation.md). */
+int api_attest_challenge(api_ctx *c);
+int api_attest(api_ctx *c);
+int api_device_attestation(api_ctx *c);
 /* api_ca.c: the tenant's CA certificates. */
 int api_ca_list(api_ctx *c);
 int api_ca_show(api_ctx *c);

@@ -23,10 +23,13 @@
 /* Columns of a Device, in the order device_write reads them. */
 #define DEVICE_COLUMNS                                                                             \
     "d.id, d.tenant_id, d.device_group_id, g.name, g.product_id, p.name, d.development, "          \
-    "d.cloud_test, m.rot_kind, m.manufactured_at, d.claimed_at, d.updated_at "                     \
+    "d.cloud_test, m.rot_kind, m.manufactured_at, d.claimed_at, d.updated_at, "                    \
+    "a.result, a.reason, a.at, a.rot_kind, a.client_not_after "                                    \
     "FROM devices d JOIN manufacturing_records m ON m.device_id = d.id "                           \
     "LEFT JOIN device_groups g ON g.id = d.device_group_id "                                       \
-    "LEFT JOIN products p ON p.id = g.product_id "
+    "LEFT JOIN products p ON p.id = g.product_id "                                                 \
+    "LEFT JOIN attestations a ON a.seq = (SELECT MAX(seq) FROM attestations "                      \
+    "WHERE device_id = d.id AND tenant_id = d.tenant_id) "
 
 /* Writes the Device object of row i (api-shapes.md). */
 static void device_write(jw *w, const store_rows *rows, size_t i)
@@ -58,6 +61,29 @@ static void device_write(jw *w, const store_rows *rows, size_t i)
     jw_time(w, store_rows_int(rows, i, 10));
     jw_key(w, "updated_at");
     jw_time(w, store_rows_int(rows, i, 11));
+    /* The last attestation while in this tenant, or null. */
+    jw_key(w, "last_attestation");
+    if (store_rows_is_null(rows, i, 12)) {
+        jw_null(w);
+    } else {
+        const char *reason = store_rows_text(rows, i, 13), *akind = store_rows_text(rows, i, 15);
+        jw_object_begin(w);
+        jw_key(w, "result");
+        jw_string(w, store_rows_text(rows, i, 12));
+        jw_key(w, "reason");
+        jw_string(w, reason != NULL ? reason : "");
+        jw_key(w, "at");
+        jw_time(w, store_rows_int(rows, i, 14));
+        jw_key(w, "rot_kind");
+        jw_string(w, akind);
+        jw_key(w, "client_cert_not_after");
+        if (store_rows_is_null(rows, i, 16)) {
+            jw_null(w);
+        } else {
+            jw_time(w, store_rows_int(rows, i, 16));
+        }
+        jw_object_end(w);
+    }
     jw_object_end(w);
 }
 

@@ -57,6 +57,11 @@ const api_route api_routes[] = {
     {"POST", T "/ca-certificates/rotate", API_ADMIN, api_ca_rotate, NULL},
     {"GET", T "/ca-certificates/{ca_certificate}", API_READER, api_ca_show, NULL},
     {"POST", T "/ca-certificates/{ca_certificate}/proof", API_CONTRIBUTOR, api_ca_proof, NULL},
+
+    /* Devices (docs/protocol/attestation.md): CBOR bodies and errors. */
+    {"POST", "/v1/attestation/challenge", API_DEVICE_PUBLIC, api_attest_challenge, NULL},
+    {"POST", "/v1/attestation", API_DEVICE_PUBLIC, api_attest, NULL},
+    {"GET", "/v1/device/attestation", API_DEVICE, api_device_attestation, NULL},
 };
 
 const size_t api_route_count = sizeof(api_routes) / sizeof(api_routes[0]);

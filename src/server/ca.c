@@ -636,3 +636,30 @@ void ca_issued_clear(ca_issued *c)
     free(c->cert_pem);
     memset(c, 0, sizeof(*c));
 }
+
+int ca_issue_device(const server_ca *ca, const pv_key *pub, const char *device_id, int64_t now,
+                    int64_t lifetime, pv_cert **out, pv_err *e)
+{
+    char subject[16 + 64];
+    *out = NULL;
+    if (ca == NULL || pub == NULL || device_id == NULL || strlen(device_id) != 64 ||
+        strspn(device_id, "0123456789abcdef") != 64) {
+        return pv_err_set(e, PV_ERR_INVALID_ARG, "service certificate: not a device ID");
+    }
+    if (lifetime <= 0 || lifetime > 365 * DAY) {
+        return pv_err_set(e, PV_ERR_INVALID_ARG, "service certificate: lifetime out of range");
+    }
+    snprintf(subject, sizeof(subject), "CN=%s,OU=device", device_id);
+    pv_cert_params p = {
+        .subject = subject,
+        .not_before = now - CLOCK_SKEW,
+        .not_after = now + lifetime,
+        .path_len = -1,
+        .client_auth = true,
+    };
+    int r = pv_cert_create(&p, pub, ca->ca, ca->ca_key, out, e);
+    if (r != PV_OK) {
+        pv_err_wrap(e, r, "issuing the service certificate of device %s", device_id);
+    }
+    return r;
+}

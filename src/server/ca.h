@@ -58,4 +58,11 @@ int ca_issue_operator(const server_ca *ca, const char *csr_pem, size_t csr_len, 
                       int64_t days, ca_issued *out, pv_err *e);
 void ca_issued_clear(ca_issued *c);
 
+/* Issues a device's service certificate (docs/protocol/attestation.md §2): subject
+ * CN=<device ID>,OU=device, extendedKeyUsage clientAuth, valid from now - 5 min to
+ * now + lifetime seconds, for pub (the key of the device's verified CSR). *out receives
+ * it (caller frees). PV_OK; PV_ERR_INVALID_ARG (device ID, lifetime); PV_ERR_CRYPTO. */
+int ca_issue_device(const server_ca *ca, const pv_key *pub, const char *device_id, int64_t now,
+                    int64_t lifetime, pv_cert **out, pv_err *e);
+
 #endif

@@ -287,6 +287,14 @@ static int cmd_init(const cli_cmd *cmd, const cli_args *args, pv_err *e)
         goto out;
     }
     created = true;
+    /* The attestation nonce key, made with the rest of DATA (nonce.h). */
+    uint8_t nonce_key[NONCE_KEY_LEN];
+    r = nonce_key_load(data, true, nonce_key, e);
+    pv_wipe(nonce_key, sizeof(nonce_key));
+    if (r != PV_OK) {
+        pv_err_wrap(e, r, "creating the nonce key");
+        goto out;
+    }
     if (db_flag != NULL) {
         int n = snprintf(db_url, sizeof(db_url), "%s", db_flag);
         r = n > 0 && (size_t)n < sizeof(db_url) ? PV_OK
@@ -423,6 +431,13 @@ static int cmd_serve(const cli_cmd *cmd, const cli_args *args, pv_err *e)
     if (r != PV_OK) {
         goto out;
     }
+    /* Made here too when missing, like the tenant CA KEK: a data directory from before
+     * attestation. Creation never replaces a file, so replicas agree on one key. */
+    r = nonce_key_load(srv.cfg.data_dir, true, srv.nonce_key, e);
+    if (r != PV_OK) {
+        pv_err_wrap(e, r, "the attestation nonce key");
+        goto out;
+    }
     srv.metrics = metrics_new();
     if (srv.metrics == NULL) {
         r = pv_err_set(e, PV_ERR_NOMEM, "out of memory");
@@ -448,6 +463,7 @@ static int cmd_serve(const cli_cmd *cmd, const cli_args *args, pv_err *e)
 out:
     metrics_free(srv.metrics);
     ca_free(srv.ca);
+    pv_wipe(srv.nonce_key, sizeof(srv.nonce_key));
     return r;
 }
 

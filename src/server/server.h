@@ -15,6 +15,7 @@
 #include "pavise/err.h"
 
 #include "ca.h"
+#include "nonce.h"
 #include "store.h"
 
 #define SERVER_MAX_WORKERS  64
@@ -39,8 +40,9 @@ typedef struct metrics metrics; /* metrics.h */
 
 typedef struct server {
     server_config cfg;
-    server_ca *ca;    /* CA and server TLS material from DATA */
-    metrics *metrics; /* shared by all workers */
+    server_ca *ca;                    /* CA and server TLS material from DATA */
+    metrics *metrics;                 /* shared by all workers */
+    uint8_t nonce_key[NONCE_KEY_LEN]; /* DATA/nonce.key: attestation nonces (nonce.h) */
 } server;
 
 #endif

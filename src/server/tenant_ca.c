@@ -3,13 +3,13 @@
  * Tenant CAs: the key-encryption key, sealing, and the CA rows (tenant_ca.h).
  *
  * The certificates themselves are made by pv_cert_create (src/lib/x509.c), which sets
- * the extensions both kinds need; the one thing it cannot add, a caller's own extension
- * (the attestation extension of client certificates), is added here to a copy and the
- * copy signed again with the CA key.
+ * the extensions both kinds need and the caller's own (the attestation extension of
+ * client certificates), and signs once.
  */
 #include "tenant_ca.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -818,15 +819,15 @@ static void loaded_ca_free(loaded_ca *l)
 
 /* Loads the CA of a query's first row (id, cert_pem, key_sealed, not_after, status,
  * retire_after) and opens its key. */
-static int load_row(const store_rows *rows, const uint8_t kek[TENANT_CA_KEK_LEN], int64_t now,
-                    loaded_ca *out, pv_err *e)
+static int load_row(const store_rows *rows, size_t i, const uint8_t kek[TENANT_CA_KEK_LEN],
+                    int64_t now, loaded_ca *out, pv_err *e)
 {
     int r = PV_ERR_INTERNAL;
     pv_buf *plain = pv_buf_new(TENANT_CA_SEALED_MAX);
     pv_key *pub = NULL;
     size_t sealed_len = 0;
-    const char *id = store_rows_text(rows, 0, 0);
-    const uint8_t *sealed = store_rows_blob(rows, 0, 2, &sealed_len);
+    const char *id = store_rows_text(rows, i, 0);
+    const uint8_t *sealed = store_rows_blob(rows, i, 2, &sealed_len);
 
     memset(out, 0, sizeof(*out));
     if (plain == NULL) {
@@ -837,13 +838,13 @@ static int load_row(const store_rows *rows, const uint8_t kek[TENANT_CA_KEK_LEN]
         goto out;
     }
     snprintf(out->id, sizeof(out->id), "%s", id);
-    out->not_after = store_rows_int(rows, 0, 3);
+    out->not_after = store_rows_int(rows, i, 3);
     out->retired =
-        strcmp(effective_status(store_rows_text(rows, 0, 4) != NULL ? store_rows_text(rows, 0, 4)
+        strcmp(effective_status(store_rows_text(rows, i, 4) != NULL ? store_rows_text(rows, i, 4)
                                                                     : "retired",
-                                !store_rows_is_null(rows, 0, 5), store_rows_int(rows, 0, 5), now),
+                                !store_rows_is_null(rows, i, 5), store_rows_int(rows, i, 5), now),
                "retired") == 0;
-    if ((r = cert_from_pem(store_rows_text(rows, 0, 1), &out->cert, e)) != PV_OK ||
+    if ((r = cert_from_pem(store_rows_text(rows, i, 1), &out->cert, e)) != PV_OK ||
         (r = tenant_ca_unseal(kek, id, sealed, sealed_len, plain, e)) != PV_OK ||
         (r = key_from_pkcs8(pv_buf_data(plain), pv_buf_len(plain), &out->key, e)) != PV_OK ||
         (r = pv_cert_public_key(out->cert, &pub, e)) != PV_OK) {
@@ -865,6 +866,142 @@ out:
 
 #define LOAD_COLUMNS "id, cert_pem, key_sealed, not_after, status, retire_after"
 
+/* ---- the per-thread cache of unsealed CA keys ----
+ *
+ * Issuing reads the active CA's row every time (so a rotation on any replica takes effect
+ * at once), but the row's certificate and sealed key never change once written: a worker
+ * that has opened them before keeps the parsed certificate and key, keyed by the row's
+ * ID, the exact sealed bytes, the certificate text and the KEK, and skips the unseal and
+ * both parses when all four match. Any difference (another row after a rotation, a
+ * tampered blob, another data directory's KEK) misses and loads afresh, with every check.
+ * Each worker thread has its own cache (no locks); it is freed when the thread exits. */
+
+#define CACHE_SLOTS   8
+#define CACHE_PEM_MAX 4096
+
+typedef struct cache_slot {
+    bool used;
+    loaded_ca ca;
+    uint8_t kek[TENANT_CA_KEK_LEN];
+    uint8_t sealed[TENANT_CA_SEALED_MAX];
+    size_t sealed_len;
+    char pem[CACHE_PEM_MAX];
+} cache_slot;
+
+typedef struct ca_cache {
+    cache_slot slot[CACHE_SLOTS];
+    size_t next; /* the slot the next miss replaces (round robin) */
+} ca_cache;
+
+static pthread_key_t cache_key;
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+static bool cache_ok;
+
+static void cache_slot_clear(cache_slot *s)
+{
+    loaded_ca_free(&s->ca);
+    OPENSSL_cleanse(s, sizeof(*s));
+}
+
+static void cache_destroy(void *p)
+{
+    ca_cache *c = p;
+    for (size_t i = 0; i < CACHE_SLOTS; i++) {
+        cache_slot_clear(&c->slot[i]);
+    }
+    free(c);
+}
+
+static void cache_init(void)
+{
+    cache_ok = pthread_key_create(&cache_key, cache_destroy) == 0;
+}
+
+/* This thread's cache, or NULL (no memory: issuing works without it). */
+static ca_cache *cache_get(void)
+{
+    if (pthread_once(&cache_once, cache_init) != 0 || !cache_ok) {
+        return NULL;
+    }
+    ca_cache *c = pthread_getspecific(cache_key);
+    if (c == NULL && (c = calloc(1, sizeof(*c))) != NULL &&
+        pthread_setspecific(cache_key, c) != 0) {
+        free(c);
+        c = NULL;
+    }
+    return c;
+}
+
+void tenant_ca_cache_flush(void)
+{
+    ca_cache *c = cache_get();
+    for (size_t i = 0; c != NULL && i < CACHE_SLOTS; i++) {
+        cache_slot_clear(&c->slot[i]);
+    }
+}
+
+static bool slot_matches(const cache_slot *s, const uint8_t kek[TENANT_CA_KEK_LEN], const char *id,
+                         const uint8_t *sealed, size_t sealed_len, const char *pem, size_t pem_len)
+{
+    return s->used && strcmp(s->ca.id, id) == 0 && s->sealed_len == sealed_len &&
+           memcmp(s->sealed, sealed, sealed_len) == 0 && strlen(s->pem) == pem_len &&
+           memcmp(s->pem, pem, pem_len) == 0 && CRYPTO_memcmp(s->kek, kek, TENANT_CA_KEK_LEN) == 0;
+}
+
+/* A reference copy of a loaded CA (the cache keeps its own). */
+static void loaded_ca_copy(const loaded_ca *from, loaded_ca *to)
+{
+    *to = *from;
+    to->cert = pv_cert_ref(from->cert);
+    to->key = pv_key_ref(from->key);
+}
+
+/* Loads the CA of a query's first row (LOAD_COLUMNS) through this thread's cache. */
+static int load_row_cached(const store_rows *rows, size_t row, const uint8_t kek[TENANT_CA_KEK_LEN],
+                           int64_t now, loaded_ca *out, pv_err *e)
+{
+    const char *id = store_rows_text(rows, row, 0);
+    const char *pem = store_rows_text(rows, row, 1);
+    size_t sealed_len = 0;
+    const uint8_t *sealed = store_rows_blob(rows, row, 2, &sealed_len);
+    ca_cache *c = cache_get();
+
+    memset(out, 0, sizeof(*out));
+    size_t pem_len = pem != NULL ? strlen(pem) : 0;
+    bool cacheable = c != NULL && id != NULL && sealed != NULL &&
+                     sealed_len <= TENANT_CA_SEALED_MAX && pem != NULL && pem_len < CACHE_PEM_MAX &&
+                     strlen(id) < sizeof(out->id);
+    for (size_t i = 0; cacheable && i < CACHE_SLOTS; i++) {
+        cache_slot *s = &c->slot[i];
+        if (slot_matches(s, kek, id, sealed, sealed_len, pem, pem_len)) {
+            loaded_ca_copy(&s->ca, out);
+            /* The status is the row's now, not what it was when cached. */
+            out->not_after = store_rows_int(rows, row, 3);
+            out->retired = strcmp(effective_status(store_rows_text(rows, row, 4) != NULL
+                                                       ? store_rows_text(rows, row, 4)
+                                                       : "retired",
+                                                   !store_rows_is_null(rows, row, 5),
+                                                   store_rows_int(rows, row, 5), now),
+                                  "retired") == 0;
+            return PV_OK;
+        }
+    }
+    int r = load_row(rows, row, kek, now, out, e);
+    if (r != PV_OK || !cacheable) {
+        return r;
+    }
+    cache_slot *s = &c->slot[c->next];
+    c->next = (c->next + 1) % CACHE_SLOTS;
+    cache_slot_clear(s);
+    loaded_ca_copy(out, &s->ca);
+    memcpy(s->kek, kek, TENANT_CA_KEK_LEN);
+    memcpy(s->sealed, sealed, sealed_len);
+    s->sealed_len = sealed_len;
+    memcpy(s->pem, pem, pem_len + 1);
+    s->used = true;
+    return PV_OK;
+}
+
 static int load_active(store *db, const uint8_t kek[TENANT_CA_KEK_LEN], const char *tenant_id,
                        int64_t now, loaded_ca *out, pv_err *e)
 {
@@ -878,57 +1015,77 @@ static int load_active(store *db, const uint8_t kek[TENANT_CA_KEK_LEN], const ch
         r = pv_err_set(e, PV_ERR_NOT_FOUND, "tenant %s has no active CA", tenant_id);
     }
     if (r == PV_OK) {
-        r = load_row(rows, kek, now, out, e);
+        r = load_row_cached(rows, 0, kek, now, out, e);
     }
     store_rows_free(rows);
     return r;
 }
 
-/* Adds ext to a copy of cert and signs the copy with key. */
-static int add_extension(const pv_cert *cert, const tenant_ca_ext *ext, const pv_key *key,
-                         pv_cert **out, pv_err *e)
+/* The tenant's active CA and, when chain is not NULL, its chain, in one query. */
+static int load_with_chain(store *db, const uint8_t kek[TENANT_CA_KEK_LEN], const char *tenant_id,
+                           int64_t now, loaded_ca *active, pv_chain **chain, pv_err *e)
 {
+    store_rows *rows = NULL;
+    pv_chain *ch = NULL;
+    loaded_ca one;
     int r = PV_ERR_INTERNAL;
-    X509 *x = X509_dup(pv_cert_x509(cert));
-    ASN1_OBJECT *obj = OBJ_txt2obj(ext->oid, 1); /* numeric form only */
-    ASN1_OCTET_STRING *val = ASN1_OCTET_STRING_new();
-    X509_EXTENSION *ex = NULL;
-    unsigned char *der = NULL;
 
-    *out = NULL;
-    if (x == NULL || val == NULL) {
-        r = pv_err_ssl(e, PV_ERR_NOMEM, "adding the extension");
+    memset(&one, 0, sizeof(one));
+    if (chain == NULL) {
+        return load_active(db, kek, tenant_id, now, active, e);
+    }
+    *chain = NULL;
+    store_val p[] = {SV_TEXT(tenant_id)};
+    r = store_exec(db,
+                   "SELECT " LOAD_COLUMNS " FROM tenant_cas WHERE tenant_id = $1 AND "
+                   "status IN ('active', 'retiring') ORDER BY created_at DESC, id DESC",
+                   p, 1, &rows, NULL, e);
+    if (r != PV_OK) {
         goto out;
     }
-    if (obj == NULL) {
-        ERR_clear_error();
-        r = pv_err_set(e, PV_ERR_INVALID_ARG, "extension OID '%.64s' is not dotted numbers",
-                       ext->oid);
+    if ((ch = pv_chain_new()) == NULL) {
+        r = pv_err_set(e, PV_ERR_NOMEM, "out of memory");
         goto out;
     }
-    if (X509_get_ext_by_OBJ(x, obj, -1) >= 0) {
-        r = pv_err_set(e, PV_ERR_INVALID_ARG, "extension %.64s is already in the certificate",
-                       ext->oid);
+    /* The newest active row issues and leads the chain; the retiring rows follow, newest
+     * first, unless their overlap has ended. */
+    for (size_t i = 0; i < store_rows_count(rows); i++) {
+        const char *status = store_rows_text(rows, i, 4);
+        if (status != NULL && strcmp(status, "active") == 0 && active->cert == NULL) {
+            if ((r = load_row_cached(rows, i, kek, now, active, e)) != PV_OK ||
+                (r = pv_chain_add(ch, active->cert)) != PV_OK) {
+                goto out;
+            }
+        }
+    }
+    if (active->cert == NULL) {
+        r = pv_err_set(e, PV_ERR_NOT_FOUND, "tenant %s has no active CA", tenant_id);
         goto out;
     }
-    if (ASN1_OCTET_STRING_set(val, ext->der, (int)ext->der_len) != 1 ||
-        (ex = X509_EXTENSION_create_by_OBJ(NULL, obj, ext->critical ? 1 : 0, val)) == NULL ||
-        X509_add_ext(x, ex, -1) != 1 || X509_sign(x, pv_key_evp(key), EVP_sha256()) <= 0) {
-        r = pv_err_ssl(e, PV_ERR_CRYPTO, "adding the extension and signing again");
-        goto out;
+    for (size_t i = 0; i < store_rows_count(rows); i++) {
+        const char *status = store_rows_text(rows, i, 4);
+        if (status == NULL || strcmp(status, "retiring") != 0) {
+            continue;
+        }
+        if ((r = load_row_cached(rows, i, kek, now, &one, e)) != PV_OK) {
+            goto out;
+        }
+        if (!one.retired && (r = pv_chain_add(ch, one.cert)) != PV_OK) {
+            pv_err_set(e, r, "tenant %s: too many CAs in the chain", tenant_id);
+            goto out;
+        }
+        loaded_ca_free(&one);
     }
-    int n = i2d_X509(x, &der);
-    if (n <= 0) {
-        r = pv_err_ssl(e, PV_ERR_CRYPTO, "encoding the certificate");
-        goto out;
-    }
-    r = pv_cert_from_der(der, (size_t)n, out, e);
+    *chain = ch;
+    ch = NULL;
+    r = PV_OK;
 out:
-    OPENSSL_free(der);
-    X509_EXTENSION_free(ex);
-    ASN1_OCTET_STRING_free(val);
-    ASN1_OBJECT_free(obj);
-    X509_free(x);
+    if (r != PV_OK) {
+        loaded_ca_free(active);
+    }
+    loaded_ca_free(&one);
+    pv_chain_free(ch);
+    store_rows_free(rows);
     return r;
 }
 
@@ -936,9 +1093,23 @@ int tenant_ca_issue(store *db, const uint8_t kek[TENANT_CA_KEK_LEN], const char 
                     const pv_key *pub, const char *subject, int64_t now, int64_t lifetime,
                     const tenant_ca_ext *ext, tenant_ca_issued *out, pv_err *e)
 {
+    return tenant_ca_issue_chain(db, kek, tenant_id, pub, subject, now, lifetime, ext, out, NULL,
+                                 e);
+}
+
+int tenant_ca_issue_chain(store *db, const uint8_t kek[TENANT_CA_KEK_LEN], const char *tenant_id,
+                          const pv_key *pub, const char *subject, int64_t now, int64_t lifetime,
+                          const tenant_ca_ext *ext, tenant_ca_issued *out, pv_chain **chain,
+                          pv_err *e)
+{
+    pv_chain *ch = NULL;
+    if (chain != NULL) {
+        *chain = NULL;
+    }
     int r = PV_ERR_INTERNAL;
     loaded_ca ca;
     pv_cert *cert = NULL;
+    pv_cert_ext extra;
 
     memset(&ca, 0, sizeof(ca));
     memset(out, 0, sizeof(*out));
@@ -964,7 +1135,7 @@ int tenant_ca_issue(store *db, const uint8_t kek[TENANT_CA_KEK_LEN], const char 
         r = pv_err_wrap(e, PV_ERR_INVALID_ARG, "issue");
         goto out;
     }
-    r = load_active(db, kek, tenant_id, now, &ca, e);
+    r = load_with_chain(db, kek, tenant_id, now, &ca, chain != NULL ? &ch : NULL, e);
     if (r != PV_OK) {
         goto out;
     }
@@ -975,20 +1146,19 @@ int tenant_ca_issue(store *db, const uint8_t kek[TENANT_CA_KEK_LEN], const char 
                        tenant_id);
         goto out;
     }
+    if (ext != NULL) {
+        extra = (pv_cert_ext){ext->oid, ext->der, ext->der_len, ext->critical};
+    }
     pv_cert_params p = {
         .subject = subject,
         .not_before = now - TENANT_CA_CLOCK_SKEW,
         .not_after = now + lifetime,
         .path_len = -1,
         .client_auth = true,
+        .extra_ext = ext != NULL ? &extra : NULL,
     };
+    /* One signature: the caller's extension is part of what pv_cert_create signs. */
     r = pv_cert_create(&p, pub, ca.cert, ca.key, &cert, e);
-    if (r == PV_OK && ext != NULL) {
-        pv_cert *with_ext = NULL;
-        r = add_extension(cert, ext, ca.key, &with_ext, e);
-        pv_cert_free(cert);
-        cert = with_ext;
-    }
     if (r != PV_OK) {
         pv_err_wrap(e, r, "issuing from the CA of tenant %s", tenant_id);
         goto out;
@@ -999,8 +1169,13 @@ int tenant_ca_issue(store *db, const uint8_t kek[TENANT_CA_KEK_LEN], const char 
     (void)pv_cert_validity(cert, &out->not_before, &out->not_after);
     out->cert = cert;
     cert = NULL;
+    if (chain != NULL) {
+        *chain = ch;
+        ch = NULL;
+    }
     r = PV_OK;
 out:
+    pv_chain_free(ch);
     pv_cert_free(cert);
     loaded_ca_free(&ca);
     return r;
@@ -1032,7 +1207,7 @@ int tenant_ca_proof(store *db, const uint8_t kek[TENANT_CA_KEK_LEN], const char 
         r = pv_err_set(e, PV_ERR_NOT_FOUND, "CA certificate %.36s not found", ca_id);
     }
     if (r == PV_OK) {
-        r = load_row(rows, kek, now, &ca, e);
+        r = load_row(rows, 0, kek, now, &ca, e);
     }
     if (r != PV_OK) {
         goto out;

@@ -18,9 +18,10 @@
  * Transactions: none of these functions begins or commits; the caller does (a write
  * transaction for create and rotate). Rotation and tenant_ca_ensure_all lock the tenant's
  * row first (an UPDATE that changes nothing), so two replicas doing it at once cannot
- * both leave an active CA behind. Nothing is cached: every issue reads the active CA's
- * row and unseals its key (AES-GCM and a PKCS#8 parse, a few microseconds beside the
- * signature), so a rotation on one replica takes effect on all at once.
+ * both leave an active CA behind. Every issue reads the active CA's row, so a rotation on
+ * one replica takes effect on all at once; what is cached (per thread) is only the
+ * opened form of a row's certificate and sealed key, reused while the row's bytes and
+ * the KEK are exactly the same (tenant_ca.c).
  */
 #ifndef PAVISE_SERVER_TENANT_CA_H
 #define PAVISE_SERVER_TENANT_CA_H
@@ -170,6 +171,18 @@ void tenant_ca_issued_clear(tenant_ca_issued *iss);
 int tenant_ca_issue(store *db, const uint8_t kek[TENANT_CA_KEK_LEN], const char *tenant_id,
                     const pv_key *pub, const char *subject, int64_t now, int64_t lifetime,
                     const tenant_ca_ext *ext, tenant_ca_issued *out, pv_err *e);
+
+/* tenant_ca_issue, and in the same read the tenant's chain (as tenant_ca_chain: the
+ * active CA first, then the retiring ones newest first), into *chain (caller frees):
+ * what a device that passed attestation receives. The same codes. */
+int tenant_ca_issue_chain(store *db, const uint8_t kek[TENANT_CA_KEK_LEN], const char *tenant_id,
+                          const pv_key *pub, const char *subject, int64_t now, int64_t lifetime,
+                          const tenant_ca_ext *ext, tenant_ca_issued *out, pv_chain **chain,
+                          pv_err *e);
+
+/* Drops this thread's cache of opened CA keys (wiped). Threads' caches are also freed
+ * when they exit; tests call this to force the uncached path. */
+void tenant_ca_cache_flush(void);
 
 /* Proof of possession, as customer clouds ask before they trust a CA (Azure IoT Hub's
  * and AWS IoT's "verification certificate"): a leaf certificate with subject

@@ -124,25 +124,28 @@ for path, item in doc["paths"].items():
             if qp != q:
                 errors.append("%s: query parameters %s, the server allows %s" % (where, qp, q))
             public = op.get("security") == []
-            if public != (access == "API_PUBLIC"):
+            if public != (access in ("API_PUBLIC", "API_DEVICE_PUBLIC")):
                 errors.append("%s: security %s but the route is %s" % (where, op.get("security"), access))
             codes = set(op.get("responses", {}))
-            if access != "API_PUBLIC" and "401" not in codes:
+            if access not in ("API_PUBLIC", "API_DEVICE_PUBLIC") and "401" not in codes:
                 errors.append("%s: no 401" % where)
             if access in ("API_CONTRIBUTOR", "API_ADMIN") and "403" not in codes:
                 errors.append("%s: no 403 for a role check" % where)
             if "{" in path and "404" not in codes:
                 errors.append("%s: no 404 for a path ID" % where)
-            if access != "API_PUBLIC" and "400" not in codes:
+            if access not in ("API_PUBLIC", "API_DEVICE_PUBLIC", "API_DEVICE") and "400" not in codes:
                 errors.append("%s: no 400" % where)
+        # Device routes (attestation.md) speak CBOR, errors included.
+        cbor = table.get((method.upper(), path), ("",))[0] in ("API_DEVICE_PUBLIC", "API_DEVICE")
         if "requestBody" in op:
             if method not in ("post", "patch", "put"):
                 errors.append("%s: a body on a %s" % (where, method))
             rb = resolve(op["requestBody"])
             for ctype, media in rb.get("content", {}).items():
-                if ctype != "application/json":
+                if ctype != ("application/cbor" if cbor else "application/json"):
                     errors.append("%s: body type %s" % (where, ctype))
-                obj_closed(media["schema"], where + " request body")
+                if not cbor:
+                    obj_closed(media["schema"], where + " request body")
             codes = set(op.get("responses", {}))
             for c in ("400", "413", "415"):
                 if c not in codes:
@@ -154,7 +157,10 @@ for path, item in doc["paths"].items():
             r = resolve(resp)
             if "description" not in r:
                 errors.append("%s %s: no description" % (where, code))
-            if code[0] in "45":
+            if code[0] in "45" and cbor:
+                if resp.get("$ref") != "#/components/responses/CborFailure":
+                    errors.append("%s %s: not the CborFailure response" % (where, code))
+            elif code[0] in "45":
                 schema = r.get("content", {}).get("application/json", {}).get("schema", {})
                 if schema.get("$ref") != "#/components/schemas/Error":
                     errors.append("%s %s: not the Error schema" % (where, code))

@@ -247,7 +247,10 @@ static int denial(const api_route *rt, const caller *who)
 {
     switch (rt->access) {
     case API_PUBLIC:
+    case API_DEVICE_PUBLIC:
         return 0;
+    case API_DEVICE:
+        return 401; /* no caller here holds a device's service certificate */
     case API_OPERATOR:
         return who->name == NULL ? 401 : 0;
     case API_READER:
