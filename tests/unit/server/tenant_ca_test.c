@@ -29,7 +29,7 @@
 #define HOUR INT64_C(3600)
 
 /* The attestation extension's OID (attestation.md §2) and a value of its shape. */
-#define ATT_OID "2.25.102542958566457001307530620452617554523"
+#define ATT_OID "2.25.102576691726157819091001912716521458267"
 static const uint8_t att_value[] = {0x30, 0x0b, 0x0c, 0x03, 't',  'p', 'm',
                                     0x0c, 0x01, 'p',  0x01, 0x01, 0x00};
 
