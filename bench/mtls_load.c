@@ -46,6 +46,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "hist.h"
+
 #define MAX_CONNECTIONS 10000
 #define MAX_THREADS     64
 #define MAX_HEADERS     32
@@ -55,87 +57,6 @@
 #define LINE_MAX_LEN    1024        /* chunk-size and trailer lines */
 #define IN_CAP          (HEAD_MAX + 16 * 1024)
 #define RETRY_NS        (10 * 1000 * 1000) /* pause before reconnecting after an error */
-
-/* ---- latency histogram ----
- * Log-linear like HdrHistogram: values below 2^HIST_SUB_BITS microseconds are exact;
- * above, each power of two is split into 2^(HIST_SUB_BITS-1) equal buckets, so a
- * reported percentile is within 1/64 (1.6%) of the true value. Values are clamped at
- * 2^HIST_MAX_BITS us (16.7 s), far beyond any useful benchmark latency. */
-#define HIST_SUB_BITS 7
-#define HIST_MAX_BITS 24
-#define HIST_HALF     (1u << (HIST_SUB_BITS - 1))
-#define HIST_BUCKETS  ((HIST_MAX_BITS - HIST_SUB_BITS + 2) * HIST_HALF)
-
-typedef struct hist {
-    uint64_t counts[HIST_BUCKETS];
-    uint64_t total;
-    uint64_t max_us;
-} hist;
-
-static unsigned hist_index(uint64_t us)
-{
-    if (us >= ((uint64_t)1 << HIST_MAX_BITS)) {
-        us = ((uint64_t)1 << HIST_MAX_BITS) - 1;
-    }
-    if (us < (1u << HIST_SUB_BITS)) {
-        return (unsigned)us;
-    }
-    unsigned e = 63u - (unsigned)__builtin_clzll(us); /* us in [2^e, 2^(e+1)) */
-    unsigned shift = e - (HIST_SUB_BITS - 1);
-    return (shift + 1) * HIST_HALF + (unsigned)((us >> shift) - HIST_HALF);
-}
-
-/* The largest value that falls in bucket i (HdrHistogram's "highest equivalent value"). */
-static uint64_t hist_bucket_high(unsigned i)
-{
-    if (i < (1u << HIST_SUB_BITS)) {
-        return i;
-    }
-    unsigned shift = i / HIST_HALF - 1;
-    uint64_t m = HIST_HALF + i % HIST_HALF;
-    return ((m + 1) << shift) - 1;
-}
-
-static void hist_add(hist *h, uint64_t us)
-{
-    h->counts[hist_index(us)]++;
-    h->total++;
-    if (us > h->max_us) {
-        h->max_us = us;
-    }
-}
-
-static void hist_merge(hist *into, const hist *from)
-{
-    for (unsigned i = 0; i < HIST_BUCKETS; i++) {
-        into->counts[i] += from->counts[i];
-    }
-    into->total += from->total;
-    if (from->max_us > into->max_us) {
-        into->max_us = from->max_us;
-    }
-}
-
-/* The value at percentile p (0 < p <= 100), never above the largest value seen. */
-static uint64_t hist_percentile(const hist *h, double p)
-{
-    if (h->total == 0) {
-        return 0;
-    }
-    uint64_t rank = (uint64_t)((p / 100.0) * (double)h->total + 0.999999);
-    if (rank < 1) {
-        rank = 1;
-    }
-    uint64_t seen = 0;
-    for (unsigned i = 0; i < HIST_BUCKETS; i++) {
-        seen += h->counts[i];
-        if (seen >= rank) {
-            uint64_t v = hist_bucket_high(i);
-            return v < h->max_us ? v : h->max_us;
-        }
-    }
-    return h->max_us;
-}
 
 /* ---- configuration ---- */
 
