@@ -57,6 +57,11 @@ const api_route api_routes[] = {
     {"POST", T "/ca-certificates/rotate", API_ADMIN, api_ca_rotate, NULL},
     {"GET", T "/ca-certificates/{ca_certificate}", API_READER, api_ca_show, NULL},
     {"POST", T "/ca-certificates/{ca_certificate}/proof", API_CONTRIBUTOR, api_ca_proof, NULL},
+
+    {"GET", T "/images", API_READER, api_image_list, q_page},
+    {"POST", T "/images", API_CONTRIBUTOR, api_image_create, NULL},
+    {"GET", T "/images/{image}", API_READER, api_image_show, NULL},
+    {"POST", T "/images/{image}/revoke", API_ADMIN, api_image_revoke, NULL},
 };
 
 const size_t api_route_count = sizeof(api_routes) / sizeof(api_routes[0]);

@@ -271,7 +271,7 @@ run_suite() { # BACKEND
     want 200
     is "healthz status" "$(json body.json "['status']")" ok
     is "healthz database" "$(json body.json "['database']")" "$BACKEND"
-    is "healthz schema" "$(json body.json "['schema_version']")" 2
+    is "healthz schema" "$(json body.json "['schema_version']")" 3
     # TLS 1.1 is refused; 1.2 and 1.3 are served.
     if curl -sS -o /dev/null --cacert "$D/ca.crt" --tls-max 1.1 "$URL/healthz" 2>/dev/null; then
         bad "TLS 1.1 accepted"; else ok; fi
