@@ -167,6 +167,10 @@ snap() { dump "$T/db-before.sql"; }
 sql() { # STATEMENT: run on the database behind the server's back (to make a code expire)
     if [ "$BACKEND" = sqlite ]; then sqlite3 "$D/pavise.db" "$1"; else psql -q -d "$PGCONN" -c "$1"; fi
 }
+# sqlv QUERY: one value (or one line per row) without headers, on either backend.
+sqlv() {
+    if [ "$BACKEND" = sqlite ]; then sqlite3 "$D/pavise.db" "$1"; else psql -tAq -d "$PGCONN" -c "$1"; fi
+}
 # same WHAT: the database is as it was at the last snap.
 same() {
     dump "$T/db-after.sql"
@@ -736,7 +740,7 @@ PY
     local app1
     app1=$(json out.txt "['id']")
     is "image kind" "$(json out.txt "['kind']") $(json out.txt "['development']") $(json out.txt "['revoked_at']")" "app false null"
-    is "registered manifest digest" "$(sql "SELECT manifest_sha256 FROM images WHERE id = '$app1'" | tr -d ' ')" \
+    is "registered manifest digest" "$(sqlv "SELECT manifest_sha256 FROM images WHERE id = '$app1'")" \
         "$(json out.txt "['manifest_sha256']")"
     cli_refused "the same image twice" $EX_CONFLICT contributor image add --image-package app1.imagepackage
     cli_refused "a Reader adding an image" $EX_AUTH reader image add --image-package app1.imagepackage
@@ -780,7 +784,7 @@ PY
     expect 0 "$PSERVER" os-image add --data "$D" --image-package os1.imagepackage --feed Retail --output json
     local os1
     os1=$(json out.txt "['id']")
-    is "OS image digest" "$(json out.txt "['manifest_sha256']")" "$(sql "SELECT manifest_sha256 FROM images WHERE id = '$os1' AND tenant_id IS NULL" | tr -d ' ')"
+    is "OS image digest" "$(json out.txt "['manifest_sha256']")" "$(sqlv "SELECT manifest_sha256 FROM images WHERE id = '$os1' AND tenant_id IS NULL")"
     expect $EX_CONFLICT "$PSERVER" os-image add --data "$D" --image-package os1.imagepackage --feed Retail
     expect $EX_USAGE "$PSERVER" os-image add --data "$D" --image-package os1.imagepackage --feed Nightly
     expect $EX_REJECTED "$PSERVER" os-image add --data "$D" --image-package dev.imagepackage --feed Retail
@@ -800,7 +804,7 @@ PY
     pack_app app2.imagepackage img
     cli_refused "an image under a removed root" $EX_REJECTED contributor image add --image-package app2.imagepackage
     for a in "server image_root.add $imgfp" "server image_root.remove $imgfp" "server os_image.add $os1" "server os_image.revoke $os1"; do
-        [ "$(sql "SELECT COUNT(*) FROM audit WHERE operator || ' ' || action || ' ' || target = '$a'" | tr -d ' ' | grep -E '^[0-9]+$')" = 1 ] && ok || bad "audit lacks '$a' once"
+        [ "$(sqlv "SELECT COUNT(*) FROM audit WHERE operator || ' ' || action || ' ' || target = '$a'")" = 1 ] && ok || bad "audit lacks '$a' once"
     done
 
     # -- audit: every mutation, with its operator --
