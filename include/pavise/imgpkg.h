@@ -48,15 +48,33 @@ int pv_imgpkg_open(const char *path, pv_imgpkg **out, pv_err *e);
 /* The same over a buffer the caller keeps alive while the package is used. */
 int pv_imgpkg_open_mem(const uint8_t *p, size_t len, pv_imgpkg **out, pv_err *e);
 
+/* Opens a package head: the package up to where its payload starts (header, signed
+ * manifest and chain; 48 + S + C bytes exactly), which is all a service needs to know
+ * and trust an image. The header's payload length is read and checked against the
+ * manifest as for a whole package, and reported by pv_imgpkg_get_layout. p is borrowed
+ * and must outlive the package. PV_ERR_TRUNCATED (shorter than the header says),
+ * PV_ERR_FORMAT (bytes after the chain, malformed), PV_ERR_TOO_LARGE, PV_ERR_UNSUPPORTED. */
+int pv_imgpkg_open_head(const uint8_t *p, size_t len, pv_imgpkg **out, pv_err *e);
+/* The head of an opened package (file, memory or head) into a new allocation (*out,
+ * caller frees; *len = 48 + S + C). PV_ERR_NOMEM, PV_ERR_IO, PV_ERR_TRUNCATED. */
+int pv_imgpkg_head(const pv_imgpkg *pkg, uint8_t **out, size_t *len, pv_err *e);
+
 /* Verifies the package against trust anchors at the current time (pv_time_now()):
  * the chain leads to an anchor with every certificate valid and the leaf allowed to
  * sign code; every certificate in the package is on that path; the COSE signature
  * verifies with the leaf key; kid, signer key ID and leaf key agree; the payload has the
  * signed size and SHA-256. PV_ERR_UNTRUSTED, PV_ERR_EXPIRED, PV_ERR_SIGNATURE,
- * PV_ERR_DIGEST, PV_ERR_IO, PV_ERR_TRUNCATED. */
+ * PV_ERR_DIGEST, PV_ERR_IO, PV_ERR_TRUNCATED; PV_ERR_INVALID_ARG for a head (no payload). */
 PV_WUR int pv_imgpkg_verify(pv_imgpkg *pkg, const pv_trust *trust, pv_err *e);
+/* Everything pv_imgpkg_verify checks except the payload: the chain to an anchor at
+ * pv_time_now() (code signing, every certificate on the path), the COSE signature with
+ * the header as external AAD, and (checked when opened) kid, signer key ID and leaf key
+ * agreement. For a head, or for a whole package whose payload is not needed. Does not
+ * make pv_imgpkg_is_verified() true (no payload was checked, so nothing may be
+ * extracted). PV_ERR_UNTRUSTED, PV_ERR_EXPIRED, PV_ERR_SIGNATURE. */
+PV_WUR int pv_imgpkg_verify_head(pv_imgpkg *pkg, const pv_trust *trust, pv_err *e);
 /* Only the signature with the leaf key and payload digest, no chain (for fuzzing and for
- * `show`, which reports it as self-consistent, not trusted). */
+ * `show`, which reports it as self-consistent, not trusted). PV_ERR_INVALID_ARG for a head. */
 PV_WUR int pv_imgpkg_verify_self(pv_imgpkg *pkg, pv_err *e);
 bool pv_imgpkg_is_verified(const pv_imgpkg *pkg);
 

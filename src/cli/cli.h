@@ -74,6 +74,7 @@ extern const cli_cmd cli_product_cmds[];
 extern const cli_cmd cli_device_group_cmds[];
 extern const cli_cmd cli_audit_cmds[];
 extern const cli_cmd cli_ca_certificate_cmds[];
+extern const cli_cmd cli_image_cmds[];
 /* A command without a group (`pavise login`). */
 extern const cli_cmd cli_login_cmd;
 extern const cli_cmd cli_me_cmd;

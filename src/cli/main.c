@@ -34,6 +34,7 @@ static const cli_group groups[] = {
     {"audit", "Read the tenant's audit log", cli_audit_cmds, NULL},
     {"ca-certificate", "List, download and rotate the tenant's CA certificates",
      cli_ca_certificate_cmds, NULL},
+    {"image", "Register, list and revoke the tenant's application images", cli_image_cmds, NULL},
     {NULL, NULL, NULL, NULL},
 };
 

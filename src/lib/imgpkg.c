@@ -21,7 +21,9 @@
 
 struct pv_imgpkg {
     int fd;             /* -1 for a package in memory */
-    const uint8_t *mem; /* borrowed, for pv_imgpkg_open_mem */
+    const uint8_t *mem; /* borrowed, for pv_imgpkg_open_mem and pv_imgpkg_open_head */
+    size_t mem_len;
+    bool head; /* opened with pv_imgpkg_open_head: there is no payload to read */
     uint8_t header[PV_IMGPKG_HEADER_LEN];
     pv_imgpkg_layout layout;
     pv_cose_sign1 *cose;
@@ -35,7 +37,7 @@ struct pv_imgpkg {
 static int read_at(pv_imgpkg *pkg, void *dst, size_t n, uint64_t off, pv_err *e)
 {
     if (pkg->fd < 0) {
-        if (off > pkg->layout.total_len || n > pkg->layout.total_len - off) {
+        if (off > pkg->mem_len || n > pkg->mem_len - off) {
             return pv_err_set(e, PV_ERR_TRUNCATED, "package is truncated");
         }
         memcpy(dst, pkg->mem + off, n);
@@ -107,6 +109,21 @@ static int parse_header(pv_imgpkg *pkg, uint64_t actual_size, pv_err *e)
     /* No overflow: every term is bounded above. */
     l->payload_offset = (uint64_t)PV_IMGPKG_HEADER_LEN + l->signed_manifest_len + l->chain_len;
     l->total_len = l->payload_offset + l->payload_len;
+    if (pkg->head) {
+        /* A head ends where the payload would start; its length is still reported. */
+        if (actual_size < l->payload_offset) {
+            return pv_err_set(
+                e, PV_ERR_TRUNCATED, "package head is truncated: %llu bytes, its header says %llu",
+                (unsigned long long)actual_size, (unsigned long long)l->payload_offset);
+        }
+        if (actual_size > l->payload_offset) {
+            return pv_err_set(e, PV_ERR_FORMAT,
+                              "%llu bytes after the certificate chain: a package head ends where "
+                              "the payload starts",
+                              (unsigned long long)(actual_size - l->payload_offset));
+        }
+        return PV_OK;
+    }
     if (actual_size < l->total_len) {
         return pv_err_set(e, PV_ERR_TRUNCATED,
                           "package is truncated: %llu bytes, its header says %llu",
@@ -265,13 +282,53 @@ int pv_imgpkg_open_mem(const uint8_t *p, size_t len, pv_imgpkg **out, pv_err *e)
         return pv_err_set(e, PV_ERR_NOMEM, "out of memory");
     }
     pkg->mem = p;
-    pkg->layout.total_len = len; /* bounds read_at until the header is parsed */
+    pkg->mem_len = len;
     int r = parse(pkg, len, e);
     if (r != PV_OK) {
         pv_imgpkg_free(pkg);
         return r;
     }
     *out = pkg;
+    return PV_OK;
+}
+
+int pv_imgpkg_open_head(const uint8_t *p, size_t len, pv_imgpkg **out, pv_err *e)
+{
+    *out = NULL;
+    pv_imgpkg *pkg = new_pkg();
+    if (pkg == NULL) {
+        return pv_err_set(e, PV_ERR_NOMEM, "out of memory");
+    }
+    pkg->mem = p;
+    pkg->mem_len = len;
+    pkg->head = true;
+    int r = parse(pkg, len, e);
+    if (r != PV_OK) {
+        pv_imgpkg_free(pkg);
+        return r;
+    }
+    *out = pkg;
+    return PV_OK;
+}
+
+int pv_imgpkg_head(const pv_imgpkg *pkg, uint8_t **out, size_t *len, pv_err *e)
+{
+    *out = NULL;
+    *len = 0;
+    /* No overflow: the header bounds both sections to 64 KiB. */
+    size_t n = (size_t)pkg->layout.payload_offset;
+    uint8_t *buf = malloc(n);
+    if (buf == NULL) {
+        return pv_err_set(e, PV_ERR_NOMEM, "out of memory");
+    }
+    /* read_at takes a non-const package only for its error path; it changes nothing. */
+    int r = read_at((pv_imgpkg *)pkg, buf, n, 0, e);
+    if (r != PV_OK) {
+        free(buf);
+        return r;
+    }
+    *out = buf;
+    *len = n;
     return PV_OK;
 }
 
@@ -403,11 +460,10 @@ static void stream_close(payload_stream *s)
 
 /* ---- verification ---- */
 
-int pv_imgpkg_verify_self(pv_imgpkg *pkg, pv_err *e)
+/* The COSE signature with the leaf's key, the header as external AAD. */
+static int verify_signature(pv_imgpkg *pkg, pv_err *e)
 {
     pv_key *leaf = NULL;
-    payload_stream s;
-    pkg->verified = false;
     int r = pv_cert_public_key(pv_chain_get(pkg->chain, 0), &leaf, e);
     if (r != PV_OK) {
         return pv_err_wrap(e, r, "signing certificate");
@@ -419,6 +475,30 @@ int pv_imgpkg_verify_self(pv_imgpkg *pkg, pv_err *e)
         return pv_err_set(e, PV_ERR_SIGNATURE,
                           "signature does not verify with the signing certificate's key");
     }
+    return PV_OK;
+}
+
+static int verify_chain(pv_imgpkg *pkg, const pv_trust *trust, pv_err *e)
+{
+    int r = pv_chain_verify(pkg->chain, trust, pv_time_now(),
+                            PV_VERIFY_CODE_SIGNING | PV_VERIFY_ALL_USED, e);
+    return r == PV_OK ? r : pv_err_wrap(e, r, "certificate chain");
+}
+
+static int refuse_head(const pv_imgpkg *pkg, pv_err *e)
+{
+    return pkg->head ? pv_err_set(e, PV_ERR_INVALID_ARG, "a package head has no payload to verify")
+                     : PV_OK;
+}
+
+int pv_imgpkg_verify_self(pv_imgpkg *pkg, pv_err *e)
+{
+    payload_stream s;
+    pkg->verified = false;
+    int r = refuse_head(pkg, e);
+    if (r != PV_OK || (r = verify_signature(pkg, e)) != PV_OK) {
+        return r;
+    }
     if ((r = stream_open(&s, pkg, e)) == PV_OK) {
         r = stream_finish(&s, e);
     }
@@ -429,16 +509,23 @@ int pv_imgpkg_verify_self(pv_imgpkg *pkg, pv_err *e)
 int pv_imgpkg_verify(pv_imgpkg *pkg, const pv_trust *trust, pv_err *e)
 {
     pkg->verified = false;
-    int r = pv_chain_verify(pkg->chain, trust, pv_time_now(),
-                            PV_VERIFY_CODE_SIGNING | PV_VERIFY_ALL_USED, e);
-    if (r != PV_OK) {
-        return pv_err_wrap(e, r, "certificate chain");
+    int r = refuse_head(pkg, e);
+    if (r != PV_OK || (r = verify_chain(pkg, trust, e)) != PV_OK) {
+        return r;
     }
     if ((r = pv_imgpkg_verify_self(pkg, e)) != PV_OK) {
         return r;
     }
     pkg->verified = true;
     return PV_OK;
+}
+
+int pv_imgpkg_verify_head(pv_imgpkg *pkg, const pv_trust *trust, pv_err *e)
+{
+    /* Never sets `verified`: that promises a payload checked against its digest, which
+     * is what extraction relies on. */
+    int r = verify_chain(pkg, trust, e);
+    return r == PV_OK ? verify_signature(pkg, e) : r;
 }
 
 /* ---- extraction ---- */

@@ -712,7 +712,7 @@ static bool cap_is(const char *cap, const char *name)
 static int check_capture(api_ctx *c, const char *cap, const char *v)
 {
     if (cap_is(cap, "tenant") || cap_is(cap, "product") || cap_is(cap, "device_group") ||
-        cap_is(cap, "ca_certificate")) {
+        cap_is(cap, "ca_certificate") || cap_is(cap, "image")) {
         if (!api_valid_uuid(v)) {
             size_t n = strcspn(cap + 1, "}");
             return api_fail(c, 400, "bad_request", "%.*s ID '%.64s' is not a lowercase UUID",

@@ -16,7 +16,7 @@
  *  - Times: RFC 3339 UTC text ("2026-11-22T10:00:00Z").
  *  - Lists: {"items": [...], "continuation_token": "<opaque>" | null}, query
  *    parameters limit (1..1000, default 100) and continuation_token.
- *  - Path IDs: {tenant}, {product}, {device_group}, {ca_certificate} are lowercase
+ *  - Path IDs: {tenant}, {product}, {device_group}, {ca_certificate}, {image} are lowercase
  *    UUIDs, {device} is 64 lowercase hex digits, {user} an operator name; a malformed
  *    ID is a 400.
  *  - An ID of another tenant (or of a tenant where the caller has no role) is a 404,
@@ -252,5 +252,10 @@ int api_ca_show(api_ctx *c);
 int api_ca_chain(api_ctx *c);
 int api_ca_rotate(api_ctx *c);
 int api_ca_proof(api_ctx *c);
+/* api_images.c: the tenant's application images. */
+int api_image_list(api_ctx *c);
+int api_image_create(api_ctx *c);
+int api_image_show(api_ctx *c);
+int api_image_revoke(api_ctx *c);
 
 #endif

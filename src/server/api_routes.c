@@ -58,6 +58,10 @@ const api_route api_routes[] = {
     {"GET", T "/ca-certificates/{ca_certificate}", API_READER, api_ca_show, NULL},
     {"POST", T "/ca-certificates/{ca_certificate}/proof", API_CONTRIBUTOR, api_ca_proof, NULL},
 
+    {"GET", T "/images", API_READER, api_image_list, q_page},
+    {"POST", T "/images", API_CONTRIBUTOR, api_image_create, NULL},
+    {"GET", T "/images/{image}", API_READER, api_image_show, NULL},
+    {"POST", T "/images/{image}/revoke", API_ADMIN, api_image_revoke, NULL},
     /* Devices (docs/protocol/attestation.md): CBOR bodies and errors. */
     {"POST", "/v1/attestation/challenge", API_DEVICE_PUBLIC, api_attest_challenge, NULL},
     {"POST", "/v1/attestation", API_DEVICE_PUBLIC, api_attest, NULL},

@@ -6,6 +6,7 @@
  *   pavise-server migrate --data DIR [--db URL]
  *   pavise-server routes
  *   pavise-server factory add|list|import --data DIR ...
+ *   pavise-server image-root add|list|remove, os-image add|list|revoke (cmd_images.c)
  */
 #include <errno.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 #include "api.h"
 #include "ca.h"
 #include "cli.h"
+#include "cmd_images.h"
 #include "codes.h"
 #include "config.h"
 #include "http.h"
@@ -28,6 +30,7 @@
 #include "pavise/platform.h"
 #include "records.h"
 #include "server.h"
+#include "server_cmd.h"
 #include "tenant_ca.h"
 
 #ifndef PAVISE_VERSION
@@ -148,6 +151,21 @@ static int open_db(const server_config *cfg, store **db, int *version, pv_err *e
         return pv_err_wrap(e, r, "migrating database %s", db_label(cfg->db_url));
     }
     return PV_OK;
+}
+
+/* For the commands in cmd_*.c (server_cmd.h). */
+int server_cmd_open_db(const cli_cmd *cmd, const cli_args *args, store **db, pv_err *e)
+{
+    server_config cfg;
+    *db = NULL;
+    int r = load_config(cmd, args, &cfg, e);
+    return r == PV_OK ? open_db(&cfg, db, NULL, e) : r;
+}
+
+int server_cmd_end_tx(store *db, int r, const char *action, const char *target, const char *detail,
+                      pv_err *e)
+{
+    return end_server_tx(db, r, action, target, detail, e);
 }
 
 /* ---- init ---- */
@@ -855,6 +873,7 @@ static const cli_cmd cmds[] = {
      "The next request made with any of them is refused. The operator keeps its name and roles; "
      "`pavise-server operator invite` gives it a new login.",
      operator_revoke_opts, true, cmd_operator_revoke},
+    CMD_IMAGES_ENTRIES,
     {NULL, NULL, NULL, NULL, NULL, false, NULL},
 };
 
@@ -867,10 +886,11 @@ static void usage(FILE *out)
         char name[32];
         snprintf(name, sizeof(name), "%s%s%s", c->group != NULL ? c->group : "",
                  c->group != NULL ? " " : "", c->name);
-        fprintf(out, "  %-16s %s\n", name, c->summary);
+        fprintf(out, "  %-18s %s\n", name, c->summary);
     }
     fprintf(out, "\nRun 'pavise-server <command> --help' for its options.\n"
-                 "Exit codes: 0 success, 1 failure, 2 usage error, 3 input rejected.\n");
+                 "Exit codes: 0 success, 1 failure, 2 usage error, 3 input rejected,\n"
+                 "5 not found, 6 conflict.\n");
 }
 
 static int run(const cli_cmd *c, int argc, char **argv)

@@ -30,9 +30,7 @@ static const char *kind_name(pv_rot_kind k)
     return NULL;
 }
 
-/* Parses PEM text holding exactly one certificate (text around the block is allowed,
- * RFC 7468). PV_ERR_FORMAT with the reason; PV_ERR_TOO_LARGE. */
-static int parse_one_cert(const char *pem, size_t len, pv_cert **out, pv_err *e)
+int records_parse_cert(const char *pem, size_t len, pv_cert **out, pv_err *e)
 {
     *out = NULL;
     int r = PV_ERR_INTERNAL;
@@ -70,7 +68,7 @@ static int parse_one_cert(const char *pem, size_t len, pv_cert **out, pv_err *e)
     ERR_clear_error();
     if (PEM_read_bio_ex(bio, &name, &header, &der, &der_len, 0) == 1) {
         r = pv_err_set(e, PV_ERR_FORMAT,
-                       "more than one PEM block: give one factory CA certificate per file");
+                       "more than one PEM block: give one CA certificate per file");
         goto out;
     }
     *out = c;
@@ -97,7 +95,7 @@ int records_add_factory(store *db, const char *pem, size_t len, int64_t now, cha
     char fp_hex[2 * PV_SHA256_LEN + 1], subject[512];
 
     fingerprint[0] = '\0';
-    if ((r = parse_one_cert(pem, len, &cert, e)) != PV_OK) {
+    if ((r = records_parse_cert(pem, len, &cert, e)) != PV_OK) {
         pv_err_wrap(e, r, "factory certificate");
         goto out;
     }
@@ -176,7 +174,7 @@ static int verify_against_factories(store *db, const uint8_t *rec, size_t len, i
             r = pv_err_set(e, PV_ERR_INTERNAL, "factories: a row without a fingerprint or PEM");
             goto out;
         }
-        if ((r = parse_one_cert(pem, strlen(pem), &cert, e)) != PV_OK) {
+        if ((r = records_parse_cert(pem, strlen(pem), &cert, e)) != PV_OK) {
             pv_err_wrap(e, r, "stored factory certificate %s", fp);
             goto out;
         }

@@ -12,6 +12,7 @@
 
 #include "pavise/err.h"
 #include "pavise/rot.h"
+#include "pavise/x509.h"
 
 #include "store.h"
 
@@ -27,5 +28,9 @@ int records_import(store *db, const uint8_t *rec, size_t len, int64_t now,
  * PV_ERR_EXISTS when it is already trusted; PV_ERR_FORMAT. */
 int records_add_factory(store *db, const char *pem, size_t len, int64_t now, char fingerprint[65],
                         pv_err *e);
+
+/* Parses PEM text holding exactly one certificate (text around the block is allowed,
+ * RFC 7468). PV_ERR_FORMAT with the reason; PV_ERR_TOO_LARGE. Also for image roots. */
+int records_parse_cert(const char *pem, size_t len, pv_cert **out, pv_err *e);
 
 #endif

@@ -186,6 +186,17 @@ const char *const schema_migrations[] = {
     "  created_at BIGINT NOT NULL\n"
     ");\n"
     "CREATE INDEX device_service_certs_device ON device_service_certs(device_id);\n",
+
+    /* 3: image roots: the CA certificates an image's signer chain must lead to before
+     * the image is registered (`pavise-server image-root add`). development = 1: images
+     * signed under this root are development (sideloaded) images. */
+    "CREATE TABLE image_roots (\n"
+    "  fingerprint TEXT PRIMARY KEY,\n"
+    "  subject TEXT NOT NULL,\n"
+    "  cert_pem TEXT NOT NULL,\n"
+    "  development INTEGER NOT NULL,\n"
+    "  created_at BIGINT NOT NULL\n"
+    ");\n",
 };
 
 const size_t schema_migration_count = sizeof(schema_migrations) / sizeof(schema_migrations[0]);

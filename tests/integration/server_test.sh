@@ -167,6 +167,10 @@ snap() { dump "$T/db-before.sql"; }
 sql() { # STATEMENT: run on the database behind the server's back (to make a code expire)
     if [ "$BACKEND" = sqlite ]; then sqlite3 "$D/pavise.db" "$1"; else psql -q -d "$PGCONN" -c "$1"; fi
 }
+# sqlv QUERY: one value (or one line per row) without headers, on either backend.
+sqlv() {
+    if [ "$BACKEND" = sqlite ]; then sqlite3 "$D/pavise.db" "$1"; else psql -tAq -d "$PGCONN" -c "$1"; fi
+}
 # same WHAT: the database is as it was at the last snap.
 same() {
     dump "$T/db-after.sql"
@@ -221,6 +225,25 @@ openssl req -new -key spare.key -subj "/CN=spare" -out spare.csr 2>/dev/null
 enroll_body() { # CODE: a POST /v1/enroll body with the spare CSR
     python3 -c 'import json, sys; print(json.dumps({"code": sys.argv[1], "csr": open(sys.argv[2]).read()}))' "$1" "$T/spare.csr"
 }
+# Image signers: a production root, a development root, and a root the server never trusts;
+# an application package and an OS package of each (image IDs are fresh each time).
+for k in img dev evil; do
+    expect 0 "$PAVISE" keys create-ca --output-key $k-root.key --output-cert $k-root.crt --subject "CN=$k image root"
+    expect 0 "$PAVISE" keys create-signing --ca-key $k-root.key --ca-cert $k-root.crt \
+        --output-key $k-sign.key --output-cert $k-sign.crt --subject "CN=$k signing"
+done
+mkdir -p appdir/bin osdir/bin
+printf '#!/bin/sh\n' >appdir/bin/hello && chmod 755 appdir/bin/hello
+printf '#!/bin/sh\n' >osdir/bin/runtime && chmod 755 osdir/bin/runtime
+pack_app() { # DEST SIGNER
+    expect 0 "$PAVISE" image-package pack-application --manifest "$SRC/apps/hello/app_manifest.json" \
+        --package-directory appdir --key "$2-sign.key" --cert "$2-sign.crt" --destination "$1" --force
+}
+pack_osimg() { # DEST SIGNER
+    expect 0 "$PAVISE" image-package pack-os --package-directory osdir --entry-point /bin/runtime \
+        --component-id 6b1f4b0e-3c1a-4d55-9a0e-6f3e2c1d0b0a --name pavise-os --version 1.0.0 \
+        --security-counter 1 --key "$2-sign.key" --cert "$2-sign.crt" --destination "$1" --force
+}
 
 run_suite() { # BACKEND
     BACKEND=$1
@@ -271,7 +294,7 @@ run_suite() { # BACKEND
     want 200
     is "healthz status" "$(json body.json "['status']")" ok
     is "healthz database" "$(json body.json "['database']")" "$BACKEND"
-    is "healthz schema" "$(json body.json "['schema_version']")" 2
+    is "healthz schema" "$(json body.json "['schema_version']")" 3
     # TLS 1.1 is refused; 1.2 and 1.3 are served.
     if curl -sS -o /dev/null --cacert "$D/ca.crt" --tls-max 1.1 "$URL/healthz" 2>/dev/null; then
         bad "TLS 1.1 accepted"; else ok; fi
@@ -694,6 +717,96 @@ PY
     expect 0 cli outsider ca-certificate download-chain --output-file globex.pem
     if openssl verify -CAfile globex.pem proof2.pem >verify.txt 2>&1; then bad "another tenant's chain accepts our proof"; else ok; fi
 
+    # -- images: roots and OS images offline, the tenant's application images by API --
+    expect 0 "$PSERVER" migrate --data "$D" --output json
+    is "schema version" "$(json out.txt "['schema_version']")" 3
+    expect 0 "$PSERVER" image-root list --data "$D"
+    contains out.txt "No image roots"
+    pack_app app1.imagepackage img
+    cli_refused "an image before any image root" $EX_REJECTED contributor image add --image-package app1.imagepackage
+    contains err.txt "image-root add"
+    expect 0 "$PSERVER" image-root add --data "$D" --cert img-root.crt --output json
+    local imgfp
+    imgfp=$(json out.txt "['fingerprint']")
+    is "image root fingerprint" "$imgfp" "$(openssl x509 -in img-root.crt -outform DER | sha256sum | cut -d' ' -f1)"
+    expect $EX_CONFLICT "$PSERVER" image-root add --data "$D" --cert img-root.crt
+    expect 0 "$PSERVER" image-root add --data "$D" --cert dev-root.crt --development
+    expect $EX_REJECTED "$PSERVER" image-root add --data "$D" --cert img-sign.crt
+    contains err.txt "not a CA"
+    expect 0 "$PSERVER" image-root list --data "$D" --output json
+    is "image roots" "$(json out.txt ".__len__()") $(json out.txt "[1]['development']")" "2 true"
+    # An application image: uploaded as its head, recorded with the manifest's digest.
+    expect 0 cli contributor image add --image-package app1.imagepackage --output json
+    local app1
+    app1=$(json out.txt "['id']")
+    is "image kind" "$(json out.txt "['kind']") $(json out.txt "['development']") $(json out.txt "['revoked_at']")" "app false null"
+    is "registered manifest digest" "$(sqlv "SELECT manifest_sha256 FROM images WHERE id = '$app1'")" \
+        "$(json out.txt "['manifest_sha256']")"
+    cli_refused "the same image twice" $EX_CONFLICT contributor image add --image-package app1.imagepackage
+    cli_refused "a Reader adding an image" $EX_AUTH reader image add --image-package app1.imagepackage
+    pack_app evil.imagepackage evil
+    cli_refused "an image signed under no image root" $EX_REJECTED contributor image add --image-package evil.imagepackage
+    contains err.txt "none of the image roots"
+    pack_osimg os1.imagepackage img
+    cli_refused "an OS image through the tenant API" $EX_REJECTED contributor image add --image-package os1.imagepackage
+    # The head with its payload, tampered, truncated, as raw requests.
+    python3 - app1.imagepackage <<'PY'
+import base64, json, struct, sys
+d = open(sys.argv[1], "rb").read()
+s, c = struct.unpack(">II", d[16:24])
+head = d[:48 + s + c]
+def body(b): return json.dumps({"package": base64.b64encode(b).decode()})
+open("whole.json", "w").write(body(d))
+open("cut.json", "w").write(body(head[:-1]))
+t = bytearray(head); t[48 + s - 1] ^= 1
+open("tampered.json", "w").write(body(bytes(t)))
+PY
+    refused "a whole package instead of its head" 400 bad_request rawadmin POST "/v1/tenants/$acme/images" "${J[@]}" --data-binary @whole.json
+    refused "a truncated head" 400 bad_request rawadmin POST "/v1/tenants/$acme/images" "${J[@]}" --data-binary @cut.json
+    refused "a tampered head" 400 bad_request rawadmin POST "/v1/tenants/$acme/images" "${J[@]}" --data-binary @tampered.json
+    pack_app dev.imagepackage dev
+    expect 0 cli contributor image add --image-package dev.imagepackage --output json
+    is "a development image" "$(json out.txt "['development']")" true
+    expect 0 cli reader image list --output json
+    is "images listed" "$(items out.txt ".__len__()")" 2
+    expect 0 cli reader image show --image-id "$app1"
+    contains out.txt "Manifest SHA-256:"
+    cli_refused "another tenant's image" $EX_NOTFOUND outsider image show --image-id "$app1"
+    cli_refused "a malformed image ID" $EX_USAGE reader image show --image-id not-an-id
+    cli_refused "a Contributor revoking an image" $EX_AUTH contributor image revoke --image-id "$app1"
+    expect 0 cli admin image revoke --image-id "$app1" --output json
+    local revoked
+    revoked=$(json out.txt "['revoked_at']")
+    [ "$revoked" != null ] && ok || bad "revoke left revoked_at null"
+    expect 0 cli admin image revoke --image-id "$app1" --output json
+    is "revoking twice keeps the first time" "$(json out.txt "['revoked_at']")" "$revoked"
+    # OS images, offline.
+    expect 0 "$PSERVER" os-image add --data "$D" --image-package os1.imagepackage --feed Retail --output json
+    local os1
+    os1=$(json out.txt "['id']")
+    is "OS image digest" "$(json out.txt "['manifest_sha256']")" "$(sqlv "SELECT manifest_sha256 FROM images WHERE id = '$os1' AND tenant_id IS NULL")"
+    expect $EX_CONFLICT "$PSERVER" os-image add --data "$D" --image-package os1.imagepackage --feed Retail
+    expect $EX_USAGE "$PSERVER" os-image add --data "$D" --image-package os1.imagepackage --feed Nightly
+    expect $EX_REJECTED "$PSERVER" os-image add --data "$D" --image-package dev.imagepackage --feed Retail
+    contains err.txt "application image"
+    pack_osimg evil-os.imagepackage evil
+    expect $EX_REJECTED "$PSERVER" os-image add --data "$D" --image-package evil-os.imagepackage --feed RetailEval
+    expect 0 "$PSERVER" os-image list --data "$D"
+    contains out.txt "pavise-os"
+    expect 0 "$PSERVER" os-image revoke --data "$D" --image-id "$os1"
+    expect 0 "$PSERVER" os-image revoke --data "$D" --image-id "$os1"
+    expect $EX_NOTFOUND "$PSERVER" os-image revoke --data "$D" --image-id 00000000-0000-4000-8000-000000000001
+    expect 0 "$PSERVER" os-image list --data "$D" --output json
+    [ "$(json out.txt "[0]['revoked_at']")" != null ] && ok || bad "OS image not revoked"
+    cli_refused "an OS image through the tenant API" $EX_NOTFOUND reader image show --image-id "$os1"
+    expect $EX_NOTFOUND "$PSERVER" image-root remove --data "$D" --fingerprint "$(printf '%064d' 0)"
+    expect 0 "$PSERVER" image-root remove --data "$D" --fingerprint "SHA256:$imgfp"
+    pack_app app2.imagepackage img
+    cli_refused "an image under a removed root" $EX_REJECTED contributor image add --image-package app2.imagepackage
+    for a in "server image_root.add $imgfp" "server image_root.remove $imgfp" "server os_image.add $os1" "server os_image.revoke $os1"; do
+        [ "$(sqlv "SELECT COUNT(*) FROM audit WHERE operator || ' ' || action || ' ' || target = '$a'")" = 1 ] && ok || bad "audit lacks '$a' once"
+    done
+
     # -- audit: every mutation, with its operator --
     expect 0 cli admin audit list --output json
     python3 - out.txt >audit.txt <<'PY'
@@ -710,7 +823,7 @@ PY
         "contributor product.create" "contributor product.update" "contributor device.claim $DEV_d3" \
         "contributor operator.enroll" "reader operator.enroll" "rawadmin operator.enroll" \
         "admin ca_certificate.rotate $ca2" "contributor ca_certificate.proof $ca2" \
-        "contributor ca_certificate.proof $ca1"; do
+        "contributor ca_certificate.proof $ca1" "contributor image.add $app1" "admin image.revoke $app1"; do
         grep -q " $a" audit.txt && ok || bad "audit lacks '$a'"
     done
     lacks audit.txt "outsider device.claim"

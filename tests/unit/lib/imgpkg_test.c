@@ -428,6 +428,174 @@ static void test_pack_errors(void **state)
     free(dest);
 }
 
+/* ---- package heads ---- */
+
+/* The head of the fixture's package, as pv_imgpkg_head gives it. */
+static uint8_t *head_of(const char *path, size_t *len, pv_imgpkg_layout *layout)
+{
+    pv_imgpkg *pkg = NULL;
+    uint8_t *head = NULL;
+    pv_err e;
+    assert_int_equal(pv_imgpkg_open(path, &pkg, &e), PV_OK);
+    if (pv_imgpkg_head(pkg, &head, len, &e) != PV_OK) {
+        fail_msg("head: %s", e.msg);
+    }
+    if (layout != NULL) {
+        pv_imgpkg_get_layout(pkg, layout);
+    }
+    pv_imgpkg_free(pkg);
+    return head;
+}
+
+static void test_head_round_trip(void **state)
+{
+    fixture *f = *state;
+    size_t len = 0, full_len = 0;
+    pv_imgpkg_layout whole, l;
+    uint8_t *head = head_of(f->pkg, &len, &whole);
+    uint8_t *full = tu_read(f->pkg, &full_len);
+    assert_int_equal(len, whole.payload_offset);
+    assert_memory_equal(head, full, len); /* the file up to its payload */
+    assert_true(whole.payload_len > 0);
+
+    pv_imgpkg *pkg = NULL;
+    pv_err e;
+    assert_int_equal(pv_imgpkg_open_head(head, len, &pkg, &e), PV_OK);
+    pv_imgpkg_get_layout(pkg, &l);
+    assert_int_equal(l.payload_len, whole.payload_len); /* reported, not read */
+    assert_int_equal(l.total_len, whole.total_len);
+    if (pv_imgpkg_verify_head(pkg, f->anchor, &e) != PV_OK) {
+        fail_msg("verify_head: %s", e.msg);
+    }
+    /* A head never counts as verified: it has no payload to check or extract. */
+    assert_false(pv_imgpkg_is_verified(pkg));
+    assert_int_equal(pv_imgpkg_verify(pkg, f->anchor, &e), PV_ERR_INVALID_ARG);
+    assert_int_equal(pv_imgpkg_verify_self(pkg, &e), PV_ERR_INVALID_ARG);
+    char *dest = tu_path(f->dir, "never");
+    assert_int_equal(pv_imgpkg_extract(pkg, dest, &e), PV_ERR_INVALID_ARG);
+    assert_false(tu_exists(dest));
+    assert_string_equal(pv_imgpkg_manifest(pkg)->name, "hello");
+
+    /* The same digest as the whole package's. */
+    uint8_t d1[PV_SHA256_LEN], d2[PV_SHA256_LEN];
+    pv_imgpkg *whole_pkg = NULL;
+    assert_int_equal(pv_imgpkg_open(f->pkg, &whole_pkg, &e), PV_OK);
+    assert_int_equal(pv_imgpkg_manifest_digest(pkg, d1), PV_OK);
+    assert_int_equal(pv_imgpkg_manifest_digest(whole_pkg, d2), PV_OK);
+    assert_memory_equal(d1, d2, PV_SHA256_LEN);
+    /* verify_head works on a whole package too, and leaves it unverified. */
+    assert_int_equal(pv_imgpkg_verify_head(whole_pkg, f->anchor, &e), PV_OK);
+    assert_false(pv_imgpkg_is_verified(whole_pkg));
+    /* The head of a head is itself. */
+    uint8_t *again = NULL;
+    size_t again_len = 0;
+    assert_int_equal(pv_imgpkg_head(pkg, &again, &again_len, &e), PV_OK);
+    assert_int_equal(again_len, len);
+    assert_memory_equal(again, head, len);
+    free(again);
+    pv_imgpkg_free(whole_pkg);
+    pv_imgpkg_free(pkg);
+    /* A whole package is not a head: its payload is trailing bytes. */
+    e.msg[0] = '\0';
+    assert_int_equal(pv_imgpkg_open_head(full, full_len, &pkg, &e), PV_ERR_FORMAT);
+    assert_non_null(strstr(e.msg, "payload starts"));
+    /* Nor is a head a whole package (unless its payload is empty). */
+    assert_int_equal(pv_imgpkg_open_mem(head, len, &pkg, &e), PV_ERR_TRUNCATED);
+    free(dest);
+    free(full);
+    free(head);
+}
+
+static void test_head_truncated(void **state)
+{
+    fixture *f = *state;
+    size_t len = 0;
+    uint8_t *head = head_of(f->pkg, &len, NULL);
+    for (size_t n = 0; n < len; n++) {
+        uint8_t *copy = malloc(n ? n : 1); /* exact size, so ASan sees any over-read */
+        memcpy(copy, head, n);
+        pv_imgpkg *pkg = NULL;
+        pv_err e;
+        int r = pv_imgpkg_open_head(copy, n, &pkg, &e);
+        if (r != PV_ERR_TRUNCATED) {
+            fail_msg("head truncated to %zu of %zu bytes: %d '%s'", n, len, r, e.msg);
+        }
+        free(copy);
+    }
+    free(head);
+}
+
+/* Every flipped bit of the header or the signed manifest is refused, by the parser or by
+ * the signature (the header is the external AAD); the chain's bytes are refused or give
+ * a chain that does not verify. */
+static void test_head_tampered(void **state)
+{
+    fixture *f = *state;
+    size_t len = 0;
+    pv_imgpkg_layout l;
+    uint8_t *head = head_of(f->pkg, &len, &l);
+    uint8_t *copy = malloc(len);
+    size_t manifest_sig = 0;
+    for (size_t i = 0; i < len; i++) {
+        memcpy(copy, head, len);
+        copy[i] ^= 0x01;
+        pv_imgpkg *pkg = NULL;
+        pv_err e;
+        if (pv_imgpkg_open_head(copy, len, &pkg, &e) == PV_OK) {
+            int r = pv_imgpkg_verify_head(pkg, f->anchor, &e);
+            if (r == PV_OK) {
+                fail_msg("head with byte %zu flipped verified", i);
+            }
+            if (i < PV_IMGPKG_HEADER_LEN) {
+                /* Every header field is checked on opening: none may slip through to
+                 * rely on the signature alone. */
+                fail_msg("head with header byte %zu flipped opened", i);
+            }
+            if (r == PV_ERR_SIGNATURE && i < l.payload_offset - l.chain_len) {
+                manifest_sig++;
+            }
+            pv_imgpkg_free(pkg);
+        }
+    }
+    /* The manifest's bytes a parser cannot judge are caught by the signature. */
+    assert_true(manifest_sig > 0);
+    /* The payload length is reported from the header and must agree with the manifest. */
+    memcpy(copy, head, len);
+    copy[31] ^= 0x01;
+    pv_imgpkg *pkg = NULL;
+    pv_err e;
+    assert_int_equal(pv_imgpkg_open_head(copy, len, &pkg, &e), PV_ERR_FORMAT);
+    free(copy);
+    free(head);
+}
+
+static void test_head_wrong_root_and_expired(void **state)
+{
+    fixture *f = *state;
+    size_t len = 0;
+    uint8_t *head = head_of(f->pkg, &len, NULL);
+    char *other = tu_path(f->dir, "other");
+    assert_int_equal(mkdir(other, 0755), 0);
+    pv_trust *wrong = NULL, *empty = pv_trust_new();
+    int64_t now = pv_time_now();
+    tu_make_chain(other, now - 3600, now + 86400, NULL, NULL, &wrong);
+    pv_imgpkg *pkg = NULL;
+    pv_err e;
+    assert_int_equal(pv_imgpkg_open_head(head, len, &pkg, &e), PV_OK);
+    assert_int_equal(pv_imgpkg_verify_head(pkg, wrong, &e), PV_ERR_UNTRUSTED);
+    assert_int_equal(pv_imgpkg_verify_head(pkg, empty, &e), PV_ERR_INVALID_ARG); /* no anchor */
+    /* The signer's certificate expires a day from now. */
+    pv_time_set_override(now + 30 * 86400);
+    assert_int_equal(pv_imgpkg_verify_head(pkg, f->anchor, &e), PV_ERR_EXPIRED);
+    pv_time_set_override(0);
+    assert_int_equal(pv_imgpkg_verify_head(pkg, f->anchor, &e), PV_OK);
+    pv_imgpkg_free(pkg);
+    pv_trust_free(wrong);
+    pv_trust_free(empty);
+    free(other);
+    free(head);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -440,6 +608,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_hostile_payloads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_changed_after_verify, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pack_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_head_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_head_truncated, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_head_tampered, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_head_wrong_root_and_expired, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,6 +18,7 @@
 #include "pavise/platform.h"
 #include "pavise/rot.h"
 
+#include "imagetest.h"
 #include "records.h"
 #include "servertest.h"
 
@@ -41,6 +42,8 @@ typedef struct fixture {
     caller callers[5];
     char tenant[37], product[37], group[37];
     char device[PV_DEVICE_ID_HEX_LEN + 1];
+    it_signer signer; /* signs application images under an image root */
+    char image[37];
     unsigned serial; /* for fresh names */
 } fixture;
 
@@ -161,6 +164,8 @@ static void param_value(fixture *x, const api_route *rt, const char *name, char 
         assert_int_equal(store_rows_count(rows), 1);
         snprintf(out, out_size, "%s", store_rows_text(rows, 0, 0));
         store_rows_free(rows);
+    } else if (strcmp(name, "image") == 0) {
+        snprintf(out, out_size, "%s", x->image); /* revoking is idempotent */
     } else if (strcmp(name, "user") == 0) {
         /* An operator with a role to take away. */
         uint8_t fp[PV_SHA256_LEN];
@@ -203,6 +208,14 @@ static char *build_body(fixture *x, const api_route *rt, bool *known)
 {
     char buf[512];
     *known = true;
+    if (is(rt, "POST", "/v1/tenants/{tenant}/images")) {
+        uint8_t *head = NULL;
+        size_t len = 0;
+        free(it_head_b64(&x->signer, PV_IMAGE_APPLICATION, &head, &len, NULL));
+        char *body = it_body(head, len);
+        free(head);
+        return body;
+    }
     if (is(rt, "POST", "/v1/enroll")) {
         snprintf(buf, sizeof(buf), "{}"); /* reaches the handler, which wants a code */
     } else if (is(rt, "POST", "/v1/tenants")) {
@@ -225,7 +238,8 @@ static char *build_body(fixture *x, const api_route *rt, bool *known)
                  ++x->serial);
     } else if (is(rt, "POST", "/v1/tenants/{tenant}/ca-certificates/{ca_certificate}/proof")) {
         snprintf(buf, sizeof(buf), "{\"verification_code\": \"CODE-%u\"}", ++x->serial);
-    } else if (is(rt, "POST", "/v1/tenants/{tenant}/ca-certificates/rotate")) {
+    } else if (is(rt, "POST", "/v1/tenants/{tenant}/ca-certificates/rotate") ||
+               is(rt, "POST", "/v1/tenants/{tenant}/images/{image}/revoke")) {
         snprintf(buf, sizeof(buf), "{}");
     } else if (strcmp(rt->method, "POST") == 0 || strcmp(rt->method, "PATCH") == 0) {
         /* enable-development, enable-cloud-test, release, and any route added later */
@@ -329,6 +343,16 @@ static int setup(void **state)
     snprintf(path, sizeof(path), "/v1/tenants/%s/devices/%s", x->tenant, x->device);
     snprintf(body, sizeof(body), "{\"device_group_id\": \"%s\"}", x->group);
     assert_int_equal(st_call(&x->env, x->owner, "PATCH", path, body, NULL), 200);
+    it_signer_new(&x->signer, now - 3600, now + YEAR);
+    it_add_root(x->env.db, &x->signer, false);
+    uint8_t *head = NULL;
+    size_t head_len = 0;
+    free(it_head_b64(&x->signer, PV_IMAGE_APPLICATION, &head, &head_len, NULL));
+    char *image_body = it_body(head, head_len);
+    snprintf(path, sizeof(path), "/v1/tenants/%s/images", x->tenant);
+    create(x, path, image_body, x->image, sizeof(x->image));
+    free(image_body);
+    free(head);
     *state = x;
     return 0;
 }
@@ -341,6 +365,7 @@ static int teardown(void **state)
     free(x->fdir);
     pv_key_free(x->fkey);
     pv_chain_free(x->fchain);
+    it_signer_free(&x->signer);
     free(x);
     return 0;
 }
@@ -431,6 +456,10 @@ static void test_expected_access(void **state)
         {"GET", "/v1/tenants/{tenant}/ca-certificates/{ca_certificate}", API_READER},
         {"POST", "/v1/tenants/{tenant}/ca-certificates/rotate", API_ADMIN},
         {"POST", "/v1/tenants/{tenant}/ca-certificates/{ca_certificate}/proof", API_CONTRIBUTOR},
+        {"GET", "/v1/tenants/{tenant}/images", API_READER},
+        {"POST", "/v1/tenants/{tenant}/images", API_CONTRIBUTOR},
+        {"GET", "/v1/tenants/{tenant}/images/{image}", API_READER},
+        {"POST", "/v1/tenants/{tenant}/images/{image}/revoke", API_ADMIN},
     };
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
         bool found = false;
