@@ -661,22 +661,27 @@ static int verify(attest *a)
     uint8_t h[PV_SHA256_LEN];
     int r;
 
+    /* The device's record and tenant first (one query), so that every result, even one
+     * refused before the device proved anything, is recorded where its operators see
+     * it. */
+    (void)pv_sha256_digest(a->ev.nonce, PV_NONCE_LEN, h);
+    pv_hex_encode(h, sizeof(h), a->nonce_hash, sizeof(a->nonce_hash));
+    int dr = read_device(a);
+    if (dr != PV_OK && dr != PV_ERR_UNTRUSTED) {
+        return dr;
+    }
     /* Step 2: the nonce is MAC'd for the device the evidence names, so another device's
-     * nonce fails the MAC. */
+     * nonce fails the MAC. A nonce that is not ours is not spent (nothing to remember). */
     r = nonce_check(c->srv->nonce_key, a->ev.device_id, a->ev.nonce, c->now, &a->nonce_expires, &e);
     if (r == PV_ERR_SIGNATURE || r == PV_ERR_EXPIRED) {
+        a->spend_nonce = false;
         a->reason = r == PV_ERR_SIGNATURE ? "nonce-other-device" : "nonce-expired";
         return PV_OK;
     }
     if (r != PV_OK) {
         return api_fail(c, 500, "internal", "the nonce could not be checked");
     }
-    (void)pv_sha256_digest(a->ev.nonce, PV_NONCE_LEN, h);
-    pv_hex_encode(h, sizeof(h), a->nonce_hash, sizeof(a->nonce_hash));
-    r = read_device(a);
-    if (r != PV_OK && r != PV_ERR_UNTRUSTED) {
-        return r;
-    }
+    r = dr;
     if (!a->spend_nonce) {
         a->reason = "nonce-replayed";
         return PV_OK;

@@ -175,6 +175,7 @@ keyfile $T/broker.key
 require_certificate true
 use_identity_as_username true
 persistence false
+user root
 log_dest stderr
 log_type error
 log_type notice
