@@ -18,7 +18,8 @@
 # one tenant, booted with an OS image the service knows.
 # Environment: WORKERS, THREADS, FLEET, DURATION (s, default 10), WARMUP (s, default 2),
 # ROUNDS (default 3), CONCURRENCY (default "100 1000"), BACKENDS (default
-# "sqlite postgres"), PIN (0: no taskset).
+# "sqlite postgres"), PIN (0: no taskset), PERF_OUT (a file prefix: perf record the
+# server during the first round of each run).
 set -euo pipefail
 build=${1:-build-bench}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -68,6 +69,12 @@ wait_for() {
         sleep 0.05
     done
 }
+tck=$(getconf CLK_TCK)
+cpu_ticks() { # PID: user + system clock ticks of the process (all its threads)
+    local f
+    f=$(cut -d' ' -f14,15 "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
+    echo $((${f% *} + ${f#* }))
+}
 field() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p" "$2"; }
 # shellcheck disable=SC2086
 median() { printf '%s\n' $1 | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
@@ -97,7 +104,7 @@ verify_s=${speed#* }
 ceiling=$(awk -v s="$sign_s" -v v="$verify_s" -v n="$workers" 'BEGIN { printf "%.0f", n / (2 / s + 2 / v) }')
 
 # ---- one backend: a service, the tenant, the claimed fleet, the runs ----
-declare -A rate p50 p99 gcpu
+declare -A rate p50 p99 gcpu scpu
 setup_service() { # BACKEND
     local D=$work/data-$1 db=()
     if [ "$1" = postgres ]; then
@@ -145,23 +152,33 @@ EOF
 }
 run_backend() { # BACKEND
     setup_service "$1"
-    local c i out
+    local c i out t0 t1 sc
     for c in $concs; do
         for ((i = 1; i <= rounds; i++)); do
             out="run-$1-$c-$i.json"
+            if [ -n "${PERF_OUT:-}" ] && [ "$i" = 1 ]; then
+                # Profiling on request (PERF_OUT=FILE): the server during this run.
+                perf record --call-graph dwarf,16384 -F 499 -o "$PERF_OUT-$1-$c" -p "$server_pid" -- sleep "$((warm + secs))" >/dev/null 2>&1 &
+            fi
+            t0=$(cpu_ticks "$server_pid")
             "${pin_client[@]}" "$bin/pavise-fleet" run --server "$url" --ca "$ca_file" --fleet fleet \
                 --os-image os.imagepackage --concurrency "$c" --threads "$threads" --duration "$secs" \
                 --warmup "$warm" --json >"$out" 2>"run-$1-$c-$i.err" ||
                 { cat "run-$1-$c-$i.err" >&2; die "$1, $c devices: the fleet failed"; }
+            t1=$(cpu_ticks "$server_pid")
+            # Server CPU over warm-up and measurement, as a share of its cores.
+            sc=$(awk -v d="$((t1 - t0))" -v hz="$tck" -v s="$secs" -v w="$warm" -v n="$workers" \
+                'BEGIN { printf "%.0f", 100 * d / hz / (s + w) / n }')
+            scpu[$1-$c]+="$sc "
             [ "$(field failures "$out")" = 0 ] ||
                 { cat "$out" "run-$1-$c-$i.err" >&2; die "$1, $c devices: attestations failed"; }
             rate[$1-$c]+="$(field rate "$out") "
             p50[$1-$c]+="$(field p50_us "$out") "
             p99[$1-$c]+="$(field p99_us "$out") "
             gcpu[$1-$c]+="$(field client_cpu_pct "$out") "
-            printf '  %-8s %5d devices  round %d  %8.1f attest/s  p50 %7d us  p99 %7d us  generator CPU %3d%%\n' \
+            printf '  %-8s %5d devices  round %d  %8.1f attest/s  p50 %7d us  p99 %7d us  server CPU %3d%%  generator CPU %3d%%\n' \
                 "$1" "$c" "$i" "$(field rate "$out")" "$(field p50_us "$out")" "$(field p99_us "$out")" \
-                "$(field client_cpu_pct "$out")"
+                "$sc" "$(field client_cpu_pct "$out")"
         done
     done
     stop "$server_pid"
@@ -179,12 +196,12 @@ for b in $backends; do
     run_backend "$b"
 done
 echo "attest: medians of $rounds runs"
-printf '  %-10s %8s %12s %9s %9s %14s %16s\n' backend devices attest/s "p50 us" "p99 us" "generator CPU" "ratio/ceiling"
+printf '  %-10s %8s %12s %9s %9s %11s %14s %14s\n' backend devices attest/s "p50 us" "p99 us" "server CPU" "generator CPU" "ratio/ceiling"
 for b in $backends; do
     for c in $concs; do
         r=$(median "${rate[$b-$c]}")
-        printf '  %-10s %8d %12.1f %9d %9d %13d%% %16.2f\n' "$b" "$c" "$r" "$(median "${p50[$b-$c]}")" \
-            "$(median "${p99[$b-$c]}")" "$(median "${gcpu[$b-$c]}")" "$(awk -v r="$r" -v c="$ceiling" 'BEGIN { print r / c }')"
+        printf '  %-10s %8d %12.1f %9d %9d %10d%% %13d%% %14.2f\n' "$b" "$c" "$r" "$(median "${p50[$b-$c]}")" \
+            "$(median "${p99[$b-$c]}")" "$(median "${scpu[$b-$c]}")" "$(median "${gcpu[$b-$c]}")" "$(awk -v r="$r" -v c="$ceiling" 'BEGIN { print r / c }')"
     done
 done
 echo "  targets: ratio >= 0.50 of the ceiling ($((ceiling / 2)) attest/s); >= 2000 attest/s on this machine with the generator beside it"

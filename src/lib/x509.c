@@ -27,7 +27,10 @@
 #define NAME_TEXT_MAX     256 /* subjects in error messages */
 
 struct pv_cert {
-    X509 *x509;
+    X509 *x509; /* parsed from der; or, for a leaf built here, as built (leaf_from_x509) */
+    bool built; /* x509 is as built: its public key is not decoded, so verification
+                   needs `parsed` (cert_x509) */
+    _Atomic(X509 *) parsed;
     uint8_t *der;
     size_t der_len;
     uint8_t fingerprint[PV_SHA256_LEN];
@@ -132,6 +135,27 @@ static int cert_from_x509(X509 *x, pv_cert **out, pv_err *e)
     return r;
 }
 
+/* The same for a leaf built with set_p256_pubkey, without parsing it again: OpenSSL 3.0
+ * decodes the public key of every parsed certificate through its generic decoder, which
+ * made re-parsing the most expensive step of issuing one (the service issues two per
+ * attestation). The X509 holds the subject's encoded point only, no EVP_PKEY (so never
+ * a private key); pv_cert_public_key decodes it from there. */
+static int leaf_from_x509(X509 *x, pv_cert **out, pv_err *e)
+{
+    unsigned char *der = NULL;
+    int n = i2d_X509(x, &der);
+    if (n <= 0) {
+        X509_free(x);
+        return pv_err_ssl(e, PV_ERR_CRYPTO, "encoding the certificate");
+    }
+    int r = cert_new(x, der, (size_t)n, out, e);
+    OPENSSL_free(der);
+    if (r == PV_OK) {
+        (*out)->built = true;
+    }
+    return r;
+}
+
 void pv_cert_der(const pv_cert *c, const uint8_t **der, size_t *len)
 {
     *der = c->der;
@@ -148,7 +172,14 @@ int pv_cert_public_key(const pv_cert *c, pv_key **out, pv_err *e)
     *out = NULL;
     EVP_PKEY *pkey = X509_get0_pubkey(c->x509);
     if (pkey == NULL) {
-        return pv_err_ssl(e, PV_ERR_FORMAT, "certificate public key cannot be decoded");
+        /* A leaf built here holds the encoded key only (leaf_from_x509). */
+        ERR_clear_error();
+        unsigned char *spki = NULL;
+        int n = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(c->x509), &spki);
+        int r = n > 0 ? pv_key_from_spki_der(spki, (size_t)n, out, e)
+                      : pv_err_ssl(e, PV_ERR_FORMAT, "certificate public key cannot be decoded");
+        OPENSSL_free(spki);
+        return r == PV_OK ? r : pv_err_wrap(e, r, "certificate public key");
     }
     int r = pv_key_from_evp(pkey, out, e);
     if (r != PV_OK) {
@@ -244,14 +275,40 @@ void pv_cert_free(pv_cert *c)
 {
     if (c != NULL && atomic_fetch_sub(&c->refs, 1) == 1) {
         X509_free(c->x509);
+        X509_free(atomic_load(&c->parsed));
         free(c->der);
         free(c);
     }
 }
 
+/* The certificate as OpenSSL verifies it, with its public key decoded: a leaf built
+ * here is parsed from its DER on first use (safely if two threads race: one parse is
+ * kept). NULL only when out of memory. */
+static X509 *cert_x509(const pv_cert *c)
+{
+    if (!c->built) {
+        return c->x509;
+    }
+    pv_cert *m = (pv_cert *)c; /* the cache is not part of the value */
+    X509 *x = atomic_load(&m->parsed);
+    if (x != NULL) {
+        return x;
+    }
+    const unsigned char *p = c->der;
+    X509 *fresh = d2i_X509(NULL, &p, (long)c->der_len);
+    if (fresh == NULL) {
+        return NULL;
+    }
+    if (!atomic_compare_exchange_strong(&m->parsed, &x, fresh)) {
+        X509_free(fresh); /* another thread's parse won; x is it */
+        return x;
+    }
+    return fresh;
+}
+
 void *pv_cert_x509(const pv_cert *c)
 {
-    return c->x509;
+    return cert_x509(c);
 }
 
 /* ---- chains ---- */
@@ -544,20 +601,21 @@ static int check_code_signing(const pv_cert *leaf, pv_err *e)
 {
     char subject[NAME_TEXT_MAX];
     pv_cert_subject(leaf, subject, sizeof(subject));
-    uint32_t flags = X509_get_extension_flags(leaf->x509);
+    uint32_t flags = X509_get_extension_flags(cert_x509(leaf));
     if (flags & EXFLAG_INVALID) {
         return pv_err_set(e, PV_ERR_UNTRUSTED, "leaf (%s): extensions cannot be decoded", subject);
     }
-    if (X509_check_ca(leaf->x509) != 0) {
+    if (X509_check_ca(cert_x509(leaf)) != 0) {
         return pv_err_set(e, PV_ERR_UNTRUSTED,
                           "leaf (%s) is a CA certificate; it may not sign code", subject);
     }
-    if ((flags & EXFLAG_KUSAGE) && !(X509_get_key_usage(leaf->x509) & KU_DIGITAL_SIGNATURE)) {
+    if ((flags & EXFLAG_KUSAGE) && !(X509_get_key_usage(cert_x509(leaf)) & KU_DIGITAL_SIGNATURE)) {
         return pv_err_set(e, PV_ERR_UNTRUSTED,
                           "leaf (%s): key usage does not include digitalSignature", subject);
     }
     /* anyExtendedKeyUsage is not enough: the issuer must have meant code signing. */
-    if ((flags & EXFLAG_XKUSAGE) && !(X509_get_extended_key_usage(leaf->x509) & XKU_CODE_SIGN)) {
+    if ((flags & EXFLAG_XKUSAGE) &&
+        !(X509_get_extended_key_usage(cert_x509(leaf)) & XKU_CODE_SIGN)) {
         return pv_err_set(e, PV_ERR_UNTRUSTED,
                           "leaf (%s): extended key usage does not include codeSigning", subject);
     }
@@ -573,7 +631,7 @@ static int check_all_used(const pv_chain *chain, X509_STORE_CTX *ctx, pv_err *e)
     for (size_t i = 0; i < chain->n; i++) {
         bool found = false;
         for (int j = 0; j < sk_X509_num(path) && !found; j++) {
-            found = X509_cmp(chain->certs[i]->x509, sk_X509_value(path, j)) == 0;
+            found = X509_cmp(cert_x509(chain->certs[i]), sk_X509_value(path, j)) == 0;
         }
         if (!found) {
             char subject[NAME_TEXT_MAX];
@@ -612,19 +670,19 @@ int pv_chain_verify(const pv_chain *chain, const pv_trust *trust, int64_t at, un
         goto out;
     }
     for (size_t i = 0; i < trust->n; i++) {
-        if (X509_STORE_add_cert(store, trust->certs[i]->x509) != 1) {
+        if (X509_STORE_add_cert(store, cert_x509(trust->certs[i])) != 1) {
             r = pv_err_ssl(e, PV_ERR_UNTRUSTED, "adding trust anchor %zu", i + 1);
             goto out;
         }
     }
     /* The stack borrows the certificates: freed below with sk_X509_free, not pop_free. */
     for (size_t i = 1; i < chain->n; i++) {
-        if (sk_X509_push(untrusted, chain->certs[i]->x509) <= 0) {
+        if (sk_X509_push(untrusted, cert_x509(chain->certs[i])) <= 0) {
             r = pv_err_set(e, PV_ERR_NOMEM, "out of memory");
             goto out;
         }
     }
-    if (X509_STORE_CTX_init(ctx, store, chain->certs[0]->x509, untrusted) != 1) {
+    if (X509_STORE_CTX_init(ctx, store, cert_x509(chain->certs[0]), untrusted) != 1) {
         r = pv_err_ssl(e, PV_ERR_UNTRUSTED, "certificate verification could not start");
         goto out;
     }
@@ -1100,6 +1158,26 @@ static int check_create_args(const pv_cert_params *p, const pv_key *subject_key,
     return PV_OK;
 }
 
+/* A leaf's subject key as id-ecPublicKey/prime256v1 and its point, taken from the SPKI
+ * pavise keys keep: X509_set_pubkey would run OpenSSL 3.0's generic encoder. 1 or 0. */
+static int set_p256_pubkey(X509 *x, const pv_key *k)
+{
+    uint8_t spki[128];
+    pv_buf *b = pv_buf_new(sizeof(spki));
+    int ok = b != NULL && pv_key_spki_der(k, b) == PV_OK && pv_buf_len(b) == 91;
+    unsigned char *point = ok ? OPENSSL_memdup(pv_buf_data(b) + 26, 65) : NULL;
+    pv_buf_free(b);
+    if (point == NULL) {
+        return 0;
+    }
+    if (X509_PUBKEY_set0_param(X509_get_X509_PUBKEY(x), OBJ_nid2obj(NID_X9_62_id_ecPublicKey),
+                               V_ASN1_OBJECT, OBJ_nid2obj(NID_X9_62_prime256v1), point, 65) != 1) {
+        OPENSSL_free(point);
+        return 0;
+    }
+    return 1;
+}
+
 int pv_cert_create(const pv_cert_params *p, const pv_key *subject_key, const pv_cert *issuer,
                    const pv_key *issuer_key, pv_cert **out, pv_err *e)
 {
@@ -1127,7 +1205,8 @@ int pv_cert_create(const pv_cert_params *p, const pv_key *subject_key, const pv_
     if (X509_set_version(x, X509_VERSION_3) != 1 || set_serial(x) != PV_OK ||
         X509_set_subject_name(x, name) != 1 ||
         X509_set_issuer_name(x, issuer_x != NULL ? X509_get_subject_name(issuer_x) : name) != 1 ||
-        X509_set_pubkey(x, pv_key_evp(subject_key)) != 1) {
+        (p->is_ca ? X509_set_pubkey(x, pv_key_evp(subject_key))
+                  : set_p256_pubkey(x, subject_key)) != 1) {
         r = pv_err_ssl(e, PV_ERR_CRYPTO, "building the certificate");
         goto out;
     }
@@ -1151,7 +1230,9 @@ int pv_cert_create(const pv_cert_params *p, const pv_key *subject_key, const pv_
         r = pv_err_ssl(e, PV_ERR_CRYPTO, "signing the certificate");
         goto out;
     }
-    r = cert_from_x509(x, out, e);
+    /* CA certificates (made rarely, then used in chains and TLS, which need the parsed
+     * key) are parsed again; leaves (issued per attestation) are not. */
+    r = p->is_ca ? cert_from_x509(x, out, e) : leaf_from_x509(x, out, e);
     x = NULL;
 out:
     X509_NAME_free(name);
