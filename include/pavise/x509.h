@@ -36,6 +36,10 @@ int pv_cert_public_key(const pv_cert *c, pv_key **out, pv_err *e);
 void pv_cert_subject(const pv_cert *c, char *out, size_t out_size);
 void pv_cert_issuer(const pv_cert *c, char *out, size_t out_size);
 /* notBefore / notAfter as seconds since the epoch. */
+/* Lowercase hex of the serial number's magnitude (at most 20 bytes, RFC 5280), "" when
+ * it is longer. */
+#define PV_CERT_SERIAL_HEX_MAX 40
+void pv_cert_serial_hex(const pv_cert *c, char out[PV_CERT_SERIAL_HEX_MAX + 1]);
 int pv_cert_validity(const pv_cert *c, int64_t *not_before, int64_t *not_after);
 bool pv_cert_is_ca(const pv_cert *c);
 pv_cert *pv_cert_ref(pv_cert *c);

@@ -306,6 +306,17 @@ static X509 *cert_x509(const pv_cert *c)
     return fresh;
 }
 
+void pv_cert_serial_hex(const pv_cert *c, char out[PV_CERT_SERIAL_HEX_MAX + 1])
+{
+    /* The serial needs no decoded key: the certificate as built or parsed. */
+    const ASN1_INTEGER *sn = X509_get0_serialNumber(c->x509);
+    int len = ASN1_STRING_length(sn);
+    if (len < 0 || len > PV_CERT_SERIAL_HEX_MAX / 2) {
+        len = 0;
+    }
+    pv_hex_encode(ASN1_STRING_get0_data(sn), (size_t)len, out, PV_CERT_SERIAL_HEX_MAX + 1);
+}
+
 void *pv_cert_x509(const pv_cert *c)
 {
     return cert_x509(c);

@@ -513,9 +513,7 @@ static void cert_fp_serial(const pv_cert *cert, char fp[65], char serial[41])
     uint8_t d[PV_SHA256_LEN];
     pv_cert_fingerprint(cert, d);
     pv_hex_encode(d, sizeof(d), fp, 65);
-    const ASN1_INTEGER *sn = X509_get0_serialNumber(pv_cert_x509(cert));
-    int len = ASN1_STRING_length(sn);
-    pv_hex_encode(ASN1_STRING_get0_data(sn), len > 0 && len <= 20 ? (size_t)len : 0, serial, 41);
+    pv_cert_serial_hex(cert, serial);
 }
 
 /* Writes the spent nonce, the result and the service certificate in one transaction.

@@ -548,18 +548,6 @@ static bool valid_operator_name(const char *s)
     return n > 0;
 }
 
-/* Lowercase hex of the serial's magnitude. */
-static void serial_hex(const pv_cert *c, char out[41])
-{
-    const ASN1_INTEGER *sn = X509_get0_serialNumber(pv_cert_x509(c));
-    int len = ASN1_STRING_length(sn);
-    const unsigned char *d = ASN1_STRING_get0_data(sn);
-    if (len < 0 || len > 20) {
-        len = 0;
-    }
-    pv_hex_encode(d, (size_t)len, out, 41);
-}
-
 int ca_issue_operator(const server_ca *ca, const char *csr_pem, size_t csr_len, const char *name,
                       int64_t days, ca_issued *out, pv_err *e)
 {
@@ -612,7 +600,7 @@ int ca_issue_operator(const server_ca *ca, const char *csr_pem, size_t csr_len, 
     uint8_t fp[PV_SHA256_LEN];
     pv_cert_fingerprint(cert, fp);
     pv_hex_encode(fp, sizeof(fp), out->fingerprint, sizeof(out->fingerprint));
-    serial_hex(cert, out->serial);
+    pv_cert_serial_hex(cert, out->serial);
     out->not_after = na;
     size_t len;
     out->cert_pem = (char *)pv_buf_steal(pem, &len);

@@ -350,17 +350,6 @@ static void fingerprint_hex(const pv_cert *c, char out[2 * PV_SHA256_LEN + 1])
     pv_hex_encode(fp, sizeof(fp), out, 2 * PV_SHA256_LEN + 1);
 }
 
-/* Lowercase hex of the serial's magnitude. */
-static void serial_hex(const pv_cert *c, char out[41])
-{
-    const ASN1_INTEGER *sn = X509_get0_serialNumber(pv_cert_x509(c));
-    int len = ASN1_STRING_length(sn);
-    if (len < 0 || len > 20) {
-        len = 0;
-    }
-    pv_hex_encode(ASN1_STRING_get0_data(sn), (size_t)len, out, 41);
-}
-
 /* Tenant IDs are lowercase UUIDs (the API checks them); here only what a subject and a
  * query need: 36 of [0-9a-f-]. */
 static bool valid_tenant_id(const char *s)
@@ -1164,7 +1153,7 @@ int tenant_ca_issue_chain(store *db, const uint8_t kek[TENANT_CA_KEK_LEN], const
         goto out;
     }
     snprintf(out->ca_id, sizeof(out->ca_id), "%s", ca.id);
-    serial_hex(cert, out->serial);
+    pv_cert_serial_hex(cert, out->serial);
     fingerprint_hex(cert, out->fingerprint);
     (void)pv_cert_validity(cert, &out->not_before, &out->not_after);
     out->cert = cert;
