@@ -40,6 +40,7 @@ for p in pavise pavise-server pavise-fleet; do
 done
 
 work=$(mktemp -d "$root/$build/bench-attest-XXXXXX")
+chmod o+x "$work" # the postgres user reaches its cluster under it (scripts/pg-start)
 server_pid=
 pg_dir=
 stop() {

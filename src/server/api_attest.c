@@ -40,7 +40,9 @@
 #define DEFAULT_CLIENT_HOURS  24
 #define ATTEST_MAX_LOG_IMAGES PV_EVIDENCE_MAX_IMAGES
 /* 2.25.<UUID 4d2b8d5e-3c1a-4f7e-9b0a-6e1f2c3d4a5b as an integer> (attestation.md §2) */
-#define ATTEST_EXT_OID "2.25.102576691726157819091001912716521458267"
+/* Attestations per worker between sweeps of expired spent nonces. */
+#define NONCE_SWEEP_EVERY 256
+#define ATTEST_EXT_OID    "2.25.102576691726157819091001912716521458267"
 
 /* Request keys (§1.2) and response keys (§1.5). */
 enum { REQ_EVIDENCE = 1, REQ_QUOTE = 2, REQ_QUOTE_SIG = 3, REQ_CSR = 4 };
@@ -551,6 +553,20 @@ static int record(attest *a)
         if (r != PV_OK) {
             r = api_store_fail(c, r, &e, NULL);
             goto out;
+        }
+        /* Spent nonces are kept only until they expire (after that the MAC'd expiry
+         * refuses them anyway). Each worker sweeps now and then, in this transaction,
+         * so the table stays about five minutes of attestations long. */
+        static _Thread_local unsigned since_sweep;
+        if (++since_sweep >= NONCE_SWEEP_EVERY) {
+            since_sweep = 0;
+            store_val pd[] = {SV_INT(c->now)};
+            r = store_exec(c->db, "DELETE FROM used_nonces WHERE expires_at < $1", pd, 1, NULL,
+                           NULL, &e);
+            if (r != PV_OK) {
+                r = api_store_fail(c, r, &e, NULL);
+                goto out;
+            }
         }
     }
     bool rec = a->have_rec;
