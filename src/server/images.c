@@ -14,58 +14,29 @@
 int images_add_root(store *db, const char *pem, size_t len, bool development, int64_t now,
                     char fingerprint[65], pv_err *e)
 {
-    int r = PV_ERR_INTERNAL;
-    pv_cert *cert = NULL;
-    pv_chain *one = NULL;
-    pv_buf *canon = NULL;
-    uint8_t fp[PV_SHA256_LEN];
-    char fp_hex[2 * PV_SHA256_LEN + 1], subject[512];
-
+    records_ca ca;
     fingerprint[0] = '\0';
-    if ((r = records_parse_cert(pem, len, &cert, e)) != PV_OK) {
-        pv_err_wrap(e, r, "image root certificate");
-        goto out;
+    int r = records_parse_ca(pem, len, "image root certificate",
+                             "the root or intermediate CA that issued the signing certificates",
+                             &ca, e);
+    if (r != PV_OK) {
+        return r;
     }
-    /* A root is where an image's signer chain ends; the chain's leaf is never a CA. */
-    if (!pv_cert_is_ca(cert)) {
-        r = pv_err_set(e, PV_ERR_FORMAT,
-                       "image root certificate: not a CA certificate (basicConstraints CA:TRUE); "
-                       "give the root or intermediate CA that issued the signing certificates");
-        goto out;
-    }
-    pv_cert_fingerprint(cert, fp);
-    pv_hex_encode(fp, sizeof(fp), fp_hex, sizeof(fp_hex));
-    pv_cert_subject(cert, subject, sizeof(subject));
-    /* Stored re-encoded from its DER, without the text around the block. */
-    if ((one = pv_chain_new()) == NULL || (canon = pv_buf_new(PV_PEM_MAX_FILE)) == NULL) {
-        r = pv_err_set(e, PV_ERR_NOMEM, "out of memory");
-        goto out;
-    }
-    if ((r = pv_chain_add(one, cert)) != PV_OK || (r = pv_chain_to_pem(one, canon)) != PV_OK ||
-        (r = pv_buf_append_u8(canon, 0)) != PV_OK) {
-        r = pv_err_set(e, r, "image root certificate: cannot encode it as PEM");
-        goto out;
-    }
-    store_val p[] = {SV_TEXT(fp_hex), SV_TEXT(subject), SV_TEXT((const char *)pv_buf_data(canon)),
+    store_val p[] = {SV_TEXT(ca.fingerprint), SV_TEXT(ca.subject), SV_TEXT(ca.pem),
                      SV_INT(development ? 1 : 0), SV_INT(now)};
     r = store_exec(db,
                    "INSERT INTO image_roots (fingerprint, subject, cert_pem, development, "
                    "created_at) VALUES ($1, $2, $3, $4, $5)",
                    p, 5, NULL, NULL, e);
     if (r == PV_ERR_EXISTS) {
-        r = pv_err_set(e, PV_ERR_EXISTS, "image root %s (%s) is already trusted", fp_hex, subject);
-        goto out;
+        r = pv_err_set(e, PV_ERR_EXISTS, "image root %s (%s) is already trusted", ca.fingerprint,
+                       ca.subject);
+    } else if (r != PV_OK) {
+        pv_err_wrap(e, r, "adding image root %s", ca.fingerprint);
+    } else {
+        memcpy(fingerprint, ca.fingerprint, sizeof(ca.fingerprint));
     }
-    if (r != PV_OK) {
-        pv_err_wrap(e, r, "adding image root %s", fp_hex);
-        goto out;
-    }
-    memcpy(fingerprint, fp_hex, sizeof(fp_hex));
-    r = PV_OK;
-out:
-    pv_buf_free(canon);
-    pv_chain_free(one);
-    pv_cert_free(cert);
+    records_ca_free(&ca);
     return r;
 }
 

@@ -84,62 +84,79 @@ out:
     return r;
 }
 
-int records_add_factory(store *db, const char *pem, size_t len, int64_t now, char fingerprint[65],
-                        pv_err *e)
+int records_parse_ca(const char *pem, size_t len, const char *what, const char *hint,
+                     records_ca *out, pv_err *e)
 {
     int r = PV_ERR_INTERNAL;
     pv_cert *cert = NULL;
     pv_chain *one = NULL;
     pv_buf *canon = NULL;
     uint8_t fp[PV_SHA256_LEN];
-    char fp_hex[2 * PV_SHA256_LEN + 1], subject[512];
-
-    fingerprint[0] = '\0';
+    memset(out, 0, sizeof(*out));
     if ((r = records_parse_cert(pem, len, &cert, e)) != PV_OK) {
-        pv_err_wrap(e, r, "factory certificate");
+        pv_err_wrap(e, r, "%s", what);
         goto out;
     }
+    /* A trusted CA is where chains end; the leaves that sign are never CAs. */
     if (!pv_cert_is_ca(cert)) {
         r = pv_err_set(e, PV_ERR_FORMAT,
-                       "factory certificate: not a CA certificate (basicConstraints CA:TRUE); "
-                       "give the factory's root or intermediate CA, not its signing leaf");
+                       "%s: not a CA certificate (basicConstraints CA:TRUE); give %s", what, hint);
         goto out;
     }
     pv_cert_fingerprint(cert, fp);
-    pv_hex_encode(fp, sizeof(fp), fp_hex, sizeof(fp_hex));
-    pv_cert_subject(cert, subject, sizeof(subject));
-
-    /* Store the certificate re-encoded from its DER, without the text around the block. */
+    pv_hex_encode(fp, sizeof(fp), out->fingerprint, sizeof(out->fingerprint));
+    pv_cert_subject(cert, out->subject, sizeof(out->subject));
     if ((one = pv_chain_new()) == NULL || (canon = pv_buf_new(PV_PEM_MAX_FILE)) == NULL) {
         r = pv_err_set(e, PV_ERR_NOMEM, "out of memory");
         goto out;
     }
     if ((r = pv_chain_add(one, cert)) != PV_OK || (r = pv_chain_to_pem(one, canon)) != PV_OK ||
         (r = pv_buf_append_u8(canon, 0)) != PV_OK) {
-        r = pv_err_set(e, r, "factory certificate: cannot encode it as PEM");
+        r = pv_err_set(e, r, "%s: cannot encode it as PEM", what);
         goto out;
     }
-    store_val p[] = {SV_TEXT(fp_hex), SV_TEXT(subject), SV_TEXT((const char *)pv_buf_data(canon)),
-                     SV_INT(now)};
+    size_t n = 0;
+    out->pem = (char *)pv_buf_steal(canon, &n);
+    r = out->pem != NULL ? PV_OK : pv_err_set(e, PV_ERR_NOMEM, "out of memory");
+out:
+    pv_buf_free(canon);
+    pv_chain_free(one);
+    pv_cert_free(cert);
+    return r;
+}
+
+void records_ca_free(records_ca *ca)
+{
+    if (ca != NULL) {
+        free(ca->pem);
+        memset(ca, 0, sizeof(*ca));
+    }
+}
+
+int records_add_factory(store *db, const char *pem, size_t len, int64_t now, char fingerprint[65],
+                        pv_err *e)
+{
+    records_ca ca;
+    fingerprint[0] = '\0';
+    int r = records_parse_ca(pem, len, "factory certificate",
+                             "the factory's root or intermediate CA, not its signing leaf", &ca, e);
+    if (r != PV_OK) {
+        return r;
+    }
+    store_val p[] = {SV_TEXT(ca.fingerprint), SV_TEXT(ca.subject), SV_TEXT(ca.pem), SV_INT(now)};
     r = store_exec(db,
                    "INSERT INTO factories (fingerprint, subject, cert_pem, created_at) "
                    "VALUES ($1, $2, $3, $4)",
                    p, 4, NULL, NULL, e);
     if (r == PV_ERR_EXISTS) {
-        r = pv_err_set(e, PV_ERR_EXISTS, "factory certificate %s (%s) is already trusted", fp_hex,
-                       subject);
-        goto out;
+        r = pv_err_set(e, PV_ERR_EXISTS, "factory certificate %s (%s) is already trusted",
+                       ca.fingerprint, ca.subject);
+    } else if (r != PV_OK) {
+        pv_err_wrap(e, r, "adding factory certificate %s", ca.fingerprint);
+    } else {
+        memcpy(fingerprint, ca.fingerprint, sizeof(ca.fingerprint));
     }
-    if (r != PV_OK) {
-        pv_err_wrap(e, r, "adding factory certificate %s", fp_hex);
-        goto out;
-    }
-    memcpy(fingerprint, fp_hex, sizeof(fp_hex));
-    r = PV_OK;
-out:
-    pv_buf_free(canon);
-    pv_chain_free(one);
-    pv_cert_free(cert);
+    records_ca_free(&ca);
     return r;
 }
 

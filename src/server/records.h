@@ -33,4 +33,20 @@ int records_add_factory(store *db, const char *pem, size_t len, int64_t now, cha
  * RFC 7468). PV_ERR_FORMAT with the reason; PV_ERR_TOO_LARGE. Also for image roots. */
 int records_parse_cert(const char *pem, size_t len, pv_cert **out, pv_err *e);
 
+/* A CA certificate the service is asked to trust (a factory, an image root), as it is
+ * stored: its SHA-256 fingerprint and subject, and the certificate re-encoded as PEM from
+ * its DER, without the text around the block. */
+typedef struct records_ca {
+    char fingerprint[65];
+    char subject[512];
+    char *pem; /* NUL-terminated; malloc'd */
+} records_ca;
+
+/* Parses one PEM certificate that must be a CA; `what` names it in messages ("factory
+ * certificate") and `hint` says what to give instead of a leaf. out is cleared on entry;
+ * free with records_ca_free. PV_ERR_FORMAT, and records_parse_cert's errors. */
+int records_parse_ca(const char *pem, size_t len, const char *what, const char *hint,
+                     records_ca *out, pv_err *e);
+void records_ca_free(records_ca *ca);
+
 #endif
