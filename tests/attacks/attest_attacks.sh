@@ -25,6 +25,7 @@ T=$(mktemp -d "$TMPBASE/attacks-XXXXXX")
 PIDS=()
 cleanup() {
     local p
+    "$SRC/scripts/swtpm-stop" "$T/tpm" >/dev/null 2>&1
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
     wait 2>/dev/null
     rm -rf "$T"
@@ -128,6 +129,30 @@ for f in tls.key service.crt service-ca.crt client.crt client-chain.crt attestat
 done
 expect 0 "$ATTACK" --state "$T/d1" --server "$URL" --ca "$D/ca.crt" --attack honest
 is "the attack harness, unchanged" "$(cat out.txt)" "passed "
+
+# ---- a TPM device (swtpm): the key, the evidence and the quote come from the TPM ----
+TCTI=$("$SRC/scripts/swtpm-start" "$T/tpm") || { bad "swtpm did not start"; TCTI=; }
+if [ -n "$TCTI" ]; then
+    S=$T/t1
+    expect 0 "$PDEV" manufacture --state "$S" --rot tpm --tcti "$TCTI" --trust-anchor root.crt \
+        --factory-key factory.key --factory-cert factory.crt --output json
+    ID_t1=$(json out.txt "['deviceId']")
+    mkdir -p "$S/slots/a"
+    cp os1.imagepackage "$S/slots/a/os.imagepackage"
+    expect 0 "$PBOOT" --state "$S" --tcti "$TCTI"
+    expect 0 cli tenant select --tenant "$TA"
+    expect 0 cli device claim --device "$ID_t1" --manufacturing-record "$S/manufacturing-record.cbor"
+    expect 0 "$PDEV" attest --state "$S" --server "$URL" --ca "$D/ca.crt" --tcti "$TCTI" --output json
+    is "TPM device result" "$(json out.txt "['result']")" passed
+    contains "$S/certs/tls.key" "BEGIN TSS2 PRIVATE KEY"
+    expect 0 cli device show --device "$ID_t1" --output json
+    is "TPM device: recorded root of trust" "$(json out.txt "['last_attestation']['rot_kind']")" tpm
+    # The client certificate says so in its attestation extension (rotKind "tpm").
+    openssl x509 -in "$S/certs/client.crt" -noout -text >t1.txt 2>&1
+    contains t1.txt "2.25.102576691726157819091001912716521458267"
+    # (openssl prints the extension's DER with non-printable bytes as dots)
+    contains t1.txt "tpm..passed"
+fi
 
 # ---- attacks ----
 attack d1 save --file "$T/saved.req"
