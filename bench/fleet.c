@@ -67,6 +67,7 @@
 #include "pavise/rot.h"
 #include "pavise/x509.h"
 
+#include "clock.h"
 #include "hist.h"
 
 #define MAX_DEVICES  100000
@@ -75,13 +76,6 @@
 #define IN_CAP       (64 * 1024 + 4096) /* a response: the service's 64 KiB and its head */
 #define HEAD_MAX     8192
 #define RETRY_NS     (10 * 1000 * 1000)
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static void die(const char *what, const pv_err *e)
 {
@@ -881,25 +875,6 @@ static void setup_net(shared *sh)
     /* Every attestation is a new device connection: a full handshake, no resumption. */
     SSL_CTX_set_session_cache_mode(sh->ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_options(sh->ctx, SSL_OP_NO_TICKET);
-}
-
-static double cpu_seconds(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-}
-
-static void sleep_until(uint64_t t)
-{
-    uint64_t n;
-    while ((n = now_ns()) < t) {
-        uint64_t d = t - n;
-        struct timespec ts = {.tv_sec = (time_t)(d / 1000000000u),
-                              .tv_nsec = (long)(d % 1000000000u)};
-        nanosleep(&ts, NULL);
-    }
 }
 
 static int cmd_run(options *o)

@@ -46,6 +46,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "clock.h"
 #include "hist.h"
 
 #define MAX_CONNECTIONS 10000
@@ -88,13 +89,6 @@ typedef struct shared {
     uint64_t t_measure; /* CLOCK_MONOTONIC ns: counting starts */
     uint64_t t_end;     /* and stops */
 } shared;
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /* Only the first error is printed: thousands of identical lines would hide it. */
 static atomic_bool first_error_printed;
@@ -1065,24 +1059,7 @@ static void print_results(const options *o, const results *res)
     }
 }
 
-static double cpu_seconds(void)
-{
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) != 0) {
-        return 0;
-    }
-    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-}
-
 /* Sleeps until the measured window opens (CLOCK_MONOTONIC ns). */
-static void sleep_until(uint64_t t)
-{
-    struct timespec ts = {.tv_sec = (time_t)(t / 1000000000u), .tv_nsec = (long)(t % 1000000000u)};
-    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
-    }
-}
-
 /* Starts the workers, waits for them, merges and prints. Returns the exit status. */
 static int run(shared *sh)
 {
