@@ -128,9 +128,12 @@ static int tls_context(const server *srv, SSL_CTX **out, pv_err *e)
         r = pv_err_ssl(e, PV_ERR_CRYPTO, "configuring TLS versions and ciphers");
         goto out;
     }
+    /* The chain sent is ours and the CA (`pavise login --fingerprint` checks the CA it
+     * is shown), set once: left to itself, OpenSSL would build it from the verify store,
+     * verifying the server certificate again, on every handshake. */
     if (SSL_CTX_use_certificate(ctx, pv_cert_x509(ca_server_cert(srv->ca))) != 1 ||
         SSL_CTX_use_PrivateKey(ctx, pv_key_evp(ca_server_key(srv->ca))) != 1 ||
-        SSL_CTX_check_private_key(ctx) != 1) {
+        SSL_CTX_check_private_key(ctx) != 1 || SSL_CTX_add1_chain_cert(ctx, ca) != 1) {
         r = pv_err_ssl(e, PV_ERR_CRYPTO, "loading the server certificate and key");
         goto out;
     }
