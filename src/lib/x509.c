@@ -1345,6 +1345,183 @@ out:
     return r;
 }
 
+/* ---- the common CSR, read directly ----
+ *
+ * Attestation verifies one CSR per request, and OpenSSL 3.0's d2i_X509_REQ decodes the
+ * key through its generic decoder, which costs more than the signature check itself. The
+ * shape every device sends (version 0, a plain name, a P-256 key in the one SPKI encoding
+ * of pv_key, no attributes, ecdsa-with-SHA256) is read here in strict DER; anything else
+ * goes to OpenSSL, which decides. Both give the same answer for the requests read here
+ * (fuzz_csr checks it). */
+
+#define CSR_NOT_COMMON 1 /* not the common shape: let OpenSSL read it */
+
+/* One DER TLV with a one-byte tag at *p (< end): the definite, minimal length. */
+static bool der_next(const uint8_t **p, const uint8_t *end, uint8_t tag, const uint8_t **body,
+                     size_t *n)
+{
+    const uint8_t *q = *p;
+    if (end - q < 2 || q[0] != tag) {
+        return false;
+    }
+    size_t l = q[1];
+    q += 2;
+    if (l == 0x81) {
+        if (end - q < 1 || q[0] < 0x80) {
+            return false;
+        }
+        l = q[0];
+        q += 1;
+    } else if (l == 0x82) {
+        if (end - q < 2 || q[0] == 0) {
+            return false;
+        }
+        l = (size_t)q[0] << 8 | q[1];
+        q += 2;
+    } else if (l > 0x7f) {
+        return false; /* longer than PV_CSR_MAX, or indefinite */
+    }
+    if ((size_t)(end - q) < l) {
+        return false;
+    }
+    *body = q;
+    *n = l;
+    *p = q + l;
+    return true;
+}
+
+/* An OBJECT IDENTIFIER's contents: every subidentifier minimal and complete. */
+static bool der_oid_ok(const uint8_t *o, size_t n)
+{
+    if (n == 0 || (o[n - 1] & 0x80) != 0) {
+        return false;
+    }
+    for (size_t k = 0; k < n; k++) {
+        if (o[k] == 0x80 && (k == 0 || (o[k - 1] & 0x80) == 0)) {
+            return false; /* a subidentifier with a leading zero group */
+        }
+    }
+    return true;
+}
+
+/* Name ::= SEQUENCE OF SET OF SEQUENCE { OID, value }, here with every value a
+ * UTF8String or PrintableString of printable ASCII: what OpenSSL accepts too. Other
+ * names are not rejected, only left to OpenSSL. */
+static bool der_name(const uint8_t **p, const uint8_t *end)
+{
+    const uint8_t *name, *set, *atv, *oid, *val;
+    size_t nn, sn, an, on, vn;
+    if (!der_next(p, end, 0x30, &name, &nn)) {
+        return false;
+    }
+    for (const uint8_t *q = name, *qe = name + nn; q < qe;) {
+        if (!der_next(&q, qe, 0x31, &set, &sn) || sn == 0) {
+            return false;
+        }
+        for (const uint8_t *r = set, *re = set + sn; r < re;) {
+            if (!der_next(&r, re, 0x30, &atv, &an)) {
+                return false;
+            }
+            const uint8_t *t = atv, *te = atv + an;
+            if (!der_next(&t, te, 0x06, &oid, &on) || !der_oid_ok(oid, on) || t == te ||
+                (t[0] != 0x0c && t[0] != 0x13) || !der_next(&t, te, t[0], &val, &vn) || t != te) {
+                return false;
+            }
+            for (size_t k = 0; k < vn; k++) {
+                if (val[k] < 0x20 || val[k] > 0x7e) {
+                    return false;
+                }
+            }
+        }
+    }
+    return true;
+}
+
+/* AlgorithmIdentifier { ecdsa-with-SHA256 }: parameters absent (RFC 5758), or NULL as
+ * some encoders write them (tpm2-openssl does), which OpenSSL accepts too. */
+static const uint8_t ECDSA_SHA256_ALG[] = {0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86,
+                                           0x48, 0xce, 0x3d, 0x04, 0x03, 0x02};
+static const uint8_t ECDSA_SHA256_ALG_NULL[] = {0x30, 0x0c, 0x06, 0x08, 0x2a, 0x86, 0x48,
+                                                0xce, 0x3d, 0x04, 0x03, 0x02, 0x05, 0x00};
+
+/* PV_OK or PV_ERR_SIGNATURE (the common shape, its key out when it verified),
+ * CSR_NOT_COMMON, or an error. */
+static int csr_common(const uint8_t *der, size_t len, pv_key **public_key, pv_err *e)
+{
+    const uint8_t *end = der + len, *p = der, *req, *info, *spki, *attrs, *bits;
+    size_t rn, in, kn, an, bn;
+    if (!der_next(&p, end, 0x30, &req, &rn) || p != end) {
+        return CSR_NOT_COMMON;
+    }
+    const uint8_t *tbs = req, *q = req, *qe = req + rn;
+    if (!der_next(&q, qe, 0x30, &info, &in)) {
+        return CSR_NOT_COMMON;
+    }
+    size_t tbs_len = (size_t)(q - tbs);
+    const uint8_t *i = info, *ie = info + in;
+    static const uint8_t v0[] = {0x02, 0x01, 0x00};
+    if (ie - i < 3 || memcmp(i, v0, sizeof(v0)) != 0) {
+        return CSR_NOT_COMMON;
+    }
+    i += sizeof(v0);
+    if (!der_name(&i, ie)) {
+        return CSR_NOT_COMMON;
+    }
+    const uint8_t *spki_start = i;
+    if (!der_next(&i, ie, 0x30, &spki, &kn)) {
+        return CSR_NOT_COMMON;
+    }
+    size_t spki_len = (size_t)(i - spki_start);
+    if (spki_len != 91) { /* a P-256 key's SPKI with its point uncompressed */
+        return CSR_NOT_COMMON;
+    }
+    if (!der_next(&i, ie, 0xa0, &attrs, &an) || i != ie) {
+        return CSR_NOT_COMMON;
+    }
+    if (an != 0) { /* attributes (extension requests): OpenSSL reads them */
+        return CSR_NOT_COMMON;
+    }
+    if ((size_t)(qe - q) >= sizeof(ECDSA_SHA256_ALG) &&
+        memcmp(q, ECDSA_SHA256_ALG, sizeof(ECDSA_SHA256_ALG)) == 0) {
+        q += sizeof(ECDSA_SHA256_ALG);
+    } else if ((size_t)(qe - q) >= sizeof(ECDSA_SHA256_ALG_NULL) &&
+               memcmp(q, ECDSA_SHA256_ALG_NULL, sizeof(ECDSA_SHA256_ALG_NULL)) == 0) {
+        q += sizeof(ECDSA_SHA256_ALG_NULL);
+    } else {
+        return CSR_NOT_COMMON;
+    }
+    if (!der_next(&q, qe, 0x03, &bits, &bn) || q != qe || bn < 2 || bits[0] != 0) {
+        return CSR_NOT_COMMON;
+    }
+    pv_key *k = NULL;
+    pv_err ke = {0};
+    /* pv_key_from_spki_der reads the one P-256 encoding directly; another key goes to
+     * OpenSSL with the rest of the request. */
+    if (pv_key_from_spki_der(spki_start, spki_len, &k, &ke) != PV_OK) {
+        return CSR_NOT_COMMON;
+    }
+    /* OpenSSL's ECDSA verify accepts the signature only in strict DER. */
+    int r = PV_ERR_SIGNATURE;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (ctx == NULL) {
+        r = pv_err_set(e, PV_ERR_NOMEM, "out of memory");
+    } else if (EVP_DigestVerifyInit(ctx, NULL, EVP_sha256(), NULL, pv_key_evp(k)) != 1) {
+        r = pv_err_ssl(e, PV_ERR_CRYPTO, "verifying the certificate request could not start");
+    } else if (EVP_DigestVerify(ctx, bits + 1, bn - 1, tbs, tbs_len) == 1) {
+        r = PV_OK;
+    } else {
+        r = pv_err_set(e, PV_ERR_SIGNATURE, "certificate request is not signed by its key");
+    }
+    ERR_clear_error();
+    EVP_MD_CTX_free(ctx);
+    if (r == PV_OK) {
+        *public_key = k;
+    } else {
+        pv_key_free(k);
+    }
+    return r;
+}
+
 int pv_csr_verify_der(const uint8_t *der, size_t len, pv_key **public_key, pv_err *e)
 {
     *public_key = NULL;
@@ -1357,6 +1534,9 @@ int pv_csr_verify_der(const uint8_t *der, size_t len, pv_key **public_key, pv_er
     if (len > PV_CSR_MAX) {
         return pv_err_set(e, PV_ERR_TOO_LARGE, "certificate request is larger than %d bytes",
                           PV_CSR_MAX);
+    }
+    if ((r = csr_common(der, len, public_key, e)) != CSR_NOT_COMMON) {
+        return r;
     }
     req = d2i_X509_REQ(NULL, &p, (long)len);
     if (req == NULL || p != der + len) {

@@ -48,6 +48,15 @@ static void check_csr(const attest_tlskey *k)
     assert_string_equal(cn, DEVICE_ID);
     /* What the service does with it. */
     assert_true(pv_buf_len(k->csr) <= ATTEST_CSR_MAX);
+    pv_key *got = NULL;
+    pv_err e = {0};
+    assert_int_equal(pv_csr_verify_der(pv_buf_data(k->csr), pv_buf_len(k->csr), &got, &e), PV_OK);
+    pv_buf *got_spki = pv_buf_new(128);
+    assert_int_equal(pv_key_spki_der(got, got_spki), PV_OK);
+    assert_int_equal(pv_buf_len(got_spki), pv_buf_len(k->spki));
+    assert_memory_equal(pv_buf_data(got_spki), pv_buf_data(k->spki), pv_buf_len(k->spki));
+    pv_buf_free(got_spki);
+    pv_key_free(got);
     X509_REQ_free(req);
 }
 
