@@ -72,8 +72,9 @@ typedef struct attest {
     char nonce_hash[2 * PV_SHA256_LEN + 1];
     int64_t nonce_expires;
     bool spend_nonce; /* the nonce is valid: this attestation spends it */
-    /* the device, from the database */
-    pv_mfgrec rec;
+    /* the device, from the database: its verified record's attestation key and kind */
+    pv_key *ak;
+    pv_rot_kind rot_kind;
     bool have_rec;
     char tenant_id[37];
     bool claimed, dev_allowed;
@@ -181,7 +182,7 @@ static int read_device(attest *a)
     store_val p[] = {SV_TEXT(a->ev.device_id), SV_TEXT(a->nonce_hash)};
     r = store_exec(c->db,
                    "SELECT (SELECT COUNT(*) FROM used_nonces WHERE nonce_hash = $2), m.record, "
-                   "f.fingerprint, d.tenant_id, d.development "
+                   "f.fingerprint, d.tenant_id, d.development, m.attestation_key, m.rot_kind "
                    "FROM (SELECT 1 AS one) k "
                    "LEFT JOIN manufacturing_records m ON m.device_id = $1 "
                    "LEFT JOIN factories f ON f.fingerprint = m.factory_fingerprint "
@@ -212,11 +213,31 @@ static int read_device(attest *a)
         r = PV_ERR_UNTRUSTED; /* the factory is no longer trusted */
         goto out;
     }
-    /* Verified when it was imported; the factory is still trusted (the join): decode
-     * only, for the attestation key and the root-of-trust kind. */
-    r = pv_mfgrec_decode(rec, len, &a->rec, NULL, &e);
-    if (r != PV_OK || strcmp(a->rec.device_id, a->ev.device_id) != 0) {
-        pv_error("attestation: the stored manufacturing record of %s does not decode: %s",
+    /* Verified when it was imported, and the factory is still trusted (the join): its
+     * attestation key and kind were stored beside it then. */
+    size_t ak_len = 0;
+    const uint8_t *ak = store_rows_blob(rows, 0, 5, &ak_len);
+    const char *kind = store_rows_text(rows, 0, 6);
+    if (ak != NULL) {
+        r = pv_key_from_spki_der(ak, ak_len, &a->ak, &e);
+        if (r == PV_OK && (kind == NULL || pv_rot_kind_parse(kind, &a->rot_kind) != PV_OK)) {
+            r = pv_err_set(&e, PV_ERR_FORMAT, "unknown root-of-trust kind");
+        }
+    } else {
+        /* A row from before the column: decode the record for them. */
+        pv_mfgrec m;
+        r = pv_mfgrec_decode(rec, len, &m, NULL, &e);
+        if (r == PV_OK && strcmp(m.device_id, a->ev.device_id) != 0) {
+            r = pv_err_set(&e, PV_ERR_FORMAT, "the record is another device's");
+        }
+        if (r == PV_OK) {
+            a->ak = pv_key_ref(m.attestation_key);
+            a->rot_kind = m.rot_kind;
+        }
+        pv_mfgrec_free(&m);
+    }
+    if (r != PV_OK) {
+        pv_error("attestation: the stored manufacturing record of %s is damaged: %s",
                  a->ev.device_id, pv_err_msg(&e));
         r = api_fail(c, 500, "internal", "a stored manufacturing record is damaged");
         goto out;
@@ -244,7 +265,7 @@ static int check_identity(attest *a)
     uint8_t binding[PV_SHA256_LEN];
     int r;
 
-    if (pv_evidence_verify(a->cose, a->rec.attestation_key, &e) != PV_OK) {
+    if (pv_evidence_verify(a->cose, a->ak, &e) != PV_OK) {
         snprintf(a->detail, sizeof(a->detail), "%s", pv_err_msg(&e));
         return fail(a, "bad-signature");
     }
@@ -265,21 +286,21 @@ static int check_identity(attest *a)
         snprintf(a->detail, sizeof(a->detail), "the binding claim is not the CSR key's");
         return fail(a, "binding-mismatch");
     }
-    if (a->rec.rot_kind == PV_ROT_TPM) {
+    if (a->rot_kind == PV_ROT_TPM) {
         if (a->quote == NULL) {
             snprintf(a->detail, sizeof(a->detail), "a TPM device sent no quote");
             return fail(a, "bad-quote");
         }
-        r = pv_quote_verify(a->quote, a->quote_len, a->quote_sig, a->rec.attestation_key,
-                            a->ev.binding, PV_ROT_PCR, a->ev.measurement, NULL, &e);
+        r = pv_quote_verify(a->quote, a->quote_len, a->quote_sig, a->ak, a->ev.binding, PV_ROT_PCR,
+                            a->ev.measurement, NULL, &e);
         if (r != PV_OK) {
             snprintf(a->detail, sizeof(a->detail), "%s", pv_err_msg(&e));
             return fail(a, "bad-quote");
         }
     }
-    if (a->ev.rot_kind != a->rec.rot_kind) {
+    if (a->ev.rot_kind != a->rot_kind) {
         snprintf(a->detail, sizeof(a->detail), "evidence says %s, the record %s",
-                 pv_rot_kind_name(a->ev.rot_kind), pv_rot_kind_name(a->rec.rot_kind));
+                 pv_rot_kind_name(a->ev.rot_kind), pv_rot_kind_name(a->rot_kind));
         return fail(a, "rot-mismatch");
     }
     return PV_OK;
@@ -487,7 +508,7 @@ static int issue(attest *a, bool passed)
         return PV_OK;
     }
     uint8_t val[96];
-    size_t vlen = ext_value(pv_rot_kind_name(a->rec.rot_kind), a->development, c->now, val);
+    size_t vlen = ext_value(pv_rot_kind_name(a->rot_kind), a->development, c->now, val);
     tenant_ca_ext ext = {ATTEST_EXT_OID, val, vlen, false};
     char subject[128];
     int64_t hours =
@@ -576,7 +597,7 @@ static int record(attest *a)
         SV_INT(c->now),
         SV_TEXT(a->result),
         SV_TEXT(a->reason),
-        rec ? SV_TEXT(pv_rot_kind_name(a->rec.rot_kind)) : SV_NULL,
+        rec ? SV_TEXT(pv_rot_kind_name(a->rot_kind)) : SV_NULL,
         SV_INT(a->ev.development ? 1 : 0),
         SV_INT((int64_t)(a->ev.boot_count > INT64_MAX ? INT64_MAX : a->ev.boot_count)),
         svc_serial[0] != '\0' ? SV_TEXT(svc_serial) : SV_NULL,
@@ -660,7 +681,7 @@ static void attest_free(attest *a)
     pv_evidence_free(&a->ev);
     pv_cose_sign1_free(a->cose);
     pv_key_free(a->tls_key);
-    pv_mfgrec_free(&a->rec);
+    pv_key_free(a->ak);
     pv_cert_free(a->service_cert);
     tenant_ca_issued_clear(&a->client);
     pv_chain_free(a->chain);

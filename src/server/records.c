@@ -16,19 +16,8 @@
 #include "pavise/buf.h"
 #include "pavise/crypto.h"
 #include "pavise/mfgrec.h"
+#include "pavise/rot.h"
 #include "pavise/x509.h"
-
-/* libpavise's pv_rot_kind_name lives in pavise-rot, which the server does not link. */
-static const char *kind_name(pv_rot_kind k)
-{
-    switch (k) {
-    case PV_ROT_TPM:
-        return "tpm";
-    case PV_ROT_SOFTWARE:
-        return "software";
-    }
-    return NULL;
-}
 
 int records_parse_cert(const char *pem, size_t len, pv_cert **out, pv_err *e)
 {
@@ -242,7 +231,7 @@ int records_import(store *db, const uint8_t *rec, size_t len, int64_t now,
     int r = PV_ERR_INTERNAL;
     pv_mfgrec m;
     char factory_fp[65] = "";
-    const char *kind = NULL;
+    pv_buf *ak = NULL;
 
     memset(&m, 0, sizeof(m));
     device_id[0] = '\0';
@@ -255,20 +244,30 @@ int records_import(store *db, const uint8_t *rec, size_t len, int64_t now,
         pv_err_wrap(e, r, "manufacturing record");
         goto out;
     }
-    if ((kind = kind_name(m.rot_kind)) == NULL) {
+    if (!pv_rot_kind_valid(m.rot_kind)) {
         r = pv_err_set(e, PV_ERR_FORMAT, "manufacturing record: unknown root-of-trust kind");
         goto out;
     }
     /* The first verified record wins: a second one for the same device (a re-import, or
      * a record uploaded with a claim) is not allowed to replace what was stored. */
-    store_val p[] = {SV_TEXT(m.device_id),      SV_BLOB(rec, len),   SV_TEXT(kind),
-                     SV_INT(m.manufactured_at), SV_TEXT(factory_fp), SV_INT(now)};
-    r = store_exec(
-        db,
-        "INSERT INTO manufacturing_records "
-        "(device_id, record, rot_kind, manufactured_at, factory_fingerprint, created_at) "
-        "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (device_id) DO NOTHING",
-        p, 6, NULL, NULL, e);
+    if ((ak = pv_buf_new(PV_MFGREC_MAX_SPKI)) == NULL ||
+        pv_key_spki_der(m.attestation_key, ak) != PV_OK) {
+        r = pv_err_set(e, PV_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    store_val p[] = {SV_TEXT(m.device_id),
+                     SV_BLOB(rec, len),
+                     SV_TEXT(pv_rot_kind_name(m.rot_kind)),
+                     SV_INT(m.manufactured_at),
+                     SV_TEXT(factory_fp),
+                     SV_INT(now),
+                     SV_BLOB(pv_buf_data(ak), pv_buf_len(ak))};
+    r = store_exec(db,
+                   "INSERT INTO manufacturing_records "
+                   "(device_id, record, rot_kind, manufactured_at, factory_fingerprint, "
+                   "created_at, attestation_key) "
+                   "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (device_id) DO NOTHING",
+                   p, 7, NULL, NULL, e);
     if (r != PV_OK) {
         pv_err_wrap(e, r, "storing the manufacturing record of device %s", m.device_id);
         goto out;
@@ -276,6 +275,7 @@ int records_import(store *db, const uint8_t *rec, size_t len, int64_t now,
     memcpy(device_id, m.device_id, PV_DEVICE_ID_HEX_LEN + 1);
     r = PV_OK;
 out:
+    pv_buf_free(ak);
     pv_mfgrec_free(&m);
     return r;
 }

@@ -197,6 +197,11 @@ const char *const schema_migrations[] = {
     "  development INTEGER NOT NULL,\n"
     "  created_at BIGINT NOT NULL\n"
     ");\n",
+
+    /* 4: the verified record's attestation key (its SubjectPublicKeyInfo DER), written
+     * at import so that attestation reads it without decoding the record and its
+     * factory chain. NULL in rows imported before: those are decoded (api_attest.c). */
+    "ALTER TABLE manufacturing_records ADD COLUMN attestation_key {BLOB};\n",
 };
 
 const size_t schema_migration_count = sizeof(schema_migrations) / sizeof(schema_migrations[0]);

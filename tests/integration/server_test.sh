@@ -294,7 +294,7 @@ run_suite() { # BACKEND
     want 200
     is "healthz status" "$(json body.json "['status']")" ok
     is "healthz database" "$(json body.json "['database']")" "$BACKEND"
-    is "healthz schema" "$(json body.json "['schema_version']")" 3
+    is "healthz schema" "$(json body.json "['schema_version']")" 4
     # TLS 1.1 is refused; 1.2 and 1.3 are served.
     if curl -sS -o /dev/null --cacert "$D/ca.crt" --tls-max 1.1 "$URL/healthz" 2>/dev/null; then
         bad "TLS 1.1 accepted"; else ok; fi
@@ -719,7 +719,7 @@ PY
 
     # -- images: roots and OS images offline, the tenant's application images by API --
     expect 0 "$PSERVER" migrate --data "$D" --output json
-    is "schema version" "$(json out.txt "['schema_version']")" 3
+    is "schema version" "$(json out.txt "['schema_version']")" 4
     expect 0 "$PSERVER" image-root list --data "$D"
     contains out.txt "No image roots"
     pack_app app1.imagepackage img

@@ -678,6 +678,60 @@ static void test_identity_reasons(void **state)
     request_clear(&q);
 }
 
+/* The attestation key stored beside the record at import is the one checked; a row
+ * from before that column (NULL) is decoded instead; a damaged one is a server error
+ * that records and issues nothing. */
+static void test_stored_key(void **state)
+{
+    fixture *x = *state;
+    request q;
+    pv_buf *body, *spki = pv_buf_new(128);
+    cbor_item_t *out = NULL;
+    char buf[64];
+    store_val pid[] = {SV_TEXT(x->d.id)};
+
+    assert_int_equal(count(x, "SELECT COUNT(*) FROM manufacturing_records "
+                              "WHERE attestation_key IS NULL"),
+                     0);
+    /* Without the column's value: the record is decoded, and the device passes. */
+    sql(x, "UPDATE manufacturing_records SET attestation_key = NULL WHERE device_id = $1", pid, 1);
+    request_init(x, &x->d, &q);
+    body = request_encode(&q, false, false);
+    assert_int_equal(attest_body(x, body, &out), 200);
+    assert_string_equal(text_of(out, 1, buf, sizeof(buf)), "passed");
+    cbor_decref(&out);
+    pv_buf_free(body);
+    request_clear(&q);
+
+    /* The column is what counts: with another device's key there, the device's own
+     * evidence no longer verifies. */
+    assert_int_equal(pv_key_spki_der(x->other.ak, spki), PV_OK);
+    store_val pk[] = {SV_BLOB(pv_buf_data(spki), pv_buf_len(spki)), SV_TEXT(x->d.id)};
+    sql(x, "UPDATE manufacturing_records SET attestation_key = $1 WHERE device_id = $2", pk, 2);
+    request_init(x, &x->d, &q);
+    body = request_encode(&q, false, false);
+    expect(x, &x->d, body, 403, "failed", "bad-signature", true);
+    pv_buf_free(body);
+    request_clear(&q);
+
+    /* Damaged: a 500, nothing recorded, issued or spent. */
+    static const uint8_t junk[] = {0x30, 0x03, 0x02, 0x01, 0x00};
+    store_val pj[] = {SV_BLOB(junk, sizeof(junk)), SV_TEXT(x->d.id)};
+    sql(x, "UPDATE manufacturing_records SET attestation_key = $1 WHERE device_id = $2", pj, 2);
+    request_init(x, &x->d, &q);
+    body = request_encode(&q, false, false);
+    counts before = counts_now(x);
+    assert_int_equal(attest_body(x, body, &out), 500);
+    counts after = counts_now(x);
+    assert_memory_equal(&before, &after, sizeof(before));
+    if (out != NULL) {
+        cbor_decref(&out);
+    }
+    pv_buf_free(body);
+    request_clear(&q);
+    pv_buf_free(spki);
+}
+
 /* A quote with a signature that is not 64 bytes is a malformed request (400), whatever
  * the device's kind. (bad-quote itself needs a TPM record: not covered here.) */
 static void test_quote_malformed(void **state)
@@ -914,6 +968,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_app_and_development, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nonce_reasons, setup, teardown),
         cmocka_unit_test_setup_teardown(test_identity_reasons, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stored_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quote_malformed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_policy_reasons, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed, setup, teardown),
