@@ -516,12 +516,6 @@ static int build_challenge(const shared *sh, session *s)
     return r;
 }
 
-static int evidence_signer(void *ctx, const uint8_t *msg, size_t len, uint8_t sig[PV_ES256_SIG_LEN],
-                           pv_err *e)
-{
-    return pv_key_sign_es256(ctx, msg, len, sig, e);
-}
-
 /* The evidence for nonce and the attestation request around it, into s->req. */
 static int build_attest(worker *w, session *s, const uint8_t nonce[PV_NONCE_LEN], pv_err *e)
 {
@@ -547,7 +541,7 @@ static int build_attest(worker *w, session *s, const uint8_t nonce[PV_NONCE_LEN]
     ev.n_images = 1;
     pv_buf *cose = pv_buf_new(PV_EVIDENCE_MAX_SIZE),
            *body = pv_buf_new(PV_EVIDENCE_MAX_SIZE + 8192);
-    int r = cose && body ? pv_evidence_sign(&ev, d->ak, evidence_signer, d->ak, cose, e)
+    int r = cose && body ? pv_evidence_sign_with_key(&ev, d->ak, cose, e)
                          : pv_err_set(e, PV_ERR_NOMEM, "out of memory");
     if (r == PV_OK) {
         pv_cbor_enc enc;

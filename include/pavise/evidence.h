@@ -93,6 +93,13 @@ typedef int (*pv_evidence_signer)(void *ctx, const uint8_t *msg, size_t len,
 int pv_evidence_sign(const pv_evidence *ev, const pv_key *attestation_key,
                      pv_evidence_signer signer, void *signer_ctx, pv_buf *out, pv_err *e);
 
+/* The same, signed by attestation_key itself, which must hold its private part (a
+ * software key): the signature is not checked afterwards, as pv_evidence_sign checks a
+ * signer's, since the key that signs is the one the kid names.
+ * PV_ERR_INVALID_ARG (no private part), and pv_evidence_sign's codes. */
+int pv_evidence_sign_with_key(const pv_evidence *ev, const pv_key *attestation_key, pv_buf *out,
+                              pv_err *e);
+
 /* Parses evidence (at most PV_EVIDENCE_MAX_SIZE bytes) without checking the signature:
  * *out is cleared on entry, filled on success; free with pv_evidence_free. *cose receives
  * the decoded message for pv_evidence_verify (free with pv_cose_sign1_free).

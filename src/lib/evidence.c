@@ -358,18 +358,21 @@ static int sign_checked(void *ctx, const uint8_t *msg, size_t len, uint8_t sig[P
     return r;
 }
 
-int pv_evidence_sign(const pv_evidence *ev, const pv_key *attestation_key,
-                     pv_evidence_signer signer, void *signer_ctx, pv_buf *out, pv_err *e)
+static int key_signer(void *ctx, const uint8_t *msg, size_t len, uint8_t sig[PV_ES256_SIG_LEN],
+                      pv_err *e)
+{
+    return pv_key_sign_es256(ctx, msg, len, sig, e);
+}
+
+/* signer and ctx sign the Sig_structure (sign_checked or key_signer). */
+static int sign_evidence(const pv_evidence *ev, const pv_key *attestation_key,
+                         pv_evidence_signer signer, void *signer_ctx, pv_buf *out, pv_err *e)
 {
     int r = PV_ERR_INTERNAL;
     uint8_t kid[PV_KEY_ID_LEN];
     pv_buf *payload = NULL, *msg = NULL;
     pv_cbor_enc enc;
-    struct checked_signer cs = {signer, signer_ctx, attestation_key};
 
-    if (ev == NULL || attestation_key == NULL || signer == NULL || out == NULL) {
-        return pv_err_set(e, PV_ERR_INVALID_ARG, "evidence: missing argument");
-    }
     if ((r = check_evidence(ev, e)) != PV_OK) {
         return r;
     }
@@ -395,7 +398,7 @@ int pv_evidence_sign(const pv_evidence *ev, const pv_key *attestation_key,
     }
     r = pv_cose_sign1_create_with_signer(kid, sizeof(kid), PV_EVIDENCE_CONTENT_TYPE,
                                          pv_buf_data(payload), pv_buf_len(payload), NULL, 0, 0,
-                                         sign_checked, &cs, msg, e);
+                                         signer, signer_ctx, msg, e);
     if (r == PV_ERR_TOO_LARGE) {
         r = pv_err_set(e, r, "evidence: the message would exceed %d bytes", PV_EVIDENCE_MAX_SIZE);
         goto out;
@@ -412,6 +415,29 @@ out:
     pv_buf_free(payload);
     pv_buf_free(msg);
     return r;
+}
+
+int pv_evidence_sign(const pv_evidence *ev, const pv_key *attestation_key,
+                     pv_evidence_signer signer, void *signer_ctx, pv_buf *out, pv_err *e)
+{
+    if (ev == NULL || attestation_key == NULL || signer == NULL || out == NULL) {
+        return pv_err_set(e, PV_ERR_INVALID_ARG, "evidence: missing argument");
+    }
+    struct checked_signer cs = {signer, signer_ctx, attestation_key};
+    return sign_evidence(ev, attestation_key, sign_checked, &cs, out, e);
+}
+
+int pv_evidence_sign_with_key(const pv_evidence *ev, const pv_key *attestation_key, pv_buf *out,
+                              pv_err *e)
+{
+    if (ev == NULL || attestation_key == NULL || out == NULL) {
+        return pv_err_set(e, PV_ERR_INVALID_ARG, "evidence: missing argument");
+    }
+    if (!pv_key_has_private(attestation_key)) {
+        return pv_err_set(e, PV_ERR_INVALID_ARG,
+                          "evidence: the attestation key has no private part");
+    }
+    return sign_evidence(ev, attestation_key, key_signer, (void *)attestation_key, out, e);
 }
 
 /* ---- decoding ---- */

@@ -442,6 +442,41 @@ static void test_round_trip_key(void **state)
     free(rec);
 }
 
+/* Signed by the key itself: the same claims, verifying with that key; a key without
+ * its private part is refused before anything is written. */
+static void test_sign_with_key(void **state)
+{
+    fixture *f = *state;
+    pv_buf *out = pv_buf_new(PV_EVIDENCE_MAX_SIZE), *spki = pv_buf_new(128);
+    pv_err e;
+    pv_key *pub = NULL;
+    assert_int_equal(pv_evidence_sign_with_key(&f->ev, f->key, out, &e), PV_OK);
+    decode_verify_ok(pv_buf_data(out), pv_buf_len(out), &f->ev, f->key);
+    mutation none = {0};
+    pv_buf *claims = encode_claims(&f->ev, &none);
+    pv_cose_sign1 *cose = NULL;
+    assert_int_equal(
+        pv_cose_sign1_decode(pv_buf_data(out), pv_buf_len(out), PV_COSE_REQUIRE_TAG, &cose, &e),
+        PV_OK);
+    const uint8_t *payload;
+    size_t payload_len;
+    pv_cose_sign1_payload(cose, &payload, &payload_len);
+    assert_int_equal(payload_len, pv_buf_len(claims));
+    assert_memory_equal(payload, pv_buf_data(claims), payload_len);
+    pv_cose_sign1_free(cose);
+
+    pv_buf_reset(out);
+    assert_int_equal(pv_key_spki_der(f->key, spki), PV_OK);
+    assert_int_equal(pv_key_from_spki_der(pv_buf_data(spki), pv_buf_len(spki), &pub, &e), PV_OK);
+    assert_int_equal(pv_evidence_sign_with_key(&f->ev, pub, out, &e), PV_ERR_INVALID_ARG);
+    assert_int_equal(pv_evidence_sign_with_key(NULL, f->key, out, &e), PV_ERR_INVALID_ARG);
+    assert_int_equal(pv_buf_len(out), 0);
+    pv_key_free(pub);
+    pv_buf_free(claims);
+    pv_buf_free(spki);
+    pv_buf_free(out);
+}
+
 /* The encoded claims begin with the keys in deterministic order: spot-check the bytes. */
 static void test_claims_bytes(void **state)
 {
@@ -1313,6 +1348,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_round_trip_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sign_with_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_claims_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_round_trip_edges, setup, teardown),
         cmocka_unit_test_setup_teardown(test_round_trip_rot, setup, teardown),
