@@ -19,7 +19,7 @@
 # Environment: WORKERS, THREADS, FLEET, DURATION (s, default 10), WARMUP (s, default 2),
 # ROUNDS (default 3), CONCURRENCY (default "100 1000"), BACKENDS (default
 # "sqlite postgres"), PIN (0: no taskset), PERF_OUT (a file prefix: perf record the
-# server during the first round of each run).
+# machine, server and generator, during the first round of each run).
 set -euo pipefail
 build=${1:-build-bench}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -158,8 +158,8 @@ run_backend() { # BACKEND
         for ((i = 1; i <= rounds; i++)); do
             out="run-$1-$c-$i.json"
             if [ -n "${PERF_OUT:-}" ] && [ "$i" = 1 ]; then
-                # Profiling on request (PERF_OUT=FILE): the server during this run.
-                perf record --call-graph dwarf,16384 -F 499 -o "$PERF_OUT-$1-$c" -p "$server_pid" -- sleep "$((warm + secs))" >/dev/null 2>&1 &
+                # Profiling on request (PERF_OUT=FILE): the whole machine (server and generator) during this run.
+                perf record --call-graph dwarf,16384 -F 499 -o "$PERF_OUT-$1-$c" -a -- sleep "$((warm + secs))" >/dev/null 2>&1 &
             fi
             t0=$(cpu_ticks "$server_pid")
             "${pin_client[@]}" "$bin/pavise-fleet" run --server "$url" --ca "$ca_file" --fleet fleet \
