@@ -103,6 +103,13 @@ sign_s=${speed% *}
 verify_s=${speed#* }
 [ -n "$sign_s" ] && [ -n "$verify_s" ] || die "could not read openssl speed ecdsap256"
 ceiling=$(awk -v s="$sign_s" -v v="$verify_s" -v n="$workers" 'BEGIN { printf "%.0f", n / (2 / s + 2 / v) }')
+# With the TLS 1.3 handshake's own crypto on top (one more sign, CertificateVerify, and
+# one X25519 derive; the key share's generation is left out): the most a core could do
+# were everything else (TLS records, HTTP, the database, the kernel) free.
+x25519_s=$("${pin_server[@]}" openssl speed -seconds 3 ecdhx25519 2>/dev/null | awk '/X25519/ {print $NF}')
+[ -n "$x25519_s" ] || die "could not read openssl speed ecdhx25519"
+floor=$(awk -v s="$sign_s" -v v="$verify_s" -v x="$x25519_s" -v n="$workers" \
+    'BEGIN { printf "%.0f", n / (3 / s + 2 / v + 1 / x) }')
 
 # ---- one backend: a service, the tenant, the claimed fleet, the runs ----
 declare -A rate p50 p99 gcpu scpu
@@ -193,6 +200,7 @@ echo "  ${pin_server[*]:-no pinning} / ${pin_client[*]:-no pinning}; ${warm} s w
 echo "  machine: $ncpu cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(uname -r), $(openssl version | cut -d' ' -f1-2)"
 echo "  openssl speed ecdsap256 on the server's cores: $sign_s sign/s, $verify_s verify/s per core"
 echo "  crypto ceiling for $workers server core(s): $ceiling attest/s (2 signs + 2 verifies each)"
+echo "  openssl speed ecdhx25519: $x25519_s derives/s; with the handshake's sign and derive: $floor attest/s"
 for b in $backends; do
     run_backend "$b"
 done
