@@ -181,8 +181,9 @@ static int read_device(attest *a)
     int r;
     store_val p[] = {SV_TEXT(a->ev.device_id), SV_TEXT(a->nonce_hash)};
     r = store_exec(c->db,
-                   "SELECT (SELECT COUNT(*) FROM used_nonces WHERE nonce_hash = $2), m.record, "
-                   "f.fingerprint, d.tenant_id, d.development, m.attestation_key, m.rot_kind "
+                   "SELECT (SELECT COUNT(*) FROM used_nonces WHERE nonce_hash = $2), "
+                   "CASE WHEN m.attestation_key IS NULL THEN m.record END, f.fingerprint, "
+                   "d.tenant_id, d.development, m.attestation_key, m.rot_kind, m.device_id "
                    "FROM (SELECT 1 AS one) k "
                    "LEFT JOIN manufacturing_records m ON m.device_id = $1 "
                    "LEFT JOIN factories f ON f.fingerprint = m.factory_fingerprint "
@@ -203,9 +204,7 @@ static int read_device(attest *a)
         a->claimed = true;
         a->dev_allowed = store_rows_int(rows, 0, 4) != 0;
     }
-    size_t len = 0;
-    const uint8_t *rec = store_rows_blob(rows, 0, 1, &len);
-    if (rec == NULL) {
+    if (store_rows_is_null(rows, 0, 7)) {
         r = PV_OK; /* unknown device: step 3 */
         goto out;
     }
@@ -224,9 +223,14 @@ static int read_device(attest *a)
             r = pv_err_set(&e, PV_ERR_FORMAT, "unknown root-of-trust kind");
         }
     } else {
-        /* A row from before the column: decode the record for them. */
+        /* A row from before the column (the query returned its record only then):
+         * decode the record for them. */
+        size_t len = 0;
+        const uint8_t *rec = store_rows_blob(rows, 0, 1, &len);
         pv_mfgrec m;
-        r = pv_mfgrec_decode(rec, len, &m, NULL, &e);
+        memset(&m, 0, sizeof(m));
+        r = rec != NULL ? pv_mfgrec_decode(rec, len, &m, NULL, &e)
+                        : pv_err_set(&e, PV_ERR_FORMAT, "no record");
         if (r == PV_OK && strcmp(m.device_id, a->ev.device_id) != 0) {
             r = pv_err_set(&e, PV_ERR_FORMAT, "the record is another device's");
         }
