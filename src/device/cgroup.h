@@ -1,0 +1,49 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Per-app cgroups: a memory limit and a pids limit, with the out-of-memory kills counted.
+ * Two backends behind one table: cgroup v2 (the unified hierarchy; what most devices run)
+ * and v1 (separate memory and pids hierarchies; the fallback). Callers never branch on
+ * the version.
+ *
+ *   v2: <root>/pavise/apps/<name>   memory.max, memory.swap.max=0, pids.max, memory.events
+ *   v1: <memory mount>/pavise/<name> memory.limit_in_bytes (+ memsw when present),
+ *       memory.oom_control; <pids mount>/pavise/<name> pids.max
+ */
+#ifndef PAVISE_DEVICE_CGROUP_H
+#define PAVISE_DEVICE_CGROUP_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "pavise/err.h"
+
+typedef struct cg_ctx cg_ctx;     /* the detected hierarchy */
+typedef struct cg_group cg_group; /* one app's group */
+
+#define CG_MAX_NAME 64
+
+/* Detects the cgroup version from /proc/self/mountinfo (v2 when /sys/fs/cgroup, or
+ * root when given, is cgroup2 with the memory and pids controllers available; else v1
+ * with both controllers mounted) and prepares the pavise parent group(s). root: NULL for
+ * the detected mount, or a directory (tests). PV_ERR_UNSUPPORTED when neither has both
+ * controllers, PV_ERR_IO. */
+int cg_init(const char *root, cg_ctx **out, pv_err *e);
+void cg_free(cg_ctx *c);
+const char *cg_version_name(const cg_ctx *c); /* "v2" or "v1" */
+
+/* Creates (or takes over, emptied) the group for name ([A-Za-z0-9-], at most CG_MAX_NAME)
+ * with the limits. memory_bytes 0 or pids_max 0: refused (every app has both).
+ * PV_ERR_INVALID_ARG, PV_ERR_IO. */
+int cg_create(cg_ctx *c, const char *name, uint64_t memory_bytes, uint32_t pids_max,
+              cg_group **out, pv_err *e);
+/* Moves pid into the group (every hierarchy). PV_ERR_IO. */
+int cg_attach(cg_group *g, pid_t pid, pv_err *e);
+/* How many times the kernel's OOM killer has killed in this group since it was created. */
+int cg_oom_kills(cg_group *g, uint64_t *out, pv_err *e);
+/* Current memory use in bytes. */
+int cg_memory_current(cg_group *g, uint64_t *out, pv_err *e);
+/* Kills every process left in the group (SIGKILL), waits (bounded) until it is empty and
+ * removes it; then frees g. Accepts NULL. PV_ERR_IO when it could not be removed. */
+int cg_destroy(cg_group *g, pv_err *e);
+
+#endif
