@@ -15,13 +15,13 @@
 #include <stdint.h>
 
 /* Results: 0 or one of these (negative). */
-#define PV_APP_OK              0
-#define PV_APP_ERR_NO_RUNTIME  (-1) /* not started by pavised */
-#define PV_APP_ERR_DENIED      (-2) /* the app's manifest does not grant it */
-#define PV_APP_ERR_INVALID     (-3) /* a bad argument */
-#define PV_APP_ERR_IO          (-4) /* the channel to the runtime failed */
-#define PV_APP_ERR_LIMIT       (-5) /* over a bound (deferral beyond 24 h, ...) */
-#define PV_APP_ERR_NOT_READY   (-6) /* e.g. no device certificate yet */
+#define PV_APP_OK             0
+#define PV_APP_ERR_NO_RUNTIME (-1) /* not started by pavised */
+#define PV_APP_ERR_DENIED     (-2) /* the app's manifest does not grant it */
+#define PV_APP_ERR_INVALID    (-3) /* a bad argument */
+#define PV_APP_ERR_IO         (-4) /* the channel to the runtime failed */
+#define PV_APP_ERR_LIMIT      (-5) /* over a bound (deferral beyond 24 h, ...) */
+#define PV_APP_ERR_NOT_READY  (-6) /* e.g. no device certificate yet */
 
 /* Log levels. */
 #define PV_APP_LOG_DEBUG 0
@@ -31,10 +31,10 @@
 
 /* Events (bit mask for pv_app_events_register; needs SystemEventNotifications, or
  * SoftwareUpdateDeferral for the deferrable ones). */
-#define PV_APP_EVENT_UPDATE_READY    (1u << 0) /* an update is staged; deferrable */
-#define PV_APP_EVENT_UPDATE_STARTED  (1u << 1) /* the app is about to be stopped for it */
-#define PV_APP_EVENT_DEVICE_AUTH     (1u << 2) /* the device certificate was renewed */
-#define PV_APP_EVENT_ALL             0x7u
+#define PV_APP_EVENT_UPDATE_READY   (1u << 0) /* an update is staged; deferrable */
+#define PV_APP_EVENT_UPDATE_STARTED (1u << 1) /* the app is about to be stopped for it */
+#define PV_APP_EVENT_DEVICE_AUTH    (1u << 2) /* the device certificate was renewed */
+#define PV_APP_EVENT_ALL            0x7u
 
 /* PowerControls. */
 #define PV_APP_POWER_REBOOT      1

@@ -31,26 +31,26 @@ typedef enum ac_type {
     AC_STATUS_QUERY = 6,    /* empty: asks for AC_STATUS */
     AC_POWER = 7,           /* action (1 byte): PV_APP_POWER_* */
     /* runtime -> app */
-    AC_EVENT = 64,          /* kind (4), event id (8), max deferral left in seconds (4) */
-    AC_STATUS = 65,         /* device-auth ready (1), storage used KiB (8), quota KiB (8) */
-    AC_RESULT = 66,         /* request type (1), result (4: 0 or a negative PV_ERR_*) */
+    AC_EVENT = 64,  /* kind (4), event id (8), max deferral left in seconds (4) */
+    AC_STATUS = 65, /* device-auth ready (1), storage used KiB (8), quota KiB (8) */
+    AC_RESULT = 66, /* request type (1), result (4: 0 or a negative PV_ERR_*) */
 } ac_type;
 
 typedef struct ac_msg {
     ac_type type;
-    uint8_t level;          /* AC_LOG */
-    const char *text;       /* AC_LOG: points into the packet, not NUL-terminated */
+    uint8_t level;    /* AC_LOG */
+    const char *text; /* AC_LOG: points into the packet, not NUL-terminated */
     size_t text_len;
-    uint32_t mask;          /* AC_EVENTS_REGISTER */
-    uint64_t event_id;      /* AC_DEFER, AC_EVENT */
-    uint32_t seconds;       /* AC_DEFER, AC_EVENT (max deferral left) */
-    uint32_t timeout_ms;    /* AC_WATCHDOG_SET */
-    uint32_t kind;          /* AC_EVENT */
-    uint8_t action;         /* AC_POWER */
-    uint8_t ready;          /* AC_STATUS */
+    uint32_t mask;              /* AC_EVENTS_REGISTER */
+    uint64_t event_id;          /* AC_DEFER, AC_EVENT */
+    uint32_t seconds;           /* AC_DEFER, AC_EVENT (max deferral left) */
+    uint32_t timeout_ms;        /* AC_WATCHDOG_SET */
+    uint32_t kind;              /* AC_EVENT */
+    uint8_t action;             /* AC_POWER */
+    uint8_t ready;              /* AC_STATUS */
     uint64_t used_kb, quota_kb; /* AC_STATUS */
-    uint8_t request;        /* AC_RESULT */
-    int32_t result;         /* AC_RESULT */
+    uint8_t request;            /* AC_RESULT */
+    int32_t result;             /* AC_RESULT */
 } ac_msg;
 
 /* Parses one packet. Bytes after the body, a length that disagrees with the packet, an

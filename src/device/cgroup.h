@@ -34,8 +34,8 @@ const char *cg_version_name(const cg_ctx *c); /* "v2" or "v1" */
 /* Creates (or takes over, emptied) the group for name ([A-Za-z0-9-], at most CG_MAX_NAME)
  * with the limits. memory_bytes 0 or pids_max 0: refused (every app has both).
  * PV_ERR_INVALID_ARG, PV_ERR_IO. */
-int cg_create(cg_ctx *c, const char *name, uint64_t memory_bytes, uint32_t pids_max,
-              cg_group **out, pv_err *e);
+int cg_create(cg_ctx *c, const char *name, uint64_t memory_bytes, uint32_t pids_max, cg_group **out,
+              pv_err *e);
 /* Moves pid into the group (every hierarchy). PV_ERR_IO. */
 int cg_attach(cg_group *g, pid_t pid, pv_err *e);
 /* How many times the kernel's OOM killer has killed in this group since it was created. */

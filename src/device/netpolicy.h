@@ -33,9 +33,9 @@
 #include "pavise/err.h"
 #include "pavise/manifest.h"
 
-#define NP_MIN_TTL   30
-#define NP_MAX_TTL   86400
-#define NP_MAX_APPS  1024
+#define NP_MIN_TTL  30
+#define NP_MAX_TTL  86400
+#define NP_MAX_APPS 1024
 
 typedef struct np_ctx np_ctx;
 typedef struct np_app np_app;

@@ -66,8 +66,8 @@ typedef struct sb_file {
 typedef struct sb_filter sb_filter;
 
 typedef struct sb_spec {
-    const char *name;        /* component ID text: the hostname is "app-" + its first 8 chars */
-    uid_t uid;               /* the app's own uid and gid (never 0) */
+    const char *name; /* component ID text: the hostname is "app-" + its first 8 chars */
+    uid_t uid;        /* the app's own uid and gid (never 0) */
     gid_t gid;
     const char *image_dir;   /* the extracted image, mounted read-only, nosuid, nodev at /app */
     const char *entry_point; /* absolute inside the image, e.g. "/bin/hello": runs /app/bin/hello */
@@ -78,15 +78,15 @@ typedef struct sb_spec {
     size_t n_binds;
     const sb_file *etc; /* files of /etc */
     size_t n_etc;
-    uint64_t tmp_bytes;           /* size of the private /tmp tmpfs (0: SB_DEFAULT_TMP_BYTES) */
-    const uint16_t *bind_ports;   /* TCP ports the app may bind (Landlock ABI >= 4) */
+    uint64_t tmp_bytes;         /* size of the private /tmp tmpfs (0: SB_DEFAULT_TMP_BYTES) */
+    const uint16_t *bind_ports; /* TCP ports the app may bind (Landlock ABI >= 4) */
     size_t n_bind_ports;
-    uint32_t nproc;               /* RLIMIT_NPROC (the app's uid is its own) */
-    uint32_t nofile;              /* RLIMIT_NOFILE */
-    const sb_filter *filter;      /* required */
-    cg_group *cgroup;             /* required: init joins it before anything else runs */
-    int stdout_fd, stderr_fd;     /* become the app's 1 and 2 (stdin is /dev/null) */
-    int chan_fd;                  /* becomes SB_CHAN_FD, or -1 */
+    uint32_t nproc;           /* RLIMIT_NPROC (the app's uid is its own) */
+    uint32_t nofile;          /* RLIMIT_NOFILE */
+    const sb_filter *filter;  /* required */
+    cg_group *cgroup;         /* required: init joins it before anything else runs */
+    int stdout_fd, stderr_fd; /* become the app's 1 and 2 (stdin is /dev/null) */
+    int chan_fd;              /* becomes SB_CHAN_FD, or -1 */
 } sb_spec;
 
 #define SB_DEFAULT_TMP_BYTES (4u << 20)
@@ -116,10 +116,10 @@ typedef enum sb_event_kind {
 
 typedef struct sb_event {
     sb_event_kind kind;
-    int status;              /* SB_EV_EXITED */
-    int err;                 /* SB_EV_SETUP_FAILED: errno */
-    char step[SB_STEP_MAX];  /* SB_EV_SETUP_FAILED: "mount /app", "landlock", ... */
-    int fd;                  /* SB_EV_LISTENER */
+    int status;             /* SB_EV_EXITED */
+    int err;                /* SB_EV_SETUP_FAILED: errno */
+    char step[SB_STEP_MAX]; /* SB_EV_SETUP_FAILED: "mount /app", "landlock", ... */
+    int fd;                 /* SB_EV_LISTENER */
 } sb_event;
 
 /* Reads one event from a status socket (non-blocking caller: PV_ERR_NOT_FOUND when none is
