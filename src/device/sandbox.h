@@ -74,7 +74,9 @@ typedef struct sb_spec {
     char *const *argv;       /* argv[0] first, NULL-terminated */
     char *const *envp;       /* the whole environment, NULL-terminated */
     const char *storage_dir; /* NULL, or mounted read-write, nosuid, nodev, noexec at /storage */
-    const sb_bind *binds;    /* certificates (read-only), peripherals (device, writable) */
+    const struct sb_libs *libs; /* from sb_elf_libs (resolved once per image by the caller),
+                                 * each bound read-only at its host path */
+    const sb_bind *binds;       /* certificates (read-only), peripherals (device, writable) */
     size_t n_binds;
     const sb_file *etc; /* files of /etc */
     size_t n_etc;

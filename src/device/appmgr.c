@@ -1,0 +1,954 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The application manager: one state machine per installed app.
+ *
+ *   stopped ──start──> running ──exit──> backoff ──timer──> running ...
+ *      ^                  │ stop: SIGTERM, timer: SIGKILL
+ *      └──── reaped ── stopping
+ *
+ * Everything about a run (cgroup, pipes, channel, listener) is made in start_app and
+ * released in reap, so a failed start leaves nothing behind.
+ */
+#include "appmgr.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pavise/fs.h"
+#include "pavise/log.h"
+
+#include "appchan.h"
+#include "storage.h"
+
+typedef enum app_state {
+    ST_STOPPED = 0,
+    ST_RUNNING,
+    ST_BACKOFF,
+    ST_STOPPING,
+} app_state;
+
+static const char *const state_names[] = {"stopped", "running", "backoff", "stopping"};
+
+#define LOG_LINE_MAX 1024
+#define MAX_ENV      12
+
+typedef struct app_rt {
+    am *m;
+    as_app *a;
+    char cid[AS_CID_LEN + 1];
+    app_state state;
+    bool wanted;
+    /* the current run */
+    sb_proc proc;
+    bool live;
+    int listener, log_fd, chan_fd;
+    cg_group *cg;
+    uint64_t oom_before;
+    bool seccomp_hit, watchdog_fired, setup_failed, stop_requested;
+    int app_status;
+    bool have_app_status;
+    int64_t started_ms;
+    /* kept across runs */
+    np_app *np;
+    char *storage;
+    sb_libs libs;
+    bool libs_done;
+    int timer_fd, wd_fd;
+    uint32_t wd_ms;
+    uint32_t event_mask;
+    unsigned restarts;
+    uint32_t backoff_ms;
+    json_t *last_exit;
+    char line[LOG_LINE_MAX + 1];
+    size_t line_len;
+} app_rt;
+
+struct am {
+    am_config cfg;
+    app_rt *apps[AS_MAX_APPS];
+    size_t n;
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static app_rt *find_rt(am *m, const char *cid)
+{
+    for (size_t i = 0; i < m->n; i++) {
+        if (strcasecmp(m->apps[i]->cid, cid) == 0) {
+            return m->apps[i];
+        }
+    }
+    return NULL;
+}
+
+static void record(app_rt *rt, fl_kind kind, int sig, int code, int syscall, const char *detail)
+{
+    fl_event ev = {.kind = kind, .signal = sig, .code = code, .syscall = syscall};
+    memcpy(ev.component_id, rt->cid, sizeof(ev.component_id));
+    snprintf(ev.version, sizeof(ev.version), "%s", rt->a->m.version);
+    snprintf(ev.detail, sizeof(ev.detail), "%s", detail != NULL ? detail : "");
+    pv_err e;
+    pv_err_clear(&e);
+    if (fl_record(rt->m->cfg.failures, &ev, &e) != PV_OK) {
+        pv_error("app %s: cannot record a failure: %s", rt->cid, pv_err_msg(&e));
+    }
+    pv_warn("app %s (%s): failure %s signal %d code %d syscall %d %s", rt->a->m.name, rt->cid,
+            fl_kind_name(kind), sig, code, syscall, detail != NULL ? detail : "");
+}
+
+/* ---- one run ---- */
+
+static void close_fd(am *m, int *fd)
+{
+    if (*fd >= 0) {
+        lp_del(m->cfg.loop, *fd);
+        close(*fd);
+        *fd = -1;
+    }
+}
+
+static void flush_line(app_rt *rt)
+{
+    if (rt->line_len > 0) {
+        rt->line[rt->line_len] = '\0';
+        pv_info("app %s: %s", rt->a->m.name, rt->line);
+        rt->line_len = 0;
+    }
+}
+
+static void on_log(void *ctx, int fd, uint32_t events)
+{
+    app_rt *rt = ctx;
+    char buf[4096];
+    ssize_t n = read(fd, buf, sizeof(buf));
+    if (n <= 0) {
+        if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+            flush_line(rt);
+            close_fd(rt->m, &rt->log_fd);
+        }
+        return;
+    }
+    for (ssize_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)buf[i];
+        if (c == '\n' || rt->line_len == LOG_LINE_MAX) {
+            flush_line(rt);
+            if (c == '\n') {
+                continue;
+            }
+        }
+        /* What an app prints is not trusted to be text: control bytes are shown escaped
+         * by the log writer's rules, here replaced. */
+        rt->line[rt->line_len++] = (c < 0x20 && c != '\t') || c == 0x7f ? '?' : (char)c;
+    }
+}
+
+static void reply_result(app_rt *rt, ac_type request, int32_t result)
+{
+    uint8_t out[AC_MAX_MSG];
+    ac_msg msg = {.type = AC_RESULT, .request = (uint8_t)request, .result = result};
+    size_t n = ac_encode(&msg, out);
+    if (n > 0 && rt->chan_fd >= 0) {
+        send(rt->chan_fd, out, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+    }
+}
+
+static void on_chan(void *ctx, int fd, uint32_t events)
+{
+    app_rt *rt = ctx;
+    uint8_t buf[AC_MAX_MSG + 1];
+    ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT | MSG_TRUNC);
+    if (n <= 0) {
+        if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+            close_fd(rt->m, &rt->chan_fd);
+        }
+        return;
+    }
+    ac_msg msg;
+    pv_err e;
+    pv_err_clear(&e);
+    if ((size_t)n > AC_MAX_MSG || ac_parse(buf, (size_t)n, &msg, &e) != PV_OK) {
+        /* A malformed message is the app's bug or an attack: record it and stop listening. */
+        record(rt, FL_POLICY, 0, 0, -1, "malformed app channel message");
+        close_fd(rt->m, &rt->chan_fd);
+        return;
+    }
+    const pv_capabilities *caps = &rt->a->m.caps;
+    switch (msg.type) {
+    case AC_LOG: {
+        int len = msg.text_len > AC_MAX_LOG ? AC_MAX_LOG : (int)msg.text_len;
+        static const pv_log_level levels[] = {PV_LOG_DEBUG, PV_LOG_INFO, PV_LOG_WARN, PV_LOG_ERROR};
+        pv_log(levels[msg.level & 3], "app %s: %.*s", rt->a->m.name, len, msg.text);
+        break;
+    }
+    case AC_EVENTS_REGISTER: {
+        uint32_t allowed = 0;
+        if (caps->system_event_notifications) {
+            allowed |= PV_APP_EVENT_ALL;
+        }
+        if (caps->software_update_deferral) {
+            allowed |= PV_APP_EVENT_UPDATE_READY | PV_APP_EVENT_UPDATE_STARTED;
+        }
+        if ((msg.mask & ~allowed) != 0) {
+            record(rt, FL_POLICY, 0, 0, -1, "events not granted by the manifest");
+            reply_result(rt, AC_EVENTS_REGISTER, PV_APP_ERR_DENIED);
+            break;
+        }
+        rt->event_mask = msg.mask;
+        reply_result(rt, AC_EVENTS_REGISTER, PV_APP_OK);
+        break;
+    }
+    case AC_DEFER:
+        /* No update is pending until the update agent stages one: nothing to defer. */
+        reply_result(rt, AC_DEFER,
+                     caps->software_update_deferral ? PV_APP_ERR_INVALID : PV_APP_ERR_DENIED);
+        break;
+    case AC_WATCHDOG_SET:
+        rt->wd_ms = msg.timeout_ms;
+        lp_timer_arm(rt->wd_fd, msg.timeout_ms);
+        reply_result(rt, AC_WATCHDOG_SET, PV_APP_OK);
+        break;
+    case AC_WATCHDOG_KICK:
+        if (rt->wd_ms != 0) {
+            lp_timer_arm(rt->wd_fd, rt->wd_ms);
+        }
+        break;
+    case AC_STATUS_QUERY: {
+        ac_msg st = {.type = AC_STATUS, .ready = 0};
+        uint64_t used = 0, total = 0;
+        pv_err ignored;
+        if (rt->storage != NULL && st_usage(rt->storage, &used, &total, &ignored) == PV_OK) {
+            st.used_kb = used;
+            st.quota_kb = total;
+        }
+        uint8_t out[AC_MAX_MSG];
+        size_t len = ac_encode(&st, out);
+        if (len > 0) {
+            send(fd, out, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+        }
+        break;
+    }
+    case AC_POWER:
+        if (caps->power_controls.n == 0) {
+            record(rt, FL_POLICY, 0, 0, -1, "power control not granted by the manifest");
+            reply_result(rt, AC_POWER, PV_APP_ERR_DENIED);
+        } else {
+            pv_warn("app %s asks for power action %u: not available on this device", rt->a->m.name,
+                    msg.action);
+            reply_result(rt, AC_POWER, PV_APP_ERR_NOT_READY);
+        }
+        break;
+    default:
+        record(rt, FL_POLICY, 0, 0, -1, "unexpected app channel message");
+        close_fd(rt->m, &rt->chan_fd);
+        break;
+    }
+}
+
+static void on_listener(void *ctx, int fd, uint32_t events)
+{
+    app_rt *rt = ctx;
+    int nr = -1;
+    pid_t pid = 0;
+    pv_err e;
+    pv_err_clear(&e);
+    int r = sb_seccomp_take(fd, &nr, &pid, &e);
+    if (r == PV_OK) {
+        rt->seccomp_hit = true;
+        record(rt, FL_SECCOMP, 0, 0, nr, NULL);
+        sb_signal(&rt->proc, SIGKILL);
+        return;
+    }
+    if (r != PV_ERR_NOT_FOUND || (events & (EPOLLHUP | EPOLLERR)) != 0) {
+        close_fd(rt->m, &rt->listener);
+    }
+}
+
+static void on_status(void *ctx, int fd, uint32_t events)
+{
+    app_rt *rt = ctx;
+    for (;;) {
+        sb_event ev;
+        pv_err e;
+        pv_err_clear(&e);
+        int r = sb_read_event(fd, &ev, &e);
+        if (r == PV_ERR_NOT_FOUND) {
+            return;
+        }
+        if (r != PV_OK) {
+            if (r != PV_ERR_TRUNCATED) {
+                pv_warn("app %s: status socket: %s", rt->cid, pv_err_msg(&e));
+            }
+            lp_del(rt->m->cfg.loop, fd);
+            return;
+        }
+        switch (ev.kind) {
+        case SB_EV_LISTENER:
+            if (rt->listener >= 0) {
+                close(ev.fd);
+                break;
+            }
+            rt->listener = ev.fd;
+            if (lp_add(rt->m->cfg.loop, ev.fd, EPOLLIN, on_listener, rt, &e) != PV_OK) {
+                pv_error("app %s: %s", rt->cid, pv_err_msg(&e));
+                sb_signal(&rt->proc, SIGKILL);
+            }
+            break;
+        case SB_EV_RUNNING:
+            pv_info("app %s (%s) running, pid %d", rt->a->m.name, rt->cid, (int)rt->proc.pid);
+            break;
+        case SB_EV_SETUP_FAILED:
+            rt->setup_failed = true;
+            record(rt, FL_SETUP, 0, ev.err, -1, ev.step);
+            break;
+        case SB_EV_EXITED:
+            rt->app_status = ev.status;
+            rt->have_app_status = true;
+            break;
+        }
+    }
+}
+
+static void schedule(app_rt *rt, uint32_t ms)
+{
+    rt->state = ST_BACKOFF;
+    lp_timer_arm(rt->timer_fd, ms == 0 ? 1 : ms);
+}
+
+static void set_last_exit(app_rt *rt, const char *how, int value)
+{
+    json_decref(rt->last_exit);
+    rt->last_exit = json_pack("{s:s, s:i}", "how", how, "value", value);
+}
+
+/* The init has exited: collect everything, classify, release the run, decide what next. */
+static void reap(app_rt *rt)
+{
+    am *m = rt->m;
+    int init_status = 0;
+    if (waitpid(rt->proc.pid, &init_status, WNOHANG) <= 0) {
+        return; /* not yet */
+    }
+    on_status(rt, rt->proc.status_fd, EPOLLIN); /* what the init said before it went */
+    int status = rt->have_app_status ? rt->app_status : init_status;
+    uint64_t oom_after = rt->oom_before;
+    pv_err e;
+    pv_err_clear(&e);
+    if (rt->cg != NULL) {
+        cg_oom_kills(rt->cg, &oom_after, &e);
+    }
+    if (rt->stop_requested) {
+        /* asked to stop: no failure */
+    } else if (rt->seccomp_hit || rt->watchdog_fired || rt->setup_failed) {
+        /* recorded when it happened */
+    } else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL && oom_after > rt->oom_before) {
+        record(rt, FL_OOM, SIGKILL, 0, -1, NULL);
+    } else if (WIFSIGNALED(status)) {
+        record(rt, FL_CRASH, WTERMSIG(status), 0, -1, NULL);
+    } else if (WIFEXITED(status) && WEXITSTATUS(status) != 0) {
+        record(rt, FL_EXIT, 0, WEXITSTATUS(status), -1, NULL);
+    }
+    if (WIFSIGNALED(status)) {
+        set_last_exit(rt, "signal", WTERMSIG(status));
+    } else {
+        set_last_exit(rt, "exit", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    }
+    pv_info("app %s (%s) ended (%s %d)", rt->a->m.name, rt->cid,
+            WIFSIGNALED(status) ? "signal" : "exit",
+            WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+    close_fd(m, &rt->listener);
+    close_fd(m, &rt->chan_fd);
+    if (rt->log_fd >= 0) {
+        on_log(rt, rt->log_fd, EPOLLIN);
+        flush_line(rt);
+        close_fd(m, &rt->log_fd);
+    }
+    lp_del(m->cfg.loop, rt->proc.pidfd);
+    lp_del(m->cfg.loop, rt->proc.status_fd);
+    sb_proc_close(&rt->proc);
+    rt->live = false;
+    if (cg_destroy(rt->cg, &e) != PV_OK) {
+        pv_warn("app %s: %s", rt->cid, pv_err_msg(&e));
+    }
+    rt->cg = NULL;
+    rt->wd_ms = 0;
+    lp_timer_arm(rt->wd_fd, 0);
+    lp_timer_arm(rt->timer_fd, 0);
+    if (!rt->wanted) {
+        rt->state = ST_STOPPED;
+        return;
+    }
+    int64_t ran = now_ms() - rt->started_ms;
+    if (ran >= (int64_t)AM_STABLE_MS) {
+        rt->backoff_ms = m->cfg.restart_min_ms;
+    }
+    rt->restarts++;
+    schedule(rt, rt->backoff_ms);
+    uint64_t next = (uint64_t)rt->backoff_ms * 2;
+    rt->backoff_ms = next > AM_MAX_BACKOFF_MS ? AM_MAX_BACKOFF_MS : (uint32_t)next;
+}
+
+static void on_pidfd(void *ctx, int fd, uint32_t events)
+{
+    reap(ctx);
+}
+
+/* Copies a device certificate file for the app (owned by it, 0400), so that it can read it
+ * and nothing else of STATE/certs. Missing source: not ready yet, no copy. */
+static int copy_device_file(app_rt *rt, const char *dir, const char *name, bool *present, pv_err *e)
+{
+    char src[4096], dst[4096];
+    uint8_t *data = NULL;
+    size_t len = 0;
+    *present = false;
+    int ns = snprintf(src, sizeof(src), "%s/certs/%s", rt->m->cfg.state_dir, name);
+    int nd = snprintf(dst, sizeof(dst), "%s/%s", dir, name);
+    if (ns < 0 || (size_t)ns >= sizeof(src) || nd < 0 || (size_t)nd >= sizeof(dst)) {
+        return pv_err_set(e, PV_ERR_INVALID_ARG, "state directory path too long");
+    }
+    int r = pv_fs_read_file(src, 64 * 1024, &data, &len, e);
+    if (r == PV_ERR_NOT_FOUND) {
+        unlink(dst);
+        return PV_OK;
+    }
+    if (r != PV_OK) {
+        return r;
+    }
+    r = pv_fs_write_file(dst, data, len, 0400, true, e);
+    explicit_bzero(data, len);
+    free(data);
+    if (r != PV_OK) {
+        return r;
+    }
+    if (chown(dst, rt->a->uid, rt->a->uid) != 0) {
+        return pv_err_sys(e, PV_ERR_IO, errno, "%s", dst);
+    }
+    *present = true;
+    return PV_OK;
+}
+
+typedef struct run_buf {
+    char env[MAX_ENV][512];
+    char *envp[MAX_ENV + 1];
+    char *argv[PV_MAX_ARGS + 2];
+    char resolv[256];
+    char passwd[256];
+    char group[128];
+    char dev_dir[4096];
+    char dev_src[3][4096];
+    sb_bind binds[SB_MAX_BINDS];
+    sb_file etc[SB_MAX_ETC_FILES];
+} run_buf;
+
+static void add_env(run_buf *b, size_t *n, const char *name, const char *v)
+{
+    if (*n < MAX_ENV) {
+        snprintf(b->env[*n], sizeof(b->env[*n]), "%s=%s", name, v);
+        b->envp[*n] = b->env[*n];
+        (*n)++;
+        b->envp[*n] = NULL;
+    }
+}
+
+static int prepare_device_auth(app_rt *rt, run_buf *b, size_t *nb, size_t *ne, pv_err *e)
+{
+    static const char *const files[] = {"client.crt", "tls.key", "client-chain.crt"};
+    static const char *const vars[] = {"PAVISE_DEVICE_CERT", "PAVISE_DEVICE_KEY",
+                                       "PAVISE_DEVICE_CHAIN"};
+    snprintf(b->dev_dir, sizeof(b->dev_dir), "%s/run/apps/%s", rt->m->cfg.state_dir, rt->cid);
+    char run_apps[4096];
+    snprintf(run_apps, sizeof(run_apps), "%s/run/apps", rt->m->cfg.state_dir);
+    if ((mkdir(run_apps, 0711) != 0 && errno != EEXIST) ||
+        (mkdir(b->dev_dir, 0500) != 0 && errno != EEXIST) ||
+        chown(b->dev_dir, rt->a->uid, rt->a->uid) != 0) {
+        return pv_err_sys(e, PV_ERR_IO, errno, "%s", b->dev_dir);
+    }
+    for (size_t i = 0; i < 3; i++) {
+        bool present = false;
+        int r = copy_device_file(rt, b->dev_dir, files[i], &present, e);
+        if (r != PV_OK) {
+            return r;
+        }
+        char inside[128];
+        snprintf(inside, sizeof(inside), "/run/pavise/device/%s", files[i]);
+        add_env(b, ne, vars[i], inside);
+        int n = snprintf(b->dev_src[i], sizeof(b->dev_src[i]), "%s/%s", b->dev_dir, files[i]);
+        if (n < 0 || (size_t)n >= sizeof(b->dev_src[i])) {
+            return pv_err_set(e, PV_ERR_INVALID_ARG, "state directory path too long");
+        }
+        if (present && *nb < SB_MAX_BINDS) {
+            b->binds[(*nb)++] = (sb_bind){.src = b->dev_src[i], .dst = strdup(inside)};
+        }
+    }
+    return PV_OK;
+}
+
+static void free_binds(run_buf *b, size_t nb)
+{
+    for (size_t i = 0; i < nb; i++) {
+        if (!b->binds[i].device) {
+            free((char *)b->binds[i].dst);
+        }
+    }
+}
+
+static int start_run(app_rt *rt, pv_err *e)
+{
+    am *m = rt->m;
+    const pv_manifest *man = &rt->a->m;
+    int logp[2] = {-1, -1}, chan[2] = {-1, -1};
+    run_buf *b = calloc(1, sizeof(*b));
+    size_t nb = 0, ne = 0;
+    int r = PV_ERR_NOMEM;
+    if (b == NULL) {
+        return pv_err_set(e, r, "out of memory");
+    }
+    if (!rt->libs_done) {
+        if ((r = sb_elf_libs(rt->a->image_dir, man->entry_point, &rt->libs, e)) != PV_OK) {
+            pv_err_wrap(e, r, "entry point %s", man->entry_point);
+            goto out;
+        }
+        rt->libs_done = true;
+    }
+    if (man->caps.mutable_storage_kb != 0 && rt->storage == NULL &&
+        (r = st_prepare(m->cfg.state_dir, rt->cid, man->caps.mutable_storage_kb, rt->a->uid,
+                        rt->a->uid, &rt->storage, e)) != PV_OK) {
+        goto out;
+    }
+    uint64_t mem_kb =
+        man->caps.memory_limit_kb != 0 ? man->caps.memory_limit_kb : AM_DEFAULT_MEMORY_KB;
+    if ((r = cg_create(m->cfg.cgroups, rt->cid, mem_kb * 1024, AM_DEFAULT_PIDS, &rt->cg, e)) !=
+        PV_OK) {
+        goto out;
+    }
+    rt->oom_before = 0;
+    cg_oom_kills(rt->cg, &rt->oom_before, e);
+    /* environment, argv, /etc */
+    add_env(b, &ne, "PAVISE_FD", "3");
+    add_env(b, &ne, "PAVISE_APP_NAME", man->name);
+    add_env(b, &ne, "PAVISE_COMPONENT_ID", rt->cid);
+    add_env(b, &ne, "TMPDIR", "/tmp");
+    add_env(b, &ne, "LANG", "C.UTF-8");
+    if (rt->storage != NULL) {
+        add_env(b, &ne, "PAVISE_STORAGE", SB_STORAGE_DIR);
+        add_env(b, &ne, "HOME", SB_STORAGE_DIR);
+    } else {
+        add_env(b, &ne, "HOME", "/tmp");
+    }
+    if (man->caps.device_authentication && (r = prepare_device_auth(rt, b, &nb, &ne, e)) != PV_OK) {
+        goto out;
+    }
+    b->argv[0] = man->entry_point;
+    for (size_t i = 0; i < man->args.n && i < PV_MAX_ARGS; i++) {
+        b->argv[i + 1] = man->args.v[i];
+    }
+    for (size_t i = 0; i < man->caps.peripherals.n && nb < SB_MAX_BINDS; i++) {
+        b->binds[nb++] =
+            (sb_bind){.src = man->caps.peripherals.v[i], .writable = true, .device = true};
+    }
+    size_t nf = 0;
+    snprintf(b->resolv, sizeof(b->resolv), "nameserver %s\noptions timeout:2 attempts:2\n",
+             rt->np != NULL ? np_app_stub_address(rt->np) : "127.0.0.1");
+    snprintf(b->passwd, sizeof(b->passwd), "app:x:%u:%u:%s:%s:/nonexistent\n", rt->a->uid,
+             rt->a->uid, man->name, rt->storage != NULL ? SB_STORAGE_DIR : "/tmp");
+    snprintf(b->group, sizeof(b->group), "app:x:%u:\n", rt->a->uid);
+    b->etc[nf++] = (sb_file){"resolv.conf", b->resolv};
+    b->etc[nf++] = (sb_file){"hosts", "127.0.0.1 localhost\n::1 localhost\n"};
+    b->etc[nf++] = (sb_file){"passwd", b->passwd};
+    b->etc[nf++] = (sb_file){"group", b->group};
+    b->etc[nf++] = (sb_file){"nsswitch.conf", "passwd: files\ngroup: files\nhosts: files dns\n"};
+    if (pipe2(logp, O_CLOEXEC) != 0 ||
+        socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, chan) != 0) {
+        r = pv_err_sys(e, PV_ERR_IO, errno, "pipe");
+        goto out;
+    }
+    sb_spec spec = {
+        .name = rt->cid,
+        .uid = rt->a->uid,
+        .gid = rt->a->uid,
+        .image_dir = rt->a->image_dir,
+        .entry_point = man->entry_point,
+        .argv = b->argv,
+        .envp = b->envp,
+        .storage_dir = rt->storage,
+        .binds = b->binds,
+        .n_binds = nb,
+        .etc = b->etc,
+        .n_etc = nf,
+        .libs = &rt->libs,
+        .bind_ports = man->caps.tcp_server_ports,
+        .n_bind_ports = man->caps.n_tcp_server_ports,
+        .nproc = AM_DEFAULT_PIDS,
+        .nofile = AM_DEFAULT_NOFILE,
+        .filter = m->cfg.filter,
+        .cgroup = rt->cg,
+        .stdout_fd = logp[1],
+        .stderr_fd = logp[1],
+        .chan_fd = chan[1],
+    };
+    rt->seccomp_hit = rt->watchdog_fired = rt->setup_failed = rt->stop_requested = false;
+    rt->have_app_status = false;
+    if ((r = sb_start(&spec, &rt->proc, e)) != PV_OK) {
+        goto out;
+    }
+    rt->live = true;
+    rt->started_ms = now_ms();
+    rt->state = ST_RUNNING;
+    rt->log_fd = logp[0];
+    rt->chan_fd = chan[0];
+    logp[0] = chan[0] = -1;
+    fcntl(rt->log_fd, F_SETFL, O_NONBLOCK);
+    pv_err e2;
+    pv_err_clear(&e2);
+    if (lp_add(m->cfg.loop, rt->proc.pidfd, EPOLLIN, on_pidfd, rt, &e2) != PV_OK ||
+        lp_add(m->cfg.loop, rt->proc.status_fd, EPOLLIN, on_status, rt, &e2) != PV_OK ||
+        lp_add(m->cfg.loop, rt->log_fd, EPOLLIN, on_log, rt, &e2) != PV_OK ||
+        lp_add(m->cfg.loop, rt->chan_fd, EPOLLIN, on_chan, rt, &e2) != PV_OK) {
+        /* Cannot watch it: kill it; the pidfd (if registered) or the next reap cleans up. */
+        pv_error("app %s: %s", rt->cid, pv_err_msg(&e2));
+        sb_signal(&rt->proc, SIGKILL);
+    }
+    r = PV_OK;
+out:
+    if (r != PV_OK && rt->cg != NULL) {
+        pv_err ignored;
+        cg_destroy(rt->cg, &ignored);
+        rt->cg = NULL;
+    }
+    for (int i = 0; i < 2; i++) {
+        if (logp[i] >= 0) {
+            close(logp[i]);
+        }
+        if (chan[i] >= 0) {
+            close(chan[i]);
+        }
+    }
+    if (b != NULL) {
+        free_binds(b, nb);
+        free(b);
+    }
+    return r;
+}
+
+static void begin(app_rt *rt)
+{
+    pv_err e;
+    pv_err_clear(&e);
+    if (start_run(rt, &e) != PV_OK) {
+        record(rt, FL_SETUP, 0, 0, -1, "start");
+        pv_error("app %s (%s): cannot start: %s", rt->a->m.name, rt->cid, pv_err_msg(&e));
+        rt->restarts++;
+        schedule(rt, rt->backoff_ms);
+        uint64_t next = (uint64_t)rt->backoff_ms * 2;
+        rt->backoff_ms = next > AM_MAX_BACKOFF_MS ? AM_MAX_BACKOFF_MS : (uint32_t)next;
+    }
+}
+
+static void on_timer(void *ctx, int fd, uint32_t events)
+{
+    app_rt *rt = ctx;
+    uint64_t n;
+    if (read(fd, &n, sizeof(n)) != sizeof(n)) {
+        return;
+    }
+    if (rt->state == ST_BACKOFF && rt->wanted) {
+        begin(rt);
+    } else if (rt->state == ST_STOPPING && rt->live) {
+        pv_warn("app %s (%s) did not stop in time: SIGKILL", rt->a->m.name, rt->cid);
+        sb_signal(&rt->proc, SIGKILL);
+    }
+}
+
+static void on_watchdog(void *ctx, int fd, uint32_t events)
+{
+    app_rt *rt = ctx;
+    uint64_t n;
+    if (read(fd, &n, sizeof(n)) != sizeof(n) || !rt->live || rt->wd_ms == 0) {
+        return;
+    }
+    rt->watchdog_fired = true;
+    record(rt, FL_WATCHDOG, SIGKILL, 0, -1, NULL);
+    sb_signal(&rt->proc, SIGKILL);
+}
+
+static void stop_run(app_rt *rt)
+{
+    rt->wanted = false;
+    if (rt->state == ST_BACKOFF) {
+        lp_timer_arm(rt->timer_fd, 0);
+        rt->state = ST_STOPPED;
+    }
+    if (rt->live && rt->state != ST_STOPPING) {
+        rt->stop_requested = true;
+        rt->state = ST_STOPPING;
+        sb_signal(&rt->proc, SIGTERM);
+        lp_timer_arm(rt->timer_fd, rt->m->cfg.stop_grace_ms);
+    }
+}
+
+/* ---- the set of apps ---- */
+
+static void rt_free(am *m, app_rt *rt)
+{
+    if (rt == NULL) {
+        return;
+    }
+    if (rt->live) {
+        sb_signal(&rt->proc, SIGKILL);
+        int st;
+        waitpid(rt->proc.pid, &st, 0);
+        rt->stop_requested = true;
+        reap(rt);
+    }
+    lp_timer_free(m->cfg.loop, rt->timer_fd);
+    lp_timer_free(m->cfg.loop, rt->wd_fd);
+    if (m->cfg.net != NULL) {
+        np_app_remove(m->cfg.net, rt->np);
+    }
+    if (rt->storage != NULL) {
+        pv_err ignored;
+        st_release(m->cfg.state_dir, rt->cid, &ignored);
+        free(rt->storage);
+    }
+    sb_libs_free(&rt->libs);
+    json_decref(rt->last_exit);
+    free(rt);
+}
+
+static int rt_add(am *m, as_app *a, app_rt **out, pv_err *e)
+{
+    *out = NULL;
+    if (m->n >= AS_MAX_APPS) {
+        return pv_err_set(e, PV_ERR_TOO_LARGE, "too many apps");
+    }
+    app_rt *rt = calloc(1, sizeof(*rt));
+    if (rt == NULL) {
+        return pv_err_set(e, PV_ERR_NOMEM, "out of memory");
+    }
+    rt->m = m;
+    rt->a = a;
+    memcpy(rt->cid, a->cid, sizeof(rt->cid));
+    rt->listener = rt->log_fd = rt->chan_fd = rt->timer_fd = rt->wd_fd = -1;
+    rt->proc.pidfd = rt->proc.status_fd = -1;
+    rt->backoff_ms = m->cfg.restart_min_ms;
+    int r = lp_timer_new(m->cfg.loop, on_timer, rt, &rt->timer_fd, e);
+    if (r == PV_OK) {
+        r = lp_timer_new(m->cfg.loop, on_watchdog, rt, &rt->wd_fd, e);
+    }
+    if (r == PV_OK && m->cfg.net != NULL) {
+        r = np_app_add(m->cfg.net, a->uid, a->index, &a->m.caps, &rt->np, e);
+    }
+    if (r != PV_OK) {
+        rt_free(m, rt);
+        return r;
+    }
+    m->apps[m->n++] = rt;
+    *out = rt;
+    return PV_OK;
+}
+
+int am_new(const am_config *cfg, am **out, pv_err *e)
+{
+    *out = NULL;
+    am *m = calloc(1, sizeof(*m));
+    if (m == NULL) {
+        return pv_err_set(e, PV_ERR_NOMEM, "out of memory");
+    }
+    m->cfg = *cfg;
+    if (m->cfg.restart_min_ms == 0) {
+        m->cfg.restart_min_ms = 1000;
+    }
+    if (m->cfg.stop_grace_ms == 0) {
+        m->cfg.stop_grace_ms = 5000;
+    }
+    for (size_t i = 0; i < as_count(cfg->store); i++) {
+        app_rt *rt = NULL;
+        int r = rt_add(m, as_get(cfg->store, i), &rt, e);
+        if (r != PV_OK) {
+            am_free(m);
+            return r;
+        }
+    }
+    *out = m;
+    return PV_OK;
+}
+
+void am_free(am *m)
+{
+    if (m == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < m->n; i++) {
+        rt_free(m, m->apps[i]);
+    }
+    free(m);
+}
+
+void am_start_all(am *m)
+{
+    for (size_t i = 0; i < m->n; i++) {
+        app_rt *rt = m->apps[i];
+        if (rt->state == ST_STOPPED) {
+            rt->wanted = true;
+            begin(rt);
+        }
+    }
+}
+
+int am_start(am *m, const char *cid, pv_err *e)
+{
+    app_rt *rt = find_rt(m, cid);
+    if (rt == NULL) {
+        return pv_err_set(e, PV_ERR_NOT_FOUND, "component %s is not installed", cid);
+    }
+    rt->wanted = true;
+    if (rt->state == ST_STOPPED) {
+        rt->backoff_ms = m->cfg.restart_min_ms;
+        begin(rt);
+    } else if (rt->state == ST_BACKOFF) {
+        lp_timer_arm(rt->timer_fd, 0);
+        begin(rt);
+    }
+    return PV_OK;
+}
+
+int am_stop(am *m, const char *cid, pv_err *e)
+{
+    app_rt *rt = find_rt(m, cid);
+    if (rt == NULL) {
+        return pv_err_set(e, PV_ERR_NOT_FOUND, "component %s is not installed", cid);
+    }
+    stop_run(rt);
+    return PV_OK;
+}
+
+void am_stop_all(am *m)
+{
+    for (size_t i = 0; i < m->n; i++) {
+        stop_run(m->apps[i]);
+    }
+}
+
+bool am_all_stopped(const am *m)
+{
+    for (size_t i = 0; i < m->n; i++) {
+        if (m->apps[i]->live) {
+            return false;
+        }
+    }
+    return true;
+}
+
+int am_forget(am *m, const char *cid, pv_err *e)
+{
+    for (size_t i = 0; i < m->n; i++) {
+        if (strcasecmp(m->apps[i]->cid, cid) == 0) {
+            app_rt *rt = m->apps[i];
+            m->apps[i] = m->apps[--m->n];
+            rt->wanted = false;
+            rt_free(m, rt);
+            return PV_OK;
+        }
+    }
+    return pv_err_set(e, PV_ERR_NOT_FOUND, "component %s is not installed", cid);
+}
+
+int am_installed(am *m, as_app *a, pv_err *e)
+{
+    pv_err ignored;
+    pv_err_clear(&ignored);
+    am_forget(m, a->cid, &ignored); /* the old image's run, if any */
+    app_rt *rt = NULL;
+    int r = rt_add(m, a, &rt, e);
+    if (r != PV_OK) {
+        return r;
+    }
+    rt->wanted = true;
+    begin(rt);
+    return PV_OK;
+}
+
+static json_t *status_one(app_rt *rt)
+{
+    uint64_t mem = 0;
+    pv_err ignored;
+    if (rt->cg != NULL) {
+        cg_memory_current(rt->cg, &mem, &ignored);
+    }
+    const pv_manifest *man = &rt->a->m;
+    json_t *o =
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:i, s:I, s:I, s:I}", "componentId", rt->cid,
+                  "imageId", rt->a->image_id, "name", man->name, "version", man->version, "state",
+                  state_names[rt->state], "development", rt->a->development, "uid", (int)rt->a->uid,
+                  "restarts", (json_int_t)rt->restarts, "memoryKB", (json_int_t)(mem / 1024),
+                  "failures", (json_int_t)fl_count(rt->m->cfg.failures, rt->cid));
+    if (o == NULL) {
+        return NULL;
+    }
+    if (rt->live) {
+        json_object_set_new(o, "pid", json_integer(rt->proc.pid));
+    }
+    if (rt->last_exit != NULL) {
+        json_object_set(o, "lastExit", rt->last_exit);
+    }
+    json_t *f = fl_to_json(rt->m->cfg.failures, rt->cid);
+    if (f != NULL) {
+        json_object_set_new(o, "failureEvents", f);
+    }
+    return o;
+}
+
+json_t *am_status(am *m, const char *cid)
+{
+    if (cid != NULL) {
+        app_rt *rt = find_rt(m, cid);
+        return rt != NULL ? status_one(rt) : NULL;
+    }
+    json_t *a = json_array();
+    for (size_t i = 0; a != NULL && i < m->n; i++) {
+        json_t *o = status_one(m->apps[i]);
+        if (o == NULL || json_array_append_new(a, o) != 0) {
+            json_decref(a);
+            return NULL;
+        }
+    }
+    return a;
+}
+
+int am_quota(am *m, const char *cid, uint64_t *used_kb, uint64_t *quota_kb, pv_err *e)
+{
+    app_rt *rt = find_rt(m, cid);
+    if (rt == NULL) {
+        return pv_err_set(e, PV_ERR_NOT_FOUND, "component %s is not installed", cid);
+    }
+    if (rt->a->m.caps.mutable_storage_kb == 0) {
+        return pv_err_set(e, PV_ERR_NOT_FOUND, "component %s has no mutable storage", cid);
+    }
+    if (rt->storage == NULL) {
+        int r = st_prepare(m->cfg.state_dir, rt->cid, rt->a->m.caps.mutable_storage_kb, rt->a->uid,
+                           rt->a->uid, &rt->storage, e);
+        if (r != PV_OK) {
+            return r;
+        }
+    }
+    int r = st_usage(rt->storage, used_kb, quota_kb, e);
+    if (r == PV_OK) {
+        *quota_kb = rt->a->m.caps.mutable_storage_kb;
+    }
+    return r;
+}

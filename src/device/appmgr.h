@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The application manager (docs/device-runtime.md): starts every installed app in its
+ * compartment, restarts one that exits (with backoff), stops one with SIGTERM then SIGKILL
+ * after a grace period, and turns what happens to it into failure events. It owns, per
+ * app, the cgroup, the storage mount, the network policy entry, the log pipe, the app
+ * channel and the seccomp listener.
+ */
+#ifndef PAVISE_DEVICE_APPMGR_H
+#define PAVISE_DEVICE_APPMGR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "pavise/err.h"
+
+#include "appstore.h"
+#include "cgroup.h"
+#include "failures.h"
+#include "loop.h"
+#include "netpolicy.h"
+#include "sandbox.h"
+
+#define AM_DEFAULT_MEMORY_KB (64u * 1024u)
+#define AM_DEFAULT_PIDS      64u
+#define AM_DEFAULT_NOFILE    256u
+#define AM_MAX_BACKOFF_MS    (300u * 1000u)
+#define AM_STABLE_MS         (60u * 1000u) /* running this long resets the backoff */
+
+typedef struct am_config {
+    const char *state_dir;
+    lp *loop;
+    as_store *store;
+    fl_queue *failures;
+    cg_ctx *cgroups;
+    np_ctx *net; /* NULL: apps get no network at all (fail closed) */
+    const sb_filter *filter;
+    uint32_t restart_min_ms; /* first restart delay (doubles up to AM_MAX_BACKOFF_MS) */
+    uint32_t stop_grace_ms;  /* SIGTERM, then SIGKILL after this */
+} am_config;
+
+typedef struct am am;
+
+int am_new(const am_config *cfg, am **out, pv_err *e);
+/* Stops every app (SIGKILL after the grace period) and frees. Accepts NULL. */
+void am_free(am *m);
+
+/* Starts every app of the store that is not running. */
+void am_start_all(am *m);
+/* Starts one (it is marked as wanted running). PV_ERR_NOT_FOUND. Already running: PV_OK. */
+int am_start(am *m, const char *cid, pv_err *e);
+/* Stops one and keeps it stopped until am_start. PV_ERR_NOT_FOUND. */
+int am_stop(am *m, const char *cid, pv_err *e);
+/* True once every app is stopped (after am_stop_all). */
+void am_stop_all(am *m);
+bool am_all_stopped(const am *m);
+
+/* Called after as_install: stops the component's old process if any, then starts the new
+ * image. */
+int am_installed(am *m, as_app *a, pv_err *e);
+/* Stops and forgets the component before as_remove. */
+int am_forget(am *m, const char *cid, pv_err *e);
+
+/* Status objects for the local API ("state", "pid", "restarts", "memoryKB", "failures",
+ * "lastExit", ...). cid NULL: every app, as an array. */
+json_t *am_status(am *m, const char *cid);
+/* Storage use of an app: PV_ERR_NOT_FOUND when it has none. */
+int am_quota(am *m, const char *cid, uint64_t *used_kb, uint64_t *quota_kb, pv_err *e);
+
+#endif

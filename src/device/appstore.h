@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The installed apps (docs/device-runtime.md §Installed apps): which image each component
+ * runs, whether it is a development image, the uid it runs as, and the highest security
+ * counter ever installed for it.
+ *
+ *   STATE/apps/images/<image-id>/       the extracted payload, root-owned, no write bits
+ *   STATE/apps/images/<image-id>.head   the package head (header, signed manifest, chain)
+ *   STATE/apps/installed/<cid>.json     {"version":1,"imageId":..,"development":..,"floor":N}
+ *   STATE/apps/uids.json                {"<cid>": uid, ...}: a uid per component, kept for
+ *                                       good so its storage stays its own
+ *
+ * Nothing under STATE is trusted by itself: at every load the head is verified again
+ * against the trust anchors (and a development image only while the development
+ * capability is applied), and the manifest comes from that verified head.
+ */
+#ifndef PAVISE_DEVICE_APPSTORE_H
+#define PAVISE_DEVICE_APPSTORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "pavise/err.h"
+#include "pavise/manifest.h"
+#include "pavise/uuid.h"
+#include "pavise/x509.h"
+
+#define AS_UID_BASE 70000u
+#define AS_MAX_APPS 256u
+#define AS_CID_LEN  36
+
+typedef struct as_app {
+    char cid[AS_CID_LEN + 1];      /* component ID, lowercase */
+    char image_id[AS_CID_LEN + 1]; /* image ID, lowercase */
+    uid_t uid;                     /* gid is the same number */
+    unsigned index;                /* uid - AS_UID_BASE: the app's slot (stub address) */
+    bool development;
+    uint64_t floor; /* highest security counter installed for this component */
+    pv_manifest m;  /* from the verified head */
+    char *image_dir;
+    int64_t installed_at;
+} as_app;
+
+typedef struct as_store as_store;
+
+/* The trust the store verifies with: prod (the update root) always, dev (the development
+ * roots of the applied capability) or NULL. Both borrowed; the caller keeps them alive. */
+typedef struct as_trust {
+    const pv_trust *prod;
+    const pv_trust *dev;
+} as_trust;
+
+/* Opens STATE/apps (creating it) and loads every installed app that still verifies. An
+ * app that does not (tampered head, untrusted, development image without the capability)
+ * is kept on disk but not loaded, and reported through warn (may be NULL) with the reason.
+ * PV_ERR_IO, PV_ERR_NOMEM. */
+int as_open(const char *state_dir, const as_trust *trust,
+            void (*warn)(const char *cid, const pv_err *why, void *ctx), void *ctx, as_store **out,
+            pv_err *e);
+void as_close(as_store *s);
+
+size_t as_count(const as_store *s);
+as_app *as_get(as_store *s, size_t i);
+as_app *as_find(as_store *s, const char *cid);
+
+/* Installs the package read from path (a regular file; /proc/self/fd/N for a passed fd):
+ * opens it (bounded), verifies it against trust->prod, or, only when that fails for want of
+ * a trusted chain, against trust->dev (a development image); requires an application image;
+ * refuses a security counter below the component's floor (PV_ERR_ROLLBACK), a peripheral
+ * another component declares (PV_ERR_EXISTS), more than AS_MAX_APPS components; extracts it
+ * (read-only) and records it. The app replaced is the caller's to stop first: *replaced is
+ * set when the component was installed before. *out is the store's entry (borrowed).
+ * PV_ERR_UNTRUSTED, PV_ERR_SIGNATURE, PV_ERR_DIGEST, PV_ERR_FORMAT, PV_ERR_UNSUPPORTED,
+ * PV_ERR_IO, ... with the reason. Nothing is changed on any error. */
+int as_install(as_store *s, const char *path, const as_trust *trust, as_app **out, bool *replaced,
+               pv_err *e);
+
+/* Removes a component: its record and image (the storage is storage.c's). PV_ERR_NOT_FOUND. */
+int as_remove(as_store *s, const char *cid, pv_err *e);
+
+/* Drops from memory the development apps (the capability was removed); their files stay. */
+void as_unload_development(as_store *s);
+
+#endif

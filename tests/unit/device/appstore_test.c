@@ -1,0 +1,318 @@
+// SPDX-License-Identifier: Apache-2.0
+/* Installed apps: verification, development images, rollback floor, peripherals, reload. */
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "appstore.h"
+#include "pavise/imgpkg.h"
+#include "pavise/platform.h"
+#include "testutil.h"
+
+#define CID_A "6f1c0c8e-3a1e-4d5b-9a43-0c4f2e9b7d21"
+#define CID_B "0b7c9d2e-1f3a-4c5d-8e6f-7a8b9c0d1e2f"
+
+typedef struct fx {
+    char *dir;   /* the test's directory */
+    char *state; /* the state directory */
+    pv_key *prod_key, *dev_key;
+    pv_chain *prod_chain, *dev_chain;
+    pv_trust *prod, *dev;
+    unsigned serial;
+    unsigned warnings;
+} fx;
+
+static int setup(void **state)
+{
+    fx *f = calloc(1, sizeof(*f));
+    f->dir = tu_mkdtemp("appstore");
+    f->state = tu_path(f->dir, "state");
+    mkdir(f->state, 0700);
+    char *p = tu_path(f->dir, "prod");
+    char *d = tu_path(f->dir, "dev");
+    mkdir(p, 0700);
+    mkdir(d, 0700);
+    int64_t now = pv_time_now();
+    tu_make_chain(p, now - 3600, now + 86400, &f->prod_key, &f->prod_chain, &f->prod);
+    tu_make_chain(d, now - 3600, now + 86400, &f->dev_key, &f->dev_chain, &f->dev);
+    free(p);
+    free(d);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx *f = *state;
+    tu_rmtree(f->dir);
+    free(f->dir);
+    free(f->state);
+    pv_key_free(f->prod_key);
+    pv_key_free(f->dev_key);
+    pv_chain_free(f->prod_chain);
+    pv_chain_free(f->dev_chain);
+    pv_trust_free(f->prod);
+    pv_trust_free(f->dev);
+    free(f);
+    return 0;
+}
+
+/* A package of an app with /bin/app, signed under prod or dev. */
+static char *package(fx *f, const char *cid, uint64_t counter, bool dev, const char *peripheral,
+                     pv_image_type type)
+{
+    char name[64];
+    pv_manifest m;
+    pv_err e = {0};
+    memset(&m, 0, sizeof(m));
+    assert_int_equal(pv_uuid_parse(cid, m.component_id), 0);
+    assert_int_equal(pv_uuid_generate(m.image_id), 0);
+    m.type = type;
+    m.name = strdup("app");
+    m.version = strdup("1.0.0");
+    m.security_counter = counter;
+    m.build_time = 1700000000;
+    m.entry_point = strdup("/bin/app");
+    if (peripheral != NULL) {
+        assert_int_equal(pv_strlist_add(&m.caps.peripherals, peripheral), 0);
+    }
+    snprintf(name, sizeof(name), "src%u", ++f->serial);
+    char *src = tu_path(f->dir, name);
+    char *bin = tu_path(src, "bin");
+    char *app = tu_path(bin, "app");
+    mkdir(src, 0755);
+    mkdir(bin, 0755);
+    tu_write(app, "#!app\n", 6, 0755);
+    snprintf(name, sizeof(name), "p%u.imagepackage", f->serial);
+    char *pkg = tu_path(f->dir, name);
+    if (pv_imgpkg_pack_dir(pkg, &m, src, dev ? f->dev_key : f->prod_key,
+                           dev ? f->dev_chain : f->prod_chain, false, &e) != PV_OK) {
+        fail_msg("pack: %s", pv_err_msg(&e));
+    }
+    pv_manifest_free(&m);
+    free(app);
+    free(bin);
+    free(src);
+    return pkg;
+}
+
+static void warn_cb(const char *cid, const pv_err *why, void *ctx)
+{
+    fx *f = ctx;
+    f->warnings++;
+}
+
+static as_store *open_store(fx *f, bool with_dev)
+{
+    as_trust t = {.prod = f->prod, .dev = with_dev ? f->dev : NULL};
+    as_store *s = NULL;
+    pv_err e = {0};
+    if (as_open(f->state, &t, warn_cb, f, &s, &e) != PV_OK) {
+        fail_msg("open: %s", pv_err_msg(&e));
+    }
+    return s;
+}
+
+static int install(fx *f, as_store *s, const char *pkg, bool with_dev, as_app **a, pv_err *e)
+{
+    as_trust t = {.prod = f->prod, .dev = with_dev ? f->dev : NULL};
+    bool replaced = false;
+    pv_err_clear(e);
+    return as_install(s, pkg, &t, a, &replaced, e);
+}
+
+static void test_install_and_reload(void **state)
+{
+    fx *f = *state;
+    as_store *s = open_store(f, false);
+    char *pkg = package(f, CID_A, 1, false, NULL, PV_IMAGE_APPLICATION);
+    as_app *a = NULL;
+    pv_err e;
+    assert_int_equal(install(f, s, pkg, false, &a, &e), PV_OK);
+    assert_false(a->development);
+    assert_int_equal(a->uid, AS_UID_BASE);
+    assert_string_equal(a->cid, CID_A);
+    /* read-only tree */
+    char *bin = tu_path(a->image_dir, "bin/app");
+    struct stat st;
+    assert_int_equal(stat(bin, &st), 0);
+    assert_int_equal(st.st_mode & 0222, 0);
+    assert_int_equal(stat(a->image_dir, &st), 0);
+    assert_int_equal(st.st_mode & 0222, 0);
+    free(bin);
+    as_close(s);
+    s = open_store(f, false);
+    assert_int_equal(as_count(s), 1);
+    a = as_find(s, CID_A);
+    assert_non_null(a);
+    assert_int_equal(a->uid, AS_UID_BASE);
+    assert_string_equal(a->m.entry_point, "/bin/app");
+    /* the same image again: refused */
+    assert_int_equal(install(f, s, pkg, false, &a, &e), PV_ERR_EXISTS);
+    as_close(s);
+    free(pkg);
+}
+
+static void test_development(void **state)
+{
+    fx *f = *state;
+    as_store *s = open_store(f, false);
+    char *pkg = package(f, CID_A, 1, true, NULL, PV_IMAGE_APPLICATION);
+    as_app *a = NULL;
+    pv_err e;
+    /* no capability: refused, nothing kept */
+    assert_int_equal(install(f, s, pkg, false, &a, &e), PV_ERR_UNTRUSTED);
+    char *installed = tu_path(f->state, "apps/installed");
+    char *images = tu_path(f->state, "apps/images");
+    assert_int_equal(tu_count_entries(installed), 0);
+    assert_int_equal(tu_count_entries(images), 0);
+    /* with the development roots: a development image */
+    assert_int_equal(install(f, s, pkg, true, &a, &e), PV_OK);
+    assert_true(a->development);
+    as_close(s);
+    /* the capability gone: not loaded, and said why */
+    f->warnings = 0;
+    s = open_store(f, false);
+    assert_int_equal(as_count(s), 0);
+    assert_int_equal(f->warnings, 1);
+    as_close(s);
+    s = open_store(f, true);
+    assert_int_equal(as_count(s), 1);
+    as_unload_development(s);
+    assert_int_equal(as_count(s), 0);
+    as_close(s);
+    free(installed);
+    free(images);
+    free(pkg);
+}
+
+static void test_rollback_and_replace(void **state)
+{
+    fx *f = *state;
+    as_store *s = open_store(f, false);
+    char *p5 = package(f, CID_A, 5, false, NULL, PV_IMAGE_APPLICATION);
+    char *p3 = package(f, CID_A, 3, false, NULL, PV_IMAGE_APPLICATION);
+    char *p6 = package(f, CID_A, 6, false, NULL, PV_IMAGE_APPLICATION);
+    as_app *a = NULL;
+    pv_err e;
+    assert_int_equal(install(f, s, p5, false, &a, &e), PV_OK);
+    char old_dir[4096];
+    snprintf(old_dir, sizeof(old_dir), "%s", a->image_dir);
+    assert_int_equal(install(f, s, p3, false, &a, &e), PV_ERR_ROLLBACK);
+    assert_non_null(strstr(pv_err_msg(&e), "below 5"));
+    assert_int_equal(install(f, s, p6, false, &a, &e), PV_OK);
+    assert_int_equal(a->floor, 6);
+    assert_int_equal(as_count(s), 1);
+    assert_false(tu_exists(old_dir));
+    as_close(s);
+    /* the floor survives a restart */
+    s = open_store(f, false);
+    assert_int_equal(install(f, s, p5, false, &a, &e), PV_ERR_ROLLBACK);
+    as_close(s);
+    free(p5);
+    free(p3);
+    free(p6);
+}
+
+static void test_peripheral_exclusive(void **state)
+{
+    fx *f = *state;
+    as_store *s = open_store(f, false);
+    char *pa = package(f, CID_A, 1, false, "/dev/ttyS1", PV_IMAGE_APPLICATION);
+    char *pb = package(f, CID_B, 1, false, "/dev/ttyS1", PV_IMAGE_APPLICATION);
+    char *pa2 = package(f, CID_A, 2, false, "/dev/ttyS1", PV_IMAGE_APPLICATION);
+    as_app *a = NULL;
+    pv_err e;
+    assert_int_equal(install(f, s, pa, false, &a, &e), PV_OK);
+    assert_int_equal(install(f, s, pb, false, &a, &e), PV_ERR_EXISTS);
+    assert_non_null(strstr(pv_err_msg(&e), "/dev/ttyS1"));
+    /* the holder itself may update */
+    assert_int_equal(install(f, s, pa2, false, &a, &e), PV_OK);
+    assert_int_equal(as_count(s), 1);
+    as_close(s);
+    free(pa);
+    free(pb);
+    free(pa2);
+}
+
+static void test_tampered_and_refused(void **state)
+{
+    fx *f = *state;
+    as_store *s = open_store(f, false);
+    char *os = package(f, CID_B, 1, false, NULL, PV_IMAGE_OS);
+    char *pkg = package(f, CID_A, 1, false, NULL, PV_IMAGE_APPLICATION);
+    as_app *a = NULL;
+    pv_err e;
+    assert_int_equal(install(f, s, os, false, &a, &e), PV_ERR_FORMAT);
+    /* truncated package */
+    size_t len = 0;
+    uint8_t *bytes = tu_read(pkg, &len);
+    char *cut = tu_path(f->dir, "cut.imagepackage");
+    tu_write(cut, bytes, len - 10, 0644);
+    assert_int_not_equal(install(f, s, cut, false, &a, &e), PV_OK);
+    assert_int_equal(as_count(s), 0);
+    assert_int_equal(install(f, s, pkg, false, &a, &e), PV_OK);
+    char head[4096];
+    snprintf(head, sizeof(head), "%s/apps/images/%s.head", f->state, a->image_id);
+    as_close(s);
+    /* a head changed on disk is not loaded */
+    size_t hl = 0;
+    uint8_t *h = tu_read(head, &hl);
+    h[hl - 1] ^= 1;
+    chmod(head, 0600);
+    tu_write(head, h, hl, 0400);
+    f->warnings = 0;
+    s = open_store(f, false);
+    assert_int_equal(as_count(s), 0);
+    assert_int_equal(f->warnings, 1);
+    as_close(s);
+    free(h);
+    free(bytes);
+    free(cut);
+    free(os);
+    free(pkg);
+}
+
+static void test_remove(void **state)
+{
+    fx *f = *state;
+    as_store *s = open_store(f, false);
+    char *pa = package(f, CID_A, 1, false, NULL, PV_IMAGE_APPLICATION);
+    char *pb = package(f, CID_B, 1, false, NULL, PV_IMAGE_APPLICATION);
+    as_app *a = NULL;
+    pv_err e;
+    assert_int_equal(install(f, s, pa, false, &a, &e), PV_OK);
+    assert_int_equal(install(f, s, pb, false, &a, &e), PV_OK);
+    assert_int_equal(a->uid, AS_UID_BASE + 1);
+    assert_int_equal(as_remove(s, CID_A, &e), PV_OK);
+    assert_int_equal(as_remove(s, CID_A, &e), PV_ERR_NOT_FOUND);
+    as_close(s);
+    s = open_store(f, false);
+    assert_int_equal(as_count(s), 1);
+    /* uids are kept per component */
+    assert_int_equal(as_find(s, CID_B)->uid, AS_UID_BASE + 1);
+    as_close(s);
+    free(pa);
+    free(pb);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_install_and_reload, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_development, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rollback_and_replace, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_peripheral_exclusive, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tampered_and_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_remove, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
