@@ -70,6 +70,8 @@ extern const cli_cmd cli_image_package_cmds[];
 extern const cli_cmd cli_tenant_cmds[];
 extern const cli_cmd cli_role_cmds[];
 extern const cli_cmd cli_device_cmds[];
+/* pavise device app|sideload|image|show-attached|capability update: on the device. */
+extern const cli_cmd cli_device_local_cmds[];
 extern const cli_cmd cli_product_cmds[];
 extern const cli_cmd cli_device_group_cmds[];
 extern const cli_cmd cli_audit_cmds[];

@@ -31,6 +31,8 @@ static const cli_group groups[] = {
     {"product", "Create and manage products", cli_product_cmds, NULL},
     {"device-group", "Create and manage a product's device groups", cli_device_group_cmds, NULL},
     {"device", "Claim, place, inspect and release devices", cli_device_cmds, NULL},
+    /* The same group, on the device itself (pavised's local API). */
+    {"device", "Run, sideload and inspect apps on this device", cli_device_local_cmds, NULL},
     {"audit", "Read the tenant's audit log", cli_audit_cmds, NULL},
     {"ca-certificate", "List, download and rotate the tenant's CA certificates",
      cli_ca_certificate_cmds, NULL},
@@ -44,7 +46,9 @@ static void usage(FILE *out)
                  "[options]\n\n"
                  "Pavise secures connected devices from chip to cloud.\n\nCommand groups:\n");
     for (const cli_group *g = groups; g->name != NULL; g++) {
-        fprintf(out, "  %-16s %s\n", g->name, g->summary);
+        if (g == groups || strcmp(g[-1].name, g->name) != 0) {
+            fprintf(out, "  %-16s %s\n", g->name, g->summary);
+        }
     }
     fprintf(out, "\nRun 'pavise <group> --help' for the commands of a group, and\n"
                  "'pavise <group> <command> --help' for the options of a command.\n"
@@ -52,12 +56,37 @@ static void usage(FILE *out)
                  "4 not logged in or denied, 5 not found, 6 conflict.\n");
 }
 
+/* A group may have several tables (entries of the same name, next to each other: the
+ * device group has the service's commands and the device's own). */
 static void group_usage(const cli_group *g, FILE *out)
 {
     fprintf(out, "Usage: pavise %s <command> [options]\n\n%s.\n\nCommands:\n", g->name, g->summary);
-    for (const cli_cmd *c = g->cmds; c->name != NULL; c++) {
-        fprintf(out, "  %-20s %s\n", c->name, c->summary);
+    for (const cli_group *t = g; t->name != NULL && strcmp(t->name, g->name) == 0; t++) {
+        for (const cli_cmd *c = t->cmds; c != NULL && c->name != NULL; c++) {
+            fprintf(out, "  %-20s %s\n", c->name, c->summary);
+        }
     }
+}
+
+/* The command argv starts with: its name is one word ("list") or two ("app start"). */
+static const cli_cmd *find_command(const cli_group *g, int argc, char **argv, int *words)
+{
+    for (const cli_group *t = g; t->name != NULL && strcmp(t->name, g->name) == 0; t++) {
+        for (const cli_cmd *c = t->cmds; c != NULL && c->name != NULL; c++) {
+            const char *space = strchr(c->name, ' ');
+            if (space == NULL && strcmp(argv[0], c->name) == 0) {
+                *words = 1;
+                return c;
+            }
+            if (space != NULL && argc >= 2 && strlen(argv[0]) == (size_t)(space - c->name) &&
+                strncmp(argv[0], c->name, (size_t)(space - c->name)) == 0 &&
+                strcmp(argv[1], space + 1) == 0) {
+                *words = 2;
+                return c;
+            }
+        }
+    }
+    return NULL;
 }
 
 /* "pavise tenant list" or "pavise login" in messages. */
@@ -125,24 +154,28 @@ int main(int argc, char **argv)
         usage(stderr);
         return CLI_EXIT_USAGE;
     }
+    const cli_group *first = NULL;
     for (const cli_group *g = groups; g->name != NULL; g++) {
-        if (strcmp(argv[i], g->name) != 0) {
-            continue;
+        if (strcmp(argv[i], g->name) == 0) {
+            first = g;
+            break;
         }
-        if (g->single != NULL) {
-            return run_command(g->single, argc - i - 1, argv + i + 1);
+    }
+    if (first != NULL) {
+        if (first->single != NULL) {
+            return run_command(first->single, argc - i - 1, argv + i + 1);
         }
         if (i + 1 >= argc || strcmp(argv[i + 1], "--help") == 0 || strcmp(argv[i + 1], "-h") == 0) {
-            group_usage(g, i + 1 >= argc ? stderr : stdout);
+            group_usage(first, i + 1 >= argc ? stderr : stdout);
             return i + 1 >= argc ? CLI_EXIT_USAGE : CLI_EXIT_OK;
         }
-        for (const cli_cmd *c = g->cmds; c->name != NULL; c++) {
-            if (strcmp(argv[i + 1], c->name) == 0) {
-                return run_command(c, argc - i - 2, argv + i + 2);
-            }
+        int words = 0;
+        const cli_cmd *c = find_command(first, argc - i - 1, argv + i + 1, &words);
+        if (c != NULL) {
+            return run_command(c, argc - i - 1 - words, argv + i + 1 + words);
         }
-        fprintf(stderr, "pavise %s: unknown command '%s'\n\n", g->name, argv[i + 1]);
-        group_usage(g, stderr);
+        fprintf(stderr, "pavise %s: unknown command '%s'\n\n", first->name, argv[i + 1]);
+        group_usage(first, stderr);
         return CLI_EXIT_USAGE;
     }
     fprintf(stderr, "pavise: unknown command group '%s'\n\n", argv[i]);
