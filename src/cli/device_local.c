@@ -23,9 +23,14 @@
 #define LOCAL_MAX_RESPONSE   (4 * 1024 * 1024)
 
 #define OPT_SOCKET                                                                                 \
-    {"socket", "PATH", false,                                                                      \
-     "pavised's local API socket (default $PAVISE_SOCKET, else " LOCAL_DEFAULT_SOCKET ")"}
-#define OPT_CID {"component-id", "ID", true, "the app's component ID"}
+    {                                                                                              \
+        "socket", "PATH", false,                                                                   \
+            "pavised's local API socket (default $PAVISE_SOCKET, else " LOCAL_DEFAULT_SOCKET ")"   \
+    }
+#define OPT_CID                                                                                    \
+    {                                                                                              \
+        "component-id", "ID", true, "the app's component ID"                                       \
+    }
 
 static const char *socket_path(const cli_cmd *cmd, const cli_args *args)
 {
@@ -98,8 +103,7 @@ static int local_call(const char *path, json_t *req, int fd, json_t **result, pv
         json_t *err = json_object_get(resp, "error");
         json_t *code = json_object_get(err, "code");
         const char *msg = json_string_value(json_object_get(err, "message"));
-        r = json_is_integer(code) && json_integer_value(code) < 0 &&
-                    json_integer_value(code) > -100
+        r = json_is_integer(code) && json_integer_value(code) < 0 && json_integer_value(code) > -100
                 ? (int)json_integer_value(code)
                 : PV_ERR_INTERNAL;
         pv_err_set(e, r, "%s", msg != NULL ? msg : "pavised refused the request");
@@ -139,13 +143,14 @@ static int call_simple(const cli_cmd *cmd, const cli_args *args, const char *op,
 }
 
 static const char *const status_fields[] = {
-    "componentId", "Component ID", "name", "Name", "version", "Version", "state", "State",
-    "pid", "PID", "uid", "UID", "development", "Development", "restarts", "Restarts",
-    "memoryKB", "Memory (KiB)", "failures", "Failures", NULL,
+    "componentId", "Component ID", "name",     "Name",     "version",  "Version",
+    "state",       "State",        "pid",      "PID",      "uid",      "UID",
+    "development", "Development",  "restarts", "Restarts", "memoryKB", "Memory (KiB)",
+    "failures",    "Failures",     NULL,
 };
 static const char *const status_columns[] = {
-    "componentId", "COMPONENT ID", "name", "NAME", "version", "VERSION", "state", "STATE",
-    "restarts", "RESTARTS", "failures", "FAILURES", NULL,
+    "componentId", "COMPONENT ID", "name",     "NAME",     "version",  "VERSION", "state",
+    "STATE",       "restarts",     "RESTARTS", "failures", "FAILURES", NULL,
 };
 
 static int app_cmd(const cli_cmd *cmd, const cli_args *args, const char *op, pv_err *e)
@@ -183,7 +188,7 @@ static int app_status(const cli_cmd *cmd, const cli_args *args, pv_err *e)
 static int app_quota(const cli_cmd *cmd, const cli_args *args, pv_err *e)
 {
     static const char *const fields[] = {"componentId", "Component ID", "usedKB", "Used (KiB)",
-                                         "quotaKB", "Quota (KiB)", NULL};
+                                         "quotaKB",     "Quota (KiB)",  NULL};
     const char *cid = cli_get(cmd, args, "component-id");
     json_t *res = NULL;
     if (!cli_is_uuid(cid)) {
@@ -194,9 +199,9 @@ static int app_quota(const cli_cmd *cmd, const cli_args *args, pv_err *e)
 }
 
 static const char *const image_fields[] = {
-    "imageId", "Image ID", "componentId", "Component ID", "name", "Name", "version", "Version",
-    "securityCounter", "Security counter", "development", "Development", "installedAt",
-    "Installed", NULL,
+    "imageId",     "Image ID",    "componentId", "Component ID",    "name",
+    "Name",        "version",     "Version",     "securityCounter", "Security counter",
+    "development", "Development", "installedAt", "Installed",       NULL,
 };
 
 static int with_file(const cli_cmd *cmd, const cli_args *args, const char *opt, const char *op,
@@ -219,10 +224,16 @@ static int sideload_deploy(const cli_cmd *cmd, const cli_args *args, pv_err *e)
     return r != PV_OK ? r : cli_print_object(args->json, res, image_fields);
 }
 
+static int image_install(const cli_cmd *cmd, const cli_args *args, pv_err *e)
+{
+    json_t *res = NULL;
+    int r = with_file(cmd, args, "image-package", "image.install", &res, e);
+    return r != PV_OK ? r : cli_print_object(args->json, res, image_fields);
+}
+
 static int sideload_delete(const cli_cmd *cmd, const cli_args *args, pv_err *e)
 {
-    static const char *const fields[] = {"componentId", "Component ID", "deleted", "Deleted",
-                                         NULL};
+    static const char *const fields[] = {"componentId", "Component ID", "deleted", "Deleted", NULL};
     const char *cid = cli_get(cmd, args, "component-id");
     json_t *res = NULL;
     if (!cli_is_uuid(cid)) {
@@ -235,8 +246,8 @@ static int sideload_delete(const cli_cmd *cmd, const cli_args *args, pv_err *e)
 static int image_list(const cli_cmd *cmd, const cli_args *args, pv_err *e)
 {
     static const char *const columns[] = {
-        "imageId", "IMAGE ID", "componentId", "COMPONENT ID", "name", "NAME", "version",
-        "VERSION", "development", "DEVELOPMENT", NULL,
+        "imageId", "IMAGE ID", "componentId", "COMPONENT ID", "name", "NAME",
+        "version", "VERSION",  "development", "DEVELOPMENT",  NULL,
     };
     json_t *res = NULL;
     int r = call_simple(cmd, args, "image.list", NULL, -1, &res, e);
@@ -244,8 +255,9 @@ static int image_list(const cli_cmd *cmd, const cli_args *args, pv_err *e)
 }
 
 static const char *const device_fields[] = {
-    "deviceId", "Device ID", "rootOfTrust", "Root of trust", "developmentMode", "Development mode",
-    "cgroup", "Cgroup", "landlockAbi", "Landlock ABI", "network", "Network", "apps", "Apps", NULL,
+    "deviceId",         "Device ID", "rootOfTrust", "Root of trust", "developmentMode",
+    "Development mode", "cgroup",    "Cgroup",      "landlockAbi",   "Landlock ABI",
+    "network",          "Network",   "apps",        "Apps",          NULL,
 };
 
 static int show_attached(const cli_cmd *cmd, const cli_args *args, pv_err *e)
@@ -267,23 +279,25 @@ static const cli_opt status_opts[] = {
     {"component-id", "ID", false, "one app (default: every app)"}, OPT_SOCKET, CLI_OPT_END};
 static const cli_opt socket_opts[] = {OPT_SOCKET, CLI_OPT_END};
 static const cli_opt deploy_opts[] = {
-    {"image-package", "FILE", true, "the signed application image package"}, OPT_SOCKET,
+    {"image-package", "FILE", true, "the signed application image package"},
+    OPT_SOCKET,
     CLI_OPT_END};
 static const cli_opt capability_opts[] = {
     {"capability-file", "FILE", true,
      "the capability file the service signed for this device (pavise device capability "
      "download)"},
-    OPT_SOCKET, CLI_OPT_END};
+    OPT_SOCKET,
+    CLI_OPT_END};
 
 const cli_cmd cli_device_local_cmds[] = {
-    {"device", "app start", "Start an app on this device", "Runs on the device, as root.",
-     cid_opts, true, app_start},
+    {"device", "app start", "Start an app on this device", "Runs on the device, as root.", cid_opts,
+     true, app_start},
     {"device", "app stop", "Stop an app on this device (SIGTERM, then SIGKILL)",
      "It stays stopped until 'app start' or the next boot. Runs on the device, as root.", cid_opts,
      true, app_stop},
     {"device", "app show-status", "Show the state of the apps on this device",
-     "State, restarts, memory and the failures recorded. Runs on the device, as root.",
-     status_opts, true, app_status},
+     "State, restarts, memory and the failures recorded. Runs on the device, as root.", status_opts,
+     true, app_status},
     {"device", "app show-quota", "Show an app's mutable storage use and quota",
      "Runs on the device, as root.", cid_opts, true, app_quota},
     {"device", "sideload deploy", "Install an app image package and start it",
@@ -293,6 +307,11 @@ const cli_cmd cli_device_local_cmds[] = {
      deploy_opts, true, sideload_deploy},
     {"device", "sideload delete", "Remove an app and its storage",
      "Development mode only. Runs on the device, as root.", cid_opts, true, sideload_delete},
+    {"device", "image install", "Install a production app image package and start it",
+     "The package must be signed under the device's update root (development images go through "
+     "'sideload deploy'). Its security counter may not be below the component's highest "
+     "installed one. Runs on the device, as root.",
+     deploy_opts, true, image_install},
     {"device", "image list-installed", "List the app images installed on this device",
      "Runs on the device, as root.", socket_opts, true, image_list},
     {"device", "show-attached", "Show this device: ID, root of trust, development mode, sandbox",

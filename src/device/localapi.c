@@ -143,14 +143,16 @@ static int fd_path(int fd, char out[64], pv_err *e)
     return PV_OK;
 }
 
-static int op_deploy(req *q, json_t **result, pv_err *e)
+/* Installs a package and (re)starts its app. development: sideloading, which also accepts
+ * images under the capability's development roots; otherwise only the update root. */
+static int install(req *q, bool development, json_t **result, pv_err *e)
 {
     char path[64];
     as_app *a = NULL;
     bool replaced = false;
-    as_trust t = pd_trust(q->d);
-    int r = need_development(q, e);
-    if (r != PV_OK || (r = fd_path(q->fd, path, e)) != PV_OK) {
+    as_trust t = {.prod = q->d->update_root, .dev = development ? q->d->dev_roots : NULL};
+    int r = fd_path(q->fd, path, e);
+    if (r != PV_OK) {
         return r;
     }
     if ((r = as_install(q->d->store, path, &t, &a, &replaced, e)) != PV_OK) {
@@ -166,6 +168,17 @@ static int op_deploy(req *q, json_t **result, pv_err *e)
         json_object_set_new(*result, "replaced", json_boolean(replaced));
     }
     return *result != NULL ? PV_OK : pv_err_set(e, PV_ERR_NOMEM, "out of memory");
+}
+
+static int op_deploy(req *q, json_t **result, pv_err *e)
+{
+    int r = need_development(q, e);
+    return r != PV_OK ? r : install(q, true, result, e);
+}
+
+static int op_install(req *q, json_t **result, pv_err *e)
+{
+    return install(q, false, result, e);
 }
 
 static int op_delete(req *q, json_t **result, pv_err *e)
@@ -215,15 +228,11 @@ typedef struct op {
 } op;
 
 static const op ops[] = {
-    {"device.show", op_show},
-    {"app.status", op_status},
-    {"app.start", op_start},
-    {"app.stop", op_stop},
-    {"app.quota", op_quota},
-    {"image.list", op_images},
-    {"sideload.deploy", op_deploy},
-    {"sideload.delete", op_delete},
-    {"capability.update", op_capability},
+    {"device.show", op_show},       {"app.status", op_status},
+    {"app.start", op_start},        {"app.stop", op_stop},
+    {"app.quota", op_quota},        {"image.list", op_images},
+    {"sideload.deploy", op_deploy}, {"sideload.delete", op_delete},
+    {"image.install", op_install},  {"capability.update", op_capability},
 };
 
 static int handle(pd *d, const char *text, size_t len, int fd, json_t **result, pv_err *e)

@@ -1,0 +1,232 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * A hostile app for the compartment attack tests (compartment_attacks.sh): one binary, one
+ * attack per run, chosen by its CmdArgs. It prints one line
+ *     RESULT <attack> blocked|ESCAPED|ok <detail>
+ * and exits 3 when the attack was stopped with an error (so the runtime records a failure),
+ * or sleeps when it got through (the test then fails on the ESCAPED line). Attacks the
+ * kernel answers by killing the process print nothing.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if_ether.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/ptrace.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static const char *attack;
+
+static void forever(void)
+{
+    for (;;) {
+        pause();
+    }
+}
+
+static void result(int blocked, int err, const char *detail)
+{
+    printf("RESULT %s %s %s (%s)\n", attack, blocked ? "blocked" : "ESCAPED", detail,
+           err != 0 ? strerror(err) : "no error");
+    fflush(stdout);
+    if (blocked) {
+        exit(3);
+    }
+    forever();
+}
+
+static void ok(const char *detail)
+{
+    printf("RESULT %s ok %s\n", attack, detail);
+    fflush(stdout);
+    forever();
+}
+
+/* A TCP connect with a deadline: 0 or errno. */
+static int tcp_connect(const struct sockaddr *sa, socklen_t len)
+{
+    int s = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (s < 0) {
+        return errno;
+    }
+    int r = connect(s, sa, len);
+    if (r != 0 && errno == EINPROGRESS) {
+        struct pollfd p = {.fd = s, .events = POLLOUT};
+        int err = 0;
+        socklen_t el = sizeof(err);
+        if (poll(&p, 1, 3000) != 1) {
+            close(s);
+            return ETIMEDOUT;
+        }
+        getsockopt(s, SOL_SOCKET, SO_ERROR, &err, &el);
+        close(s);
+        return err;
+    }
+    int err = r == 0 ? 0 : errno;
+    close(s);
+    return err;
+}
+
+static int ip_connect(const char *ip, const char *port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(port))};
+    if (inet_pton(AF_INET, ip, &sa.sin_addr) != 1) {
+        return EINVAL;
+    }
+    return tcp_connect((struct sockaddr *)&sa, sizeof(sa));
+}
+
+static void dns_direct(const char *ip, const char *port)
+{
+    /* a query for "allowed.test" A */
+    static const unsigned char q[] = {0x12, 0x34, 1,   0,   0,   1,   0,   0,   0,   0,
+                                      0,    0,    7,   'a', 'l', 'l', 'o', 'w', 'e', 'd',
+                                      4,    't',  'e', 's', 't', 0,   0,   1,   0,   1};
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(port))};
+    inet_pton(AF_INET, ip, &sa.sin_addr);
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0) {
+        result(1, errno, "socket");
+    }
+    if (sendto(s, q, sizeof(q), 0, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        result(1, errno, "sendto");
+    }
+    struct pollfd p = {.fd = s, .events = POLLIN};
+    if (poll(&p, 1, 3000) != 1) {
+        result(1, ETIMEDOUT, "no answer");
+    }
+    result(0, 0, "the other resolver answered");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: hostile ATTACK [ARG...]\n");
+        return 2;
+    }
+    attack = argv[1];
+    const char *a1 = argc > 2 ? argv[2] : "";
+    const char *a2 = argc > 3 ? argv[3] : "";
+    if (strcmp(attack, "idle") == 0) {
+        printf("RESULT idle ok running\n");
+        fflush(stdout);
+        forever();
+    } else if (strcmp(attack, "read") == 0) {
+        int fd = open(a1, O_RDONLY | O_CLOEXEC);
+        result(fd < 0, fd < 0 ? errno : 0, a1);
+    } else if (strcmp(attack, "write") == 0) {
+        int fd = open(a1, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        result(fd < 0, fd < 0 ? errno : 0, a1);
+    } else if (strcmp(attack, "fill") == 0) {
+        /* write until the file system says no; a1: the quota in KiB, a2: the tolerance */
+        long quota = atol(a1), slack = atol(a2);
+        int fd = open("/storage/fill", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        char buf[1024];
+        long kb = 0;
+        memset(buf, 'x', sizeof(buf));
+        if (fd < 0) {
+            result(1, errno, "open /storage/fill");
+        }
+        while (write(fd, buf, sizeof(buf)) == (ssize_t)sizeof(buf)) {
+            kb++;
+        }
+        int err = errno;
+        char d[64];
+        snprintf(d, sizeof(d), "wrote %ld KiB", kb);
+        result(err == ENOSPC && kb >= quota - 1 && kb <= quota + slack, err, d);
+    } else if (strcmp(attack, "exec") == 0) {
+        char *args[] = {(char *)a1, NULL};
+        execve(a1, args, NULL);
+        result(1, errno, a1);
+    } else if (strcmp(attack, "forkbomb") == 0) {
+        long n = 0;
+        for (;;) {
+            pid_t p = fork();
+            if (p == 0) {
+                forever();
+            }
+            if (p < 0) {
+                break;
+            }
+            n++;
+        }
+        int err = errno;
+        char d[64];
+        snprintf(d, sizeof(d), "stopped after %ld processes", n);
+        kill(0, SIGKILL); /* children and itself: the runtime sees the kill */
+        result(1, err, d);
+    } else if (strcmp(attack, "memory") == 0) {
+        size_t mb = (size_t)atol(a1);
+        for (size_t i = 0; i < mb; i++) {
+            char *p = malloc(1 << 20);
+            if (p == NULL) {
+                result(1, ENOMEM, "malloc failed");
+            }
+            memset(p, (int)i, 1 << 20);
+        }
+        result(0, 0, "allocated it all");
+    } else if (strcmp(attack, "raw-socket") == 0) {
+        int s = socket(AF_INET, SOCK_RAW, IPPROTO_ICMP);
+        result(s < 0, s < 0 ? errno : 0, "AF_INET SOCK_RAW");
+    } else if (strcmp(attack, "packet-socket") == 0) {
+        int s = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL));
+        result(s < 0, s < 0 ? errno : 0, "AF_PACKET");
+    } else if (strcmp(attack, "ptrace") == 0) {
+        long r = ptrace(PTRACE_ATTACH, (pid_t)atoi(a1[0] != '\0' ? a1 : "1"), NULL, NULL);
+        result(r != 0, r != 0 ? errno : 0, "PTRACE_ATTACH");
+    } else if (strcmp(attack, "mount") == 0) {
+        int r = mount("none", "/tmp", "tmpfs", 0, NULL);
+        result(r != 0, r != 0 ? errno : 0, "tmpfs on /tmp");
+    } else if (strcmp(attack, "connect") == 0) {
+        int err = ip_connect(a1, a2);
+        result(err != 0, err, a1);
+    } else if (strcmp(attack, "reach") == 0) {
+        /* a listed host, by name: must work */
+        struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *ai = NULL;
+        int g = getaddrinfo(a1, a2, &hints, &ai);
+        if (g != 0) {
+            printf("RESULT reach FAILED resolve %s: %s\n", a1, gai_strerror(g));
+            fflush(stdout);
+            return 4;
+        }
+        int err = tcp_connect(ai->ai_addr, ai->ai_addrlen);
+        if (err != 0) {
+            printf("RESULT reach FAILED connect %s: %s\n", a1, strerror(err));
+            fflush(stdout);
+            return 4;
+        }
+        ok(a1);
+    } else if (strcmp(attack, "resolve") == 0) {
+        /* an unlisted host, by name */
+        struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *ai = NULL;
+        int g = getaddrinfo(a1, a2, &hints, &ai);
+        if (g != 0) {
+            result(1, 0, gai_strerror(g));
+        }
+        int err = tcp_connect(ai->ai_addr, ai->ai_addrlen);
+        result(err != 0, err, "resolved, then connect");
+    } else if (strcmp(attack, "dns") == 0) {
+        dns_direct(a1, a2);
+    } else if (strcmp(attack, "device") == 0) {
+        int fd = open(a1, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+        if (fd >= 0 && strcmp(a2, "declared") == 0) {
+            ok(a1);
+        }
+        result(fd < 0, fd < 0 ? errno : 0, a1);
+    } else if (strcmp(attack, "signal") == 0) {
+        /* every process it may signal: only its own compartment's */
+        int r = kill(-1, SIGKILL);
+        result(1, r != 0 ? errno : 0, "kill(-1, SIGKILL) returned");
+    }
+    fprintf(stderr, "hostile: unknown attack %s\n", attack);
+    return 2;
+}
