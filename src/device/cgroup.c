@@ -16,10 +16,12 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/pidfd.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -400,18 +402,40 @@ int cg_each_pid(int dirfd, const char *where, const char *file,
     return PV_OK;
 }
 
+/* One round of kills: the pidfds of the processes killed, to wait on their exit. */
+#define CG_WAIT_MAX 64
+typedef struct cg_kill_round {
+    struct pollfd pfd[CG_WAIT_MAX];
+    size_t n;
+} cg_kill_round;
+
 static int cg_kill_one(pid_t pid, void *arg, pv_err *e)
 {
-    /* ESRCH: it exited between the read and the kill. The pid cannot have been reused by
-     * then unless the whole pid space wrapped in that instant; v2 avoids even that with
-     * cgroup.kill. */
+    cg_kill_round *k = arg;
+    /* Through a pidfd the signal reaches the process pidfd_open found, and its exit can be
+     * waited on. Between the read of cgroup.procs and pidfd_open the pid could only be
+     * reused if the whole pid space wrapped in that instant (v2 avoids even that with
+     * cgroup.kill). */
+    int fd = k->n < CG_WAIT_MAX ? pidfd_open(pid, 0) : -1;
+    if (fd >= 0) {
+        if (pidfd_send_signal(fd, SIGKILL, NULL, 0) != 0 && errno != ESRCH) {
+            int err = errno;
+            close(fd);
+            return pv_err_sys(e, PV_ERR_IO, err, "kill %d", (int)pid);
+        }
+        k->pfd[k->n].fd = fd;
+        k->pfd[k->n].events = POLLIN;
+        k->pfd[k->n].revents = 0;
+        k->n++;
+        return PV_OK;
+    }
     if (kill(pid, SIGKILL) != 0 && errno != ESRCH) {
         return pv_err_sys(e, PV_ERR_IO, errno, "kill %d", (int)pid);
     }
     return PV_OK;
 }
 
-/* Sleeps ms milliseconds (a poll interval while processes die). */
+/* Sleeps ms milliseconds (when there is no pidfd to wait on). */
 static void cg_nap(int64_t ms)
 {
     struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000};
@@ -419,31 +443,55 @@ static void cg_nap(int64_t ms)
     }
 }
 
+/* Waits until every process of the round has exited (a pidfd polls readable once its
+ * process has left its cgroup) or the deadline passes; closes the pidfds. */
+static void cg_wait_round(cg_kill_round *k, int64_t deadline_ms)
+{
+    for (size_t i = 0; i < k->n; i++) {
+        for (;;) {
+            int64_t left = deadline_ms - cg_now_ms();
+            int pr = poll(&k->pfd[i], 1, left > 0 ? (int)left : 0);
+            if (pr >= 0 || errno != EINTR) {
+                break;
+            }
+        }
+        close(k->pfd[i].fd);
+    }
+    k->n = 0;
+}
+
 int cg_kill_listed(const int *fds, size_t n, const char *where, int64_t deadline_ms, pv_err *e)
 {
     int64_t nap = 1;
+    cg_kill_round k;
+    k.n = 0;
     for (;;) {
         size_t total = 0;
-        for (size_t i = 0; i < n; i++) {
+        int r = PV_OK;
+        for (size_t i = 0; r == PV_OK && i < n; i++) {
             size_t count = 0;
-            int r = cg_each_pid(fds[i], where, "cgroup.procs", cg_kill_one, NULL, &count, e);
-            if (r != PV_OK) {
-                return r;
-            }
+            r = cg_each_pid(fds[i], where, "cgroup.procs", cg_kill_one, &k, &count, e);
             total += count;
+        }
+        bool waited = k.n > 0;
+        cg_wait_round(&k, r == PV_OK ? deadline_ms : 0);
+        if (r != PV_OK) {
+            return r;
         }
         if (total == 0) {
             return PV_OK;
         }
-        /* A process forked between the read and the kill is caught by the next round;
-         * the pids limit bounds how many there can be. */
+        /* A process forked between the read and the kill is caught by the next round; the
+         * pids limit bounds how many there can be. */
         int64_t left = deadline_ms - cg_now_ms();
         if (left <= 0) {
             return pv_err_set(e, PV_ERR_IO, "%s: %zu processes still there after SIGKILL", where,
                               total);
         }
-        cg_nap(nap < left ? nap : left);
-        nap = nap < 16 ? nap * 2 : 16;
+        if (!waited) {
+            cg_nap(nap < left ? nap : left);
+            nap = nap < 16 ? nap * 2 : 16;
+        }
     }
 }
 

@@ -54,6 +54,7 @@
 #include <linux/magic.h>
 #include <linux/major.h>
 
+#include "pavise/fs.h"
 #include "pavise/log.h"
 #include "pavise/manifest.h"
 
@@ -382,8 +383,16 @@ static int st_create(const st_paths *p, uint32_t size_kb, uid_t uid, gid_t gid, 
     if ((r = st_tool("mke2fs", args, 0, NULL, e)) != PV_OK) {
         goto out;
     }
+    /* Durable before it has its name: a power cut must not leave a named, half-made image. */
+    if (fsync(ifd) != 0) {
+        r = pv_err_sys(e, PV_ERR_IO, errno, "%s: fsync", p->tmp);
+        goto out;
+    }
     if (rename(p->tmp, p->img) != 0) {
         r = pv_err_sys(e, PV_ERR_IO, errno, "%s: rename", p->img);
+        goto out;
+    }
+    if ((r = pv_fs_sync_parent(p->img, e)) != PV_OK) {
         goto out;
     }
     pv_info("storage %s: created (%" PRIu32 " KiB usable)", p->img, size_kb);
