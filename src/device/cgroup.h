@@ -22,28 +22,40 @@ typedef struct cg_group cg_group; /* one app's group */
 
 #define CG_MAX_NAME 64
 
-/* Detects the cgroup version from /proc/self/mountinfo (v2 when /sys/fs/cgroup, or
- * root when given, is cgroup2 with the memory and pids controllers available; else v1
- * with both controllers mounted) and prepares the pavise parent group(s). root: NULL for
- * the detected mount, or a directory (tests). PV_ERR_UNSUPPORTED when neither has both
- * controllers, PV_ERR_IO. */
+/* Detects the cgroup version from /proc/self/mountinfo (v2 when a cgroup2 mount,
+ * /sys/fs/cgroup first, has the memory and pids controllers in cgroup.controllers; else v1
+ * with both controllers mounted) and prepares the pavise parent group(s): v2 enables both
+ * controllers down to pavise/apps and moves any process found in pavise to pavise/runtime
+ * (a cgroup that holds processes cannot pass controllers on). root: NULL for the detected
+ * mount, or a directory to use as the v2 hierarchy (tests: a plain directory stands in for
+ * cgroupfs, and the files written are created there). PV_ERR_UNSUPPORTED when neither has
+ * both controllers, PV_ERR_IO, PV_ERR_NOMEM. */
 int cg_init(const char *root, cg_ctx **out, pv_err *e);
+/* Accepts NULL. Every group made with c must be destroyed first. */
 void cg_free(cg_ctx *c);
 const char *cg_version_name(const cg_ctx *c); /* "v2" or "v1" */
 
-/* Creates (or takes over, emptied) the group for name ([A-Za-z0-9-], at most CG_MAX_NAME)
- * with the limits. memory_bytes 0 or pids_max 0: refused (every app has both).
- * PV_ERR_INVALID_ARG, PV_ERR_IO. */
+/* Creates the group for name ([A-Za-z0-9-], at most CG_MAX_NAME) with the limits. A group
+ * of that name left over by an earlier run is taken over: whatever runs in it is killed
+ * (as cg_destroy does), then it is reused with the new limits, its OOM count starting
+ * again from 0. memory_bytes 0 or pids_max 0: refused (every app has both).
+ * PV_ERR_INVALID_ARG, PV_ERR_IO, PV_ERR_NOMEM. */
 int cg_create(cg_ctx *c, const char *name, uint64_t memory_bytes, uint32_t pids_max, cg_group **out,
               pv_err *e);
-/* Moves pid into the group (every hierarchy). PV_ERR_IO. */
+/* Moves pid (a process, with all its threads) into the group, in every hierarchy.
+ * PV_ERR_IO. */
 int cg_attach(cg_group *g, pid_t pid, pv_err *e);
-/* How many times the kernel's OOM killer has killed in this group since it was created. */
+/* How many times the kernel's OOM killer has killed in this group since it was created (or
+ * taken over). PV_ERR_IO, PV_ERR_FORMAT. */
 int cg_oom_kills(cg_group *g, uint64_t *out, pv_err *e);
-/* Current memory use in bytes. */
+/* Current memory use in bytes (v2 memory.current, v1 memory.usage_in_bytes). PV_ERR_IO,
+ * PV_ERR_FORMAT. */
 int cg_memory_current(cg_group *g, uint64_t *out, pv_err *e);
-/* Kills every process left in the group (SIGKILL), waits (bounded) until it is empty and
- * removes it; then frees g. Accepts NULL. PV_ERR_IO when it could not be removed. */
+/* Kills every process left in the group (v2: cgroup.kill; v1, or v2 before Linux 5.14:
+ * SIGKILL to each listed process, repeated until none is listed), waits (at most 5 s) until
+ * it is empty and removes it; then frees g, whatever the outcome. Accepts NULL. PV_ERR_IO
+ * when it could not be emptied or removed (the directory then stays; cg_create takes it
+ * over next time). */
 int cg_destroy(cg_group *g, pv_err *e);
 
 #endif
