@@ -144,8 +144,11 @@ bool sdk_decode(const uint8_t *p, size_t len, sdk_msg *out)
     size_t n = len - SDK_HEADER;
     switch (p[1]) {
     case SDK_EVENT: {
+        if (n != 16) {
+            return false;
+        }
         uint32_t kind = (uint32_t)get_be(b, 4);
-        if (n != 16 || kind == 0 || (kind & ~PV_APP_EVENT_ALL) != 0 || (kind & (kind - 1)) != 0) {
+        if (kind == 0 || (kind & ~PV_APP_EVENT_ALL) != 0 || (kind & (kind - 1)) != 0) {
             return false;
         }
         out->event.kind = kind;

@@ -572,6 +572,9 @@ static void test_dispatch(void **state)
     rt_send_raw("02 40 0010 00000001 0000000000000001 00000000"); /* another version */
     rt_send_raw("01 40 0010 00000003 0000000000000001 00000000"); /* two kinds */
     rt_send_raw("01 40 0011 00000001 0000000000000001 0000000000");
+    rt_send_raw("01 40 0001 00"); /* shorter than any event */
+    rt_send_raw("01 41 0001 00");
+    rt_send_raw("01 42 0001 03");
     rt_send_raw("01 01 0002 01 41");       /* a log: not from a runtime */
     rt_send_raw("01 42 0005 03 00000000"); /* an answer to nothing */
     rt_event(PV_APP_EVENT_DEVICE_AUTH, 43, 0);
