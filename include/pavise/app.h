@@ -153,7 +153,7 @@ int pv_app_defer(uint64_t event_id, uint32_t seconds);
  * Arming again changes the timeout and counts as a kick. PV_APP_ERR_INVALID (outside
  * PV_APP_WATCHDOG_MIN_MS..MAX_MS), PV_APP_ERR_NO_RUNTIME, PV_APP_ERR_IO. */
 int pv_app_watchdog_start(uint32_t timeout_ms);
-/* Disarms it. */
+/* Disarms it. PV_APP_ERR_NO_RUNTIME, PV_APP_ERR_IO. */
 int pv_app_watchdog_stop(void);
 /* Resets the watchdog's timer. Does not wait for an answer (cheap enough for every loop
  * iteration); thread-safe. PV_APP_ERR_NO_RUNTIME, PV_APP_ERR_IO. */
