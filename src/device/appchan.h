@@ -5,12 +5,17 @@
  *
  * One message per packet, at most AC_MAX_MSG bytes: a fixed 4-byte header
  * (version 1, type, 2 bytes big-endian length of the body) and the body. The app is
- * untrusted: ac_parse bounds and checks every field, and refuses what its manifest did not
+ * untrusted: ac_parse bounds and checks every field; refusing what its manifest did not
  * grant is the caller's (appmgr's) part.
+ *
+ * The runtime answers every request marked "reply" below with exactly one message, in
+ * the order the requests came: AC_RESULT, or AC_STATUS for a successful AC_STATUS_QUERY.
+ * AC_LOG and AC_WATCHDOG_KICK get no answer. AC_EVENT may come at any time.
  */
 #ifndef PAVISE_DEVICE_APPCHAN_H
 #define PAVISE_DEVICE_APPCHAN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -18,22 +23,24 @@
 #include "pavise/err.h"
 
 #define AC_VERSION 1
+#define AC_HEADER  4
 #define AC_MAX_MSG 2048
-#define AC_MAX_LOG 1024 /* bytes of one log line */
+#define AC_MAX_LOG PV_APP_MAX_LOG /* bytes of one log line */
 
 typedef enum ac_type {
     /* app -> runtime */
-    AC_LOG = 1,             /* level (1 byte), text (UTF-8, no NUL) */
-    AC_EVENTS_REGISTER = 2, /* mask (4 bytes): PV_APP_EVENT_* the app wants */
-    AC_DEFER = 3,           /* event id (8), seconds (4): put off the pending update */
-    AC_WATCHDOG_SET = 4,    /* timeout in ms (4); 0 disarms */
+    AC_LOG = 1,             /* level (1 byte), text (UTF-8, no control characters but tab) */
+    AC_EVENTS_REGISTER = 2, /* mask (4 bytes): PV_APP_EVENT_* the app wants. Reply */
+    AC_DEFER = 3,           /* event id (8, not 0), seconds (4, <= 24 h; 0: go ahead). Reply */
+    AC_WATCHDOG_SET = 4,    /* timeout in ms (4): 0 disarms, else MIN_MS..MAX_MS. Reply */
     AC_WATCHDOG_KICK = 5,   /* empty */
-    AC_STATUS_QUERY = 6,    /* empty: asks for AC_STATUS */
-    AC_POWER = 7,           /* action (1 byte): PV_APP_POWER_* */
+    AC_STATUS_QUERY = 6,    /* empty: asks for AC_STATUS. Reply */
+    AC_POWER = 7,           /* action (1 byte): PV_APP_POWER_*. Reply */
     /* runtime -> app */
-    AC_EVENT = 64,  /* kind (4), event id (8), max deferral left in seconds (4) */
-    AC_STATUS = 65, /* device-auth ready (1), storage used KiB (8), quota KiB (8) */
-    AC_RESULT = 66, /* request type (1), result (4: 0 or a negative PV_ERR_*) */
+    AC_EVENT = 64,  /* kind (4: one bit), event id (8, not 0), max deferral left in s (4) */
+    AC_STATUS = 65, /* device-auth ready (1: 0 or 1), storage used KiB (8), quota KiB (8) */
+    AC_RESULT = 66, /* request type (1: one with a reply), result (4: 0 or PV_APP_ERR_DENIED..
+                       PV_APP_ERR_NOT_READY, i.e. -2..-6, big-endian two's complement) */
 } ac_type;
 
 typedef struct ac_msg {
@@ -53,14 +60,28 @@ typedef struct ac_msg {
     int32_t result;             /* AC_RESULT */
 } ac_msg;
 
-/* Parses one packet. Bytes after the body, a length that disagrees with the packet, an
- * unknown type or version, a log text with NUL or control characters other than tab, a
- * level or action out of range: PV_ERR_FORMAT (or PV_ERR_UNSUPPORTED for another
- * version). *out is zeroed on entry. */
+/* Parses one packet of either direction. Fewer than AC_HEADER or more than AC_MAX_MSG
+ * bytes, a length that disagrees with the packet, an unknown type, a body of the wrong
+ * size, a log text that is not UTF-8 or holds control characters other than tab
+ * (U+0000-U+001F, U+007F-U+009F), any field out of its range (see ac_type):
+ * PV_ERR_FORMAT; another version: PV_ERR_UNSUPPORTED. *out is zeroed on entry and filled
+ * only on success; out->text points into p. The caller reads packets into a buffer of
+ * more than AC_MAX_MSG bytes (or with MSG_TRUNC) so an oversized one is seen as such. */
 int ac_parse(const uint8_t *p, size_t len, ac_msg *out, pv_err *e);
 
+/* ac_parse, and the message must be one an app sends (AC_LOG .. AC_POWER): what the
+ * runtime calls on the app's packets. */
+int ac_parse_from_app(const uint8_t *p, size_t len, ac_msg *out, pv_err *e);
+
 /* Encodes a message into out (at most AC_MAX_MSG bytes); returns its length, or 0 when
- * it does not fit or is invalid. */
+ * it is invalid (the same checks as ac_parse). Fields the type does not use are ignored.
+ * ac_parse(ac_encode(m)) gives m back. */
 size_t ac_encode(const ac_msg *m, uint8_t out[AC_MAX_MSG]);
+
+/* True for the types whose requests get an answer (AC_RESULT or AC_STATUS). */
+bool ac_has_reply(uint8_t type);
+
+/* The type's name for logs ("log", "defer", ...), "unknown" for others. */
+const char *ac_type_name(uint8_t type);
 
 #endif
