@@ -182,7 +182,7 @@ static void on_chan(void *ctx, int fd, uint32_t events)
     ac_msg msg;
     pv_err e;
     pv_err_clear(&e);
-    if ((size_t)n > AC_MAX_MSG || ac_parse(buf, (size_t)n, &msg, &e) != PV_OK) {
+    if ((size_t)n > AC_MAX_MSG || ac_parse_from_app(buf, (size_t)n, &msg, &e) != PV_OK) {
         /* A malformed message is the app's bug or an attack: record it and stop listening. */
         record(rt, FL_POLICY, 0, 0, -1, "malformed app channel message");
         close_fd(rt->m, &rt->chan_fd);
@@ -197,12 +197,14 @@ static void on_chan(void *ctx, int fd, uint32_t events)
         break;
     }
     case AC_EVENTS_REGISTER: {
+        /* docs/protocol/app-channel.md: UPDATE_READY needs SoftwareUpdateDeferral;
+         * UPDATE_STARTED and DEVICE_AUTH need SystemEventNotifications. */
         uint32_t allowed = 0;
         if (caps->system_event_notifications) {
-            allowed |= PV_APP_EVENT_ALL;
+            allowed |= PV_APP_EVENT_UPDATE_STARTED | PV_APP_EVENT_DEVICE_AUTH;
         }
         if (caps->software_update_deferral) {
-            allowed |= PV_APP_EVENT_UPDATE_READY | PV_APP_EVENT_UPDATE_STARTED;
+            allowed |= PV_APP_EVENT_UPDATE_READY;
         }
         if ((msg.mask & ~allowed) != 0) {
             record(rt, FL_POLICY, 0, 0, -1, "events not granted by the manifest");
@@ -214,7 +216,10 @@ static void on_chan(void *ctx, int fd, uint32_t events)
         break;
     }
     case AC_DEFER:
-        /* No update is pending until the update agent stages one: nothing to defer. */
+        /* No update is pending until the update agent stages one: no event ID is valid. */
+        if (!caps->software_update_deferral) {
+            record(rt, FL_POLICY, 0, 0, -1, "update deferral not granted by the manifest");
+        }
         reply_result(rt, AC_DEFER,
                      caps->software_update_deferral ? PV_APP_ERR_INVALID : PV_APP_ERR_DENIED);
         break;
@@ -229,7 +234,12 @@ static void on_chan(void *ctx, int fd, uint32_t events)
         }
         break;
     case AC_STATUS_QUERY: {
-        ac_msg st = {.type = AC_STATUS, .ready = 0};
+        char cert[4096];
+        int cn = snprintf(cert, sizeof(cert), "%s/run/apps/%s/client.crt", rt->m->cfg.state_dir,
+                          rt->cid);
+        ac_msg st = {.type = AC_STATUS,
+                     .ready = caps->device_authentication && cn > 0 &&
+                              (size_t)cn < sizeof(cert) && access(cert, R_OK) == 0};
         uint64_t used = 0, total = 0;
         pv_err ignored;
         if (rt->storage != NULL && st_usage(rt->storage, &used, &total, &ignored) == PV_OK) {
@@ -240,19 +250,30 @@ static void on_chan(void *ctx, int fd, uint32_t events)
         size_t len = ac_encode(&st, out);
         if (len > 0) {
             send(fd, out, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+        } else {
+            reply_result(rt, AC_STATUS_QUERY, PV_APP_ERR_IO);
         }
         break;
     }
-    case AC_POWER:
-        if (caps->power_controls.n == 0) {
+    case AC_POWER: {
+        static const char *const names[] = {NULL, "ForceReboot", "ForcePowerDown",
+                                            "SetPowerProfile"};
+        bool granted = false;
+        for (size_t i = 0; msg.action >= 1 && msg.action <= 3 && i < caps->power_controls.n; i++) {
+            granted = granted || strcmp(caps->power_controls.v[i], names[msg.action]) == 0;
+        }
+        if (!granted) {
             record(rt, FL_POLICY, 0, 0, -1, "power control not granted by the manifest");
             reply_result(rt, AC_POWER, PV_APP_ERR_DENIED);
         } else {
-            pv_warn("app %s asks for power action %u: not available on this device", rt->a->m.name,
-                    msg.action);
+            /* The power actions belong to the OS integration (pavised as the board's init);
+             * until a board integration provides them they are refused, not faked. */
+            pv_warn("app %s asks for %s: not available on this device", rt->a->m.name,
+                    names[msg.action]);
             reply_result(rt, AC_POWER, PV_APP_ERR_NOT_READY);
         }
         break;
+    }
     default:
         record(rt, FL_POLICY, 0, 0, -1, "unexpected app channel message");
         close_fd(rt->m, &rt->chan_fd);
