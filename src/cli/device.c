@@ -384,7 +384,8 @@ const cli_cmd cli_device_cmds[] = {
      device_opts, true, device_release},
     {"device", "capability download", "Download a device's development capability file",
      "The service signs a capability file for this device that lets it run development-signed "
-     "images (those under the service's development image roots); copy it to the device. The "
+     "images (those under the service's development image roots); on the device, apply it with "
+     "`pavise device capability update --capability-file FILE`. The "
      "device must be in development mode (`pavise device enable-development`). Needs the "
      "Contributor role.",
      capability_opts, false, device_capability_download},

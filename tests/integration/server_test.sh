@@ -866,21 +866,17 @@ PY
     refused "a capability without a body" 400 bad_request rawadmin POST "$capurl"
     refused "a capability for a device the tenant does not hold" 404 not_found rawadmin POST \
         "/v1/tenants/$acme/devices/$NOSUCH/capabilities" "${J[@]}" --data-binary '{"capabilities": ["AppDevelopment"]}'
-    # The CLI. (Its dispatch must know two-word commands: `device capability download`.)
-    if "$PAVISE" device capability download --help >/dev/null 2>&1; then
-        expect 0 cli contributor device capability download --device "$DEV_d2" --output cap.bin
-        contains out.txt "AppDevelopment"
-        golden capability-download out.txt
-        [ "$(head -c 2 cap.bin | od -An -tx1 | tr -d ' ')" = 8301 ] && ok || bad "cap.bin is not a capability file"
-        expect 0 cli contributor device capability download --device "$DEV_d2" --output cap.bin --valid-days 30
-        contains out.txt "Expires: 20"
-        cli_refused "a Reader downloading a capability" $EX_AUTH reader device capability download --device "$DEV_d2" --output x.bin
-        cli_refused "another tenant's device's capability" $EX_NOTFOUND outsider device capability download --device "$DEV_d2" --output x.bin
-        cli_refused "a capability valid for 0 days" $EX_USAGE contributor device capability download --device "$DEV_d2" --output x.bin --valid-days 0
-        [ -e x.bin ] && bad "a refused download wrote its file" || ok
-    else
-        echo "SKIP: pavise device capability download: this pavise dispatches one-word commands only"
-    fi
+    # The CLI writes the file the service signed.
+    expect 0 cli contributor device capability download --device "$DEV_d2" --output cap.bin
+    contains out.txt "AppDevelopment"
+    golden capability-download out.txt
+    [ "$(head -c 2 cap.bin | od -An -tx1 | tr -d ' ')" = 8301 ] && ok || bad "cap.bin is not a capability file"
+    expect 0 cli contributor device capability download --device "$DEV_d2" --output cap.bin --valid-days 30
+    contains out.txt "Expires: 20"
+    cli_refused "a Reader downloading a capability" $EX_AUTH reader device capability download --device "$DEV_d2" --output x.bin
+    cli_refused "another tenant's device's capability" $EX_NOTFOUND outsider device capability download --device "$DEV_d2" --output x.bin
+    cli_refused "a capability valid for 0 days" $EX_USAGE contributor device capability download --device "$DEV_d2" --output x.bin --valid-days 0
+    [ -e x.bin ] && bad "a refused download wrote its file" || ok
     expect 0 cli admin device enable-cloud-test --device "$DEV_d2"
     refused "a capability for a device out of development mode" 409 conflict rawadmin POST "$capurl" "${J[@]}" \
         --data-binary '{"capabilities": ["AppDevelopment"]}'
