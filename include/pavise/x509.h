@@ -77,6 +77,17 @@ size_t pv_trust_count(const pv_trust *t);
 #define PV_VERIFY_ALL_USED                                                                         \
     0x2u /* every certificate in the chain must be on the verified                                 \
             path (no unused extras) */
+#define PV_VERIFY_CAPABILITY_SIGNING                                                               \
+    0x4u /* leaf must allow digitalSignature, have an extendedKeyUsage                             \
+            with PV_OID_CAPABILITY_SIGNING and without codeSigning;                                \
+            not together with PV_VERIFY_CODE_SIGNING */
+
+/* The extended key usage of a Pavise capability signer (docs/formats/capability.md §3):
+ * the key that signs development capability files. An OID under 2.25 (ITU-T X.667: a
+ * UUID as one decimal arc), from the UUID b0a384fc-61c2-4e45-b7f0-5c45886b4147. A
+ * certificate with it cannot sign code (it lacks codeSigning), and a code-signing
+ * certificate cannot sign capabilities (it lacks this). */
+#define PV_OID_CAPABILITY_SIGNING "2.25.234793168919905953341970457922793849159"
 
 /* Verifies that chain[0] (the leaf) chains through the other certificates of chain
  * (untrusted intermediates) to one of the trust anchors, with every certificate valid
@@ -84,7 +95,9 @@ size_t pv_trust_count(const pv_trust *t);
  * and key usage on issuers.
  * PV_OK; PV_ERR_EXPIRED (a certificate is expired or not yet valid);
  * PV_ERR_UNTRUSTED (no path to an anchor, bad signature on a certificate, constraints,
- * key usage, or an unused certificate with PV_VERIFY_ALL_USED); PV_ERR_INVALID_ARG. */
+ * key usage, the leaf's usage under PV_VERIFY_CODE_SIGNING or
+ * PV_VERIFY_CAPABILITY_SIGNING, or an unused certificate with PV_VERIFY_ALL_USED);
+ * PV_ERR_INVALID_ARG (also both signing flags at once). */
 PV_WUR int pv_chain_verify(const pv_chain *chain, const pv_trust *trust, int64_t at, unsigned flags,
                            pv_err *e);
 
@@ -110,6 +123,8 @@ typedef struct pv_cert_params {
     bool code_signing; /* leaf: digitalSignature + extendedKeyUsage codeSigning */
     bool client_auth;  /* leaf: extendedKeyUsage clientAuth */
     bool server_auth;  /* leaf: extendedKeyUsage serverAuth */
+    /* leaf: extendedKeyUsage PV_OID_CAPABILITY_SIGNING (not with code_signing) */
+    bool capability_signing;
     /* subjectAltName, or NULL for none: comma-separated "DNS:name" and "IP:address"
      * entries (e.g. "DNS:localhost,IP:127.0.0.1"). */
     const char *subject_alt_names;
@@ -125,8 +140,8 @@ int pv_cert_check_subject(const char *subject, pv_err *e);
 /* Creates a certificate for subject_key's public key, signed by issuer_key with issuer
  * as the issuer (both NULL: self-signed with subject_key). Random 16-byte serial,
  * subjectKeyIdentifier, authorityKeyIdentifier, SHA-256 signature.
- * PV_ERR_INVALID_ARG (arguments, or an extra extension with a bad or duplicate OID or
- * size); PV_ERR_FORMAT (subject); PV_ERR_CRYPTO. */
+ * PV_ERR_INVALID_ARG (arguments, code_signing with capability_signing, or an extra
+ * extension with a bad or duplicate OID or size); PV_ERR_FORMAT (subject); PV_ERR_CRYPTO. */
 int pv_cert_create(const pv_cert_params *p, const pv_key *subject_key, const pv_cert *issuer,
                    const pv_key *issuer_key, pv_cert **out, pv_err *e);
 

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* pavise device: claim devices into the tenant, place them in groups, release them. */
+/* pavise device: claim devices into the tenant, place them in groups, release them, and
+ * download their development capability files. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,9 +8,11 @@
 #include "cli.h"
 #include "client.h"
 #include "pavise/base64.h"
+#include "pavise/capability.h"
 #include "pavise/fs.h"
 #include "pavise/json.h"
 #include "pavise/mfgrec.h"
+#include "pavise/platform.h"
 
 static const char *const device_fields[] = {
     "id", "ID:", "product_name", "Product:", "device_group_name", "Group:", "development",
@@ -196,6 +199,115 @@ static int device_release(const cli_cmd *cmd, const cli_args *args, pv_err *e)
     return r;
 }
 
+/* ---- capability download ---- */
+
+/* The file from the answer: strict base64 of at most PV_CAPABILITY_MAX_SIZE bytes that
+ * parses as a capability file for the device asked about. The server is trusted to have
+ * signed it (the device verifies it); this only keeps a wrong or damaged answer from
+ * being written where the developer expects the capability. */
+static int capability_from(const json_t *out, const char *device_id, uint8_t **file, size_t *len,
+                           pv_capability *cap, pv_err *e)
+{
+    const char *b64 = cli_str(out, "capability");
+    size_t n = strlen(b64);
+    *file = NULL;
+    if (n == 0 || pv_base64_decoded_max(n) > PV_CAPABILITY_MAX_SIZE + 2) {
+        return pv_err_set(e, PV_ERR_FORMAT, "the server's answer holds no capability file");
+    }
+    uint8_t *buf = malloc(pv_base64_decoded_max(n));
+    if (buf == NULL) {
+        return pv_err_set(e, PV_ERR_NOMEM, "out of memory");
+    }
+    int r = pv_base64_decode(b64, n, PV_BASE64_STD, buf, pv_base64_decoded_max(n), len);
+    if (r != PV_OK) {
+        r = pv_err_set(e, PV_ERR_FORMAT, "the server's capability file is not valid base64");
+    } else if ((r = pv_capability_decode(buf, *len, cap, NULL, e)) != PV_OK) {
+        pv_err_wrap(e, r, "the server's capability file");
+    } else if (strcmp(cap->device_id, device_id) != 0) {
+        r = pv_err_set(e, PV_ERR_FORMAT, "the server's capability file is for device %s",
+                       cap->device_id);
+        pv_capability_free(cap);
+    }
+    if (r != PV_OK) {
+        free(buf);
+        return r;
+    }
+    *file = buf;
+    return PV_OK;
+}
+
+static void print_capability(const pv_capability *cap, const char *path)
+{
+    char when[PV_TIME_TEXT_LEN + 1] = "never";
+    size_t roots = pv_chain_count(cap->dev_root_list);
+    if (cap->expires_at != 0 && !pv_time_format(cap->expires_at, when)) {
+        snprintf(when, sizeof(when), "?");
+    }
+    printf("Wrote the capability file of device %s to ", cap->device_id);
+    cli_put_escaped(stdout, path);
+    printf(".\nCapabilities: ");
+    for (uint32_t bit = 1, first = 1; bit != 0 && bit <= PV_CAP_ALL; bit <<= 1) {
+        if (cap->caps & bit) {
+            printf("%s%s", first ? "" : ", ", pv_capability_name(bit));
+            first = 0;
+        }
+    }
+    printf("\nDevelopment image roots: %zu\nExpires: %s\n", roots, when);
+}
+
+static int device_capability_download(const cli_cmd *cmd, const cli_args *args, pv_err *e)
+{
+    cli_session s;
+    char path[512];
+    const char *output = cli_get(cmd, args, "output");
+    const char *days = cli_get(cmd, args, "valid-days");
+    uint64_t valid_days = 0;
+    json_t *body = NULL, *out = NULL;
+    uint8_t *file = NULL;
+    size_t len = 0;
+    pv_capability cap;
+    memset(&cap, 0, sizeof(cap));
+    if (days != NULL) {
+        int r = cli_parse_uint(days, "--valid-days", 3650, &valid_days, e);
+        if (r != PV_OK) {
+            return r;
+        }
+        if (valid_days == 0) {
+            return pv_err_set(e, PV_ERR_USAGE, "--valid-days: 1 to 3650");
+        }
+    }
+    char id[65]; /* the device the file must name */
+    int r = cli_check_device_id(cli_get(cmd, args, "device"), id, e);
+    if (r != PV_OK ||
+        (r = open_device(cmd, args, "/capabilities", &s, path, sizeof(path), e)) != PV_OK) {
+        return r;
+    }
+    body = json_pack("{s:[s]}", "capabilities", pv_capability_name(PV_CAP_APP_DEVELOPMENT));
+    if (body == NULL ||
+        (valid_days > 0 &&
+         json_object_set_new(body, "valid_days", json_integer((json_int_t)valid_days)) != 0)) {
+        r = pv_err_set(e, PV_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    if ((r = cli_call(&s, "POST", path, body, NULL, &out, e)) != PV_OK ||
+        (r = capability_from(out, id, &file, &len, &cap, e)) != PV_OK) {
+        goto out;
+    }
+    /* Replaced if it exists: a developer fetches a new one after each change. */
+    if ((r = pv_fs_write_file(output, file, len, 0644, true, e)) != PV_OK) {
+        pv_err_wrap(e, r, "--output");
+        goto out;
+    }
+    print_capability(&cap, output);
+out:
+    pv_capability_free(&cap);
+    free(file);
+    json_decref(out);
+    json_decref(body);
+    cli_session_close(&s);
+    return r;
+}
+
 #define OPT_DEVICE                                                                                 \
     {                                                                                              \
         "device", "ID", true, "the device ID (64 hex digits)"                                      \
@@ -217,6 +329,14 @@ static const cli_opt list_opts[] = {
     CLI_OPT_END,
 };
 static const cli_opt device_opts[] = {OPT_DEVICE, CLI_OPT_TENANT, CLI_OPT_SERVER, CLI_OPT_END};
+static const cli_opt capability_opts[] = {
+    OPT_DEVICE,
+    {"output", "FILE", true, "where to write the capability file (replaced if it exists)"},
+    {"valid-days", "N", false, "the file expires after N days (1 to 3650; default: never)"},
+    CLI_OPT_TENANT,
+    CLI_OPT_SERVER,
+    CLI_OPT_END,
+};
 static const cli_opt assign_opts[] = {
     OPT_DEVICE,     {"device-group", "ID|PRODUCT/GROUP", true, "the group the device moves to"},
     CLI_OPT_TENANT, CLI_OPT_SERVER,
@@ -262,5 +382,12 @@ const cli_cmd cli_device_cmds[] = {
      "The device leaves the tenant; another tenant can then claim it. Needs the Administrator "
      "role.",
      device_opts, true, device_release},
+    {"device", "capability download", "Download a device's development capability file",
+     "The service signs a capability file for this device that lets it run development-signed "
+     "images (those under the service's development image roots); on the device, apply it with "
+     "`pavise device capability update --capability-file FILE`. The "
+     "device must be in development mode (`pavise device enable-development`). Needs the "
+     "Contributor role.",
+     capability_opts, false, device_capability_download},
     {NULL, NULL, NULL, NULL, NULL, false, NULL},
 };

@@ -633,6 +633,57 @@ static int check_code_signing(const pv_cert *leaf, pv_err *e)
     return PV_OK;
 }
 
+/* Whether the leaf's extendedKeyUsage lists the capability-signing OID. A duplicated or
+ * undecodable extension was refused before (EXFLAG_INVALID); NULL here fails closed. */
+static bool has_capability_eku(X509 *x)
+{
+    ASN1_OBJECT *want = OBJ_txt2obj(PV_OID_CAPABILITY_SIGNING, 1);
+    EXTENDED_KEY_USAGE *eku = X509_get_ext_d2i(x, NID_ext_key_usage, NULL, NULL);
+    bool found = false;
+    for (int i = 0; want != NULL && eku != NULL && i < sk_ASN1_OBJECT_num(eku) && !found; i++) {
+        found = OBJ_cmp(sk_ASN1_OBJECT_value(eku, i), want) == 0;
+    }
+    EXTENDED_KEY_USAGE_free(eku);
+    ASN1_OBJECT_free(want);
+    ERR_clear_error();
+    return found;
+}
+
+/* The capability signer's leaf: like a code-signing leaf, but the extended key usage is
+ * required (a leaf without one would otherwise be good for everything, code signing
+ * included) and must name our OID and not codeSigning, so the two kinds of signer never
+ * stand in for each other. */
+static int check_capability_signing(const pv_cert *leaf, pv_err *e)
+{
+    char subject[NAME_TEXT_MAX];
+    X509 *x = cert_x509(leaf);
+    pv_cert_subject(leaf, subject, sizeof(subject));
+    uint32_t flags = X509_get_extension_flags(x);
+    if (flags & EXFLAG_INVALID) {
+        return pv_err_set(e, PV_ERR_UNTRUSTED, "leaf (%s): extensions cannot be decoded", subject);
+    }
+    if (X509_check_ca(x) != 0) {
+        return pv_err_set(e, PV_ERR_UNTRUSTED,
+                          "leaf (%s) is a CA certificate; it may not sign capabilities", subject);
+    }
+    if ((flags & EXFLAG_KUSAGE) && !(X509_get_key_usage(x) & KU_DIGITAL_SIGNATURE)) {
+        return pv_err_set(e, PV_ERR_UNTRUSTED,
+                          "leaf (%s): key usage does not include digitalSignature", subject);
+    }
+    if (!(flags & EXFLAG_XKUSAGE) || !has_capability_eku(x)) {
+        return pv_err_set(e, PV_ERR_UNTRUSTED,
+                          "leaf (%s): extended key usage does not include Pavise capability "
+                          "signing (%s)",
+                          subject, PV_OID_CAPABILITY_SIGNING);
+    }
+    if (X509_get_extended_key_usage(x) & XKU_CODE_SIGN) {
+        return pv_err_set(e, PV_ERR_UNTRUSTED,
+                          "leaf (%s): a code-signing certificate may not sign capabilities",
+                          subject);
+    }
+    return PV_OK;
+}
+
 static int check_all_used(const pv_chain *chain, X509_STORE_CTX *ctx, pv_err *e)
 {
     STACK_OF(X509) *path = X509_STORE_CTX_get0_chain(ctx);
@@ -667,8 +718,12 @@ int pv_chain_verify(const pv_chain *chain, const pv_trust *trust, int64_t at, un
     if (trust == NULL || trust->n == 0) {
         return pv_err_set(e, PV_ERR_INVALID_ARG, "no trust anchor");
     }
-    if (flags & ~(PV_VERIFY_CODE_SIGNING | PV_VERIFY_ALL_USED)) {
+    if (flags & ~(PV_VERIFY_CODE_SIGNING | PV_VERIFY_ALL_USED | PV_VERIFY_CAPABILITY_SIGNING)) {
         return pv_err_set(e, PV_ERR_INVALID_ARG, "unknown verification flags 0x%x", flags);
+    }
+    if ((flags & PV_VERIFY_CODE_SIGNING) && (flags & PV_VERIFY_CAPABILITY_SIGNING)) {
+        return pv_err_set(e, PV_ERR_INVALID_ARG,
+                          "a leaf signs code or capabilities, never both: one flag only");
     }
     if ((int64_t)(time_t)at != at) {
         return pv_err_set(e, PV_ERR_INVALID_ARG, "verification time out of range");
@@ -712,6 +767,12 @@ int pv_chain_verify(const pv_chain *chain, const pv_trust *trust, int64_t at, un
     }
     if (flags & PV_VERIFY_CODE_SIGNING) {
         r = check_code_signing(chain->certs[0], e);
+        if (r != PV_OK) {
+            goto out;
+        }
+    }
+    if (flags & PV_VERIFY_CAPABILITY_SIGNING) {
+        r = check_capability_signing(chain->certs[0], e);
         if (r != PV_OK) {
             goto out;
         }
@@ -1062,10 +1123,18 @@ static bool add_ext_key_usage(X509 *x, const pv_cert_params *p)
             ok = obj != NULL && sk_ASN1_OBJECT_push(eku, obj) > 0;
         }
     }
+    if (ok && p->capability_signing) {
+        /* Not a registered NID: a dynamic object, which the stack then owns. */
+        ASN1_OBJECT *obj = OBJ_txt2obj(PV_OID_CAPABILITY_SIGNING, 1);
+        ok = obj != NULL && sk_ASN1_OBJECT_push(eku, obj) > 0;
+        if (!ok) {
+            ASN1_OBJECT_free(obj);
+        }
+    }
     if (ok && sk_ASN1_OBJECT_num(eku) > 0) {
         ok = X509_add1_ext_i2d(x, NID_ext_key_usage, eku, 0, X509V3_ADD_DEFAULT) == 1;
     }
-    /* The objects are OpenSSL's static ones; freeing them is a no-op. */
+    /* OpenSSL's static objects are not freed by this; the dynamic one is. */
     EXTENDED_KEY_USAGE_free(eku);
     return ok;
 }
@@ -1147,6 +1216,10 @@ static int check_create_args(const pv_cert_params *p, const pv_key *subject_key,
     }
     if (p->not_after <= p->not_before) {
         return pv_err_set(e, PV_ERR_INVALID_ARG, "notAfter is not after notBefore");
+    }
+    if (p->code_signing && p->capability_signing) {
+        return pv_err_set(e, PV_ERR_INVALID_ARG,
+                          "a certificate signs code or capabilities, never both");
     }
     if (p->is_ca && p->path_len < -1) {
         return pv_err_set(e, PV_ERR_INVALID_ARG, "path length %d is negative", p->path_len);

@@ -257,5 +257,7 @@ int api_image_list(api_ctx *c);
 int api_image_create(api_ctx *c);
 int api_image_show(api_ctx *c);
 int api_image_revoke(api_ctx *c);
+/* api_capability.c: development capability files (docs/formats/capability.md). */
+int api_device_capability(api_ctx *c);
 
 #endif

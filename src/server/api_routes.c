@@ -36,6 +36,7 @@ const api_route api_routes[] = {
     {"POST", T "/devices/{device}/enable-cloud-test", API_CONTRIBUTOR, api_device_enable_cloud_test,
      NULL},
     {"POST", T "/devices/{device}/release", API_ADMIN, api_device_release, NULL},
+    {"POST", T "/devices/{device}/capabilities", API_CONTRIBUTOR, api_device_capability, NULL},
 
     {"GET", T "/products", API_READER, api_product_list, q_named},
     {"POST", T "/products", API_CONTRIBUTOR, api_product_create, NULL},

@@ -7,6 +7,7 @@
  *   pavise-server routes
  *   pavise-server factory add|list|import --data DIR ...
  *   pavise-server image-root add|list|remove, os-image add|list|revoke (cmd_images.c)
+ *   pavise-server capability-signer set|show (cmd_capability.c)
  */
 #include <errno.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@
 #include "api.h"
 #include "ca.h"
 #include "cli.h"
+#include "cmd_capability.h"
 #include "cmd_images.h"
 #include "codes.h"
 #include "config.h"
@@ -874,6 +876,7 @@ static const cli_cmd cmds[] = {
      "`pavise-server operator invite` gives it a new login.",
      operator_revoke_opts, true, cmd_operator_revoke},
     CMD_IMAGES_ENTRIES,
+    CMD_CAPABILITY_ENTRIES,
     {NULL, NULL, NULL, NULL, NULL, false, NULL},
 };
 
@@ -886,7 +889,7 @@ static void usage(FILE *out)
         char name[32];
         snprintf(name, sizeof(name), "%s%s%s", c->group != NULL ? c->group : "",
                  c->group != NULL ? " " : "", c->name);
-        fprintf(out, "  %-18s %s\n", name, c->summary);
+        fprintf(out, "  %-22s %s\n", name, c->summary);
     }
     fprintf(out, "\nRun 'pavise-server <command> --help' for its options.\n"
                  "Exit codes: 0 success, 1 failure, 2 usage error, 3 input rejected,\n"

@@ -232,6 +232,20 @@ for k in img dev evil; do
     expect 0 "$PAVISE" keys create-signing --ca-key $k-root.key --ca-cert $k-root.crt \
         --output-key $k-sign.key --output-cert $k-sign.crt --subject "CN=$k signing"
 done
+# The capability signer: a leaf under the update root with the Pavise capability-signing
+# extended key usage (docs/formats/capability.md §3), made with openssl as a service
+# operator would.
+openssl ecparam -name prime256v1 -genkey -noout -out capsign.key 2>/dev/null
+openssl req -new -key capsign.key -subj "/CN=Capability Signer/O=Pavise Test" -out capsign.csr 2>/dev/null
+cat >capsign.ext <<'EXT'
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = 2.25.234793168919905953341970457922793849159
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+EXT
+if openssl x509 -req -in capsign.csr -CA root.crt -CAkey root.key -CAcreateserial -days 30 -sha256 \
+    -extfile capsign.ext -out capsign.crt 2>capsign.err; then ok; else bad "capability signer: $(cat capsign.err)"; fi
 mkdir -p appdir/bin osdir/bin
 printf '#!/bin/sh\n' >appdir/bin/hello && chmod 755 appdir/bin/hello
 printf '#!/bin/sh\n' >osdir/bin/runtime && chmod 755 osdir/bin/runtime
@@ -810,6 +824,65 @@ PY
     for a in "server image_root.add $imgfp" "server image_root.remove $imgfp" "server os_image.add $os1" "server os_image.revoke $os1"; do
         [ "$(sqlv "SELECT COUNT(*) FROM audit WHERE operator || ' ' || action || ' ' || target = '$a'")" = 1 ] && ok || bad "audit lacks '$a' once"
     done
+
+    # -- development capability files: the signer offline, the file through the API --
+    local capkid capurl=/v1/tenants/$acme/devices/$DEV_d2/capabilities
+    expect $EX_NOTFOUND "$PSERVER" capability-signer show --data "$D"
+    contains err.txt "capability-signer set"
+    expect 0 cli admin device enable-development --device "$DEV_d2"
+    refused "a capability before the service has a signer" 503 unavailable rawadmin POST "$capurl" "${J[@]}" \
+        --data-binary '{"capabilities": ["AppDevelopment"]}'
+    contains body.json "capability-signer set"
+    expect $EX_REJECTED "$PSERVER" capability-signer set --data "$D" --key img-sign.key --cert-chain img-sign.crt
+    contains err.txt "capability signing"
+    expect $EX_REJECTED "$PSERVER" capability-signer set --data "$D" --key dev-sign.key --cert-chain capsign.crt
+    contains err.txt "does not hold the key"
+    [ -e "$D/capability-signer.key" ] && bad "a refused signer was installed" || ok
+    expect 0 "$PSERVER" capability-signer set --data "$D" --key capsign.key --cert-chain capsign.crt --output json
+    capkid=$(json out.txt "['key_id']")
+    [[ "$capkid" =~ ^[0-9a-f]{64}$ ]] && ok || bad "capability signer key ID '$capkid'"
+    is "capability signer key file mode" "$(stat -c %a "$D/capability-signer.key")" 600
+    expect 0 "$PSERVER" capability-signer show --data "$D"
+    contains out.txt "CN=Capability Signer"
+    # The running server signs with it from the next request on.
+    http rawadmin POST "$capurl" "${J[@]}" --data-binary '{"capabilities": ["AppDevelopment"], "valid_days": 7}'
+    want 200
+    is "capability answer" "$(json body.json "['device_id']") $(json body.json "['capabilities']")" "$DEV_d2 [\"AppDevelopment\"]"
+    [ "$(json body.json "['expires_at']")" != null ] && ok || bad "valid_days gave no expiry"
+    # The file: [1, COSE_Sign1, chain], naming the device and carrying the development root
+    # (and not the production one) and the signer's certificate.
+    python3 - body.json dev-root.crt img-root.crt capsign.crt "$DEV_d2" >capcheck.txt 2>&1 <<'PY' && ok || bad "capability file: $(cat capcheck.txt)"
+import base64, json, ssl, sys
+f = base64.b64decode(json.load(open(sys.argv[1]))["capability"], validate=True)
+der = lambda p: ssl.PEM_cert_to_DER_cert(open(p).read())
+assert f[:3] == bytes([0x83, 0x01, 0x59]), f[:3].hex()
+assert sys.argv[5].encode() in f, "no device ID"
+assert b"AppDevelopment" in f and b"application/vnd.pavise.capability+cbor; v=1" in f
+assert der(sys.argv[2]) in f, "no development root"
+assert der(sys.argv[3]) not in f, "the production root is in it"
+assert der(sys.argv[4]) in f, "no signer certificate"
+PY
+    refused "an unknown capability" 400 bad_request rawadmin POST "$capurl" "${J[@]}" --data-binary '{"capabilities": ["EnableRfTestMode"]}'
+    refused "a capability without a body" 400 bad_request rawadmin POST "$capurl"
+    refused "a capability for a device the tenant does not hold" 404 not_found rawadmin POST \
+        "/v1/tenants/$acme/devices/$NOSUCH/capabilities" "${J[@]}" --data-binary '{"capabilities": ["AppDevelopment"]}'
+    # The CLI writes the file the service signed.
+    expect 0 cli contributor device capability download --device "$DEV_d2" --output cap.bin
+    contains out.txt "AppDevelopment"
+    golden capability-download out.txt
+    [ "$(head -c 2 cap.bin | od -An -tx1 | tr -d ' ')" = 8301 ] && ok || bad "cap.bin is not a capability file"
+    expect 0 cli contributor device capability download --device "$DEV_d2" --output cap.bin --valid-days 30
+    contains out.txt "Expires: 20"
+    cli_refused "a Reader downloading a capability" $EX_AUTH reader device capability download --device "$DEV_d2" --output x.bin
+    cli_refused "another tenant's device's capability" $EX_NOTFOUND outsider device capability download --device "$DEV_d2" --output x.bin
+    cli_refused "a capability valid for 0 days" $EX_USAGE contributor device capability download --device "$DEV_d2" --output x.bin --valid-days 0
+    [ -e x.bin ] && bad "a refused download wrote its file" || ok
+    expect 0 cli admin device enable-cloud-test --device "$DEV_d2"
+    refused "a capability for a device out of development mode" 409 conflict rawadmin POST "$capurl" "${J[@]}" \
+        --data-binary '{"capabilities": ["AppDevelopment"]}'
+    contains body.json "development mode"
+    [ "$(sqlv "SELECT COUNT(*) FROM audit WHERE operator = 'server' AND action = 'capability_signer.set' AND target = '$capkid'")" = 1 ] && ok || bad "audit lacks the capability signer"
+    [ "$(sqlv "SELECT COUNT(*) FROM audit WHERE operator = 'rawadmin' AND action = 'device.capability' AND target = '$DEV_d2'")" = 1 ] && ok || bad "audit lacks the capability"
 
     # -- audit: every mutation, with its operator --
     expect 0 cli admin audit list --output json

@@ -17,7 +17,7 @@
 #define YEAR (365 * DAY)
 #define T0   ((int64_t)1700000000) /* 2023-11-14 */
 
-enum { USE_CODE = 1, USE_CLIENT = 2, USE_SERVER = 4 };
+enum { USE_CODE = 1, USE_CLIENT = 2, USE_SERVER = 4, USE_CAPABILITY = 8 };
 
 /* A root CA, an intermediate CA and a code-signing leaf built from fixed times. */
 typedef struct fixture {
@@ -36,7 +36,8 @@ static pv_cert *mk(const char *subject, bool ca, unsigned uses, int64_t nb, int6
                         .path_len = -1,
                         .code_signing = (uses & USE_CODE) != 0,
                         .client_auth = (uses & USE_CLIENT) != 0,
-                        .server_auth = (uses & USE_SERVER) != 0};
+                        .server_auth = (uses & USE_SERVER) != 0,
+                        .capability_signing = (uses & USE_CAPABILITY) != 0};
     pv_err e = {0};
     pv_cert *c = NULL;
     int r = pv_cert_create(&p, key, issuer, issuer_key, &c, &e);
@@ -385,6 +386,105 @@ static void test_code_signing_usage(void **state)
                      PV_ERR_UNTRUSTED);
     pv_cert_free(ca_leaf);
     pv_key_free(k);
+}
+
+/* The capability-signing usage (PV_VERIFY_CAPABILITY_SIGNING): required, exclusive of
+ * code signing both ways, and a flag of its own that leaves code signing as it was. */
+static void test_capability_signing_usage(void **state)
+{
+    fixture *f = *state;
+    pv_err e = {0};
+    pv_cert *cap = mk("CN=Capability Signer", false, USE_CAPABILITY, T0 - YEAR, T0 + YEAR,
+                      f->leaf_key, f->inter, f->int_key);
+    const unsigned CAP = PV_VERIFY_CAPABILITY_SIGNING | PV_VERIFY_ALL_USED;
+
+    /* The OID as DER, as docs/formats/capability.md gives it. */
+    static const uint8_t oid_der[] = {0x06, 0x14, 0x69, 0x82, 0xe1, 0xa3, 0xc2, 0xbf,
+                                      0x8c, 0x9c, 0x92, 0xb9, 0x8b, 0xb7, 0xf8, 0x97,
+                                      0x88, 0xd8, 0xc3, 0xad, 0x82, 0x47};
+    EXTENDED_KEY_USAGE *eku = X509_get_ext_d2i(pv_cert_x509(cap), NID_ext_key_usage, NULL, NULL);
+    assert_non_null(eku);
+    assert_int_equal(sk_ASN1_OBJECT_num(eku), 1);
+    unsigned char *der = NULL;
+    int n = i2d_ASN1_OBJECT(sk_ASN1_OBJECT_value(eku, 0), &der);
+    assert_int_equal(n, sizeof(oid_der));
+    assert_memory_equal(der, oid_der, sizeof(oid_der));
+    OPENSSL_free(der);
+    EXTENDED_KEY_USAGE_free(eku);
+    /* Not critical, like the other usages; digitalSignature in the key usage. */
+    X509 *x = pv_cert_x509(cap);
+    int idx = X509_get_ext_by_NID(x, NID_ext_key_usage, -1);
+    assert_int_equal(X509_EXTENSION_get_critical(X509_get_ext(x, idx)), 0);
+    assert_int_equal(X509_get_key_usage(x), KU_DIGITAL_SIGNATURE);
+
+    assert_int_equal(verify3(cap, f->inter, NULL, f->root, T0, CAP, NULL), PV_OK);
+    /* A capability signer cannot sign code... */
+    assert_int_equal(
+        verify3(cap, f->inter, NULL, f->root, T0, PV_VERIFY_CODE_SIGNING, "codeSigning"),
+        PV_ERR_UNTRUSTED);
+    /* ...and a code signer cannot sign capabilities, nor can a leaf without any extended
+     * key usage (good for code) or with others only. */
+    assert_int_equal(verify3(f->leaf, f->inter, NULL, f->root, T0, CAP, "capability signing"),
+                     PV_ERR_UNTRUSTED);
+    pv_cert *plain =
+        mk("CN=Plain", false, 0, T0 - YEAR, T0 + YEAR, f->leaf_key, f->inter, f->int_key);
+    assert_int_equal(verify3(plain, f->inter, NULL, f->root, T0, CAP, "capability signing"),
+                     PV_ERR_UNTRUSTED);
+    assert_int_equal(verify3(plain, f->inter, NULL, f->root, T0, ALL, NULL), PV_OK);
+    pv_cert_free(plain);
+    pv_cert *tls = mk("CN=Server", false, USE_SERVER | USE_CLIENT, T0 - YEAR, T0 + YEAR,
+                      f->leaf_key, f->inter, f->int_key);
+    assert_int_equal(verify3(tls, f->inter, NULL, f->root, T0, CAP, "capability signing"),
+                     PV_ERR_UNTRUSTED);
+    pv_cert_free(tls);
+    /* Other usages beside it do not matter. */
+    pv_cert *both = mk("CN=Cap And Client", false, USE_CAPABILITY | USE_CLIENT, T0 - YEAR,
+                       T0 + YEAR, f->leaf_key, f->inter, f->int_key);
+    assert_int_equal(verify3(both, f->inter, NULL, f->root, T0, CAP, NULL), PV_OK);
+    pv_cert_free(both);
+
+    /* A CA with the usage is no signer. */
+    pv_key *k = newkey();
+    pv_cert *ca_leaf =
+        mk("CN=CA Signer", true, USE_CAPABILITY, T0 - YEAR, T0 + YEAR, k, f->inter, f->int_key);
+    assert_int_equal(verify3(ca_leaf, f->inter, NULL, f->root, T0, CAP, "is a CA"),
+                     PV_ERR_UNTRUSTED);
+    pv_cert_free(ca_leaf);
+    pv_key_free(k);
+
+    /* The chain checks still come first: expiry, and the other flags' rules. */
+    assert_int_equal(verify3(cap, f->inter, NULL, f->root, T0 + 2 * YEAR, CAP, NULL),
+                     PV_ERR_EXPIRED);
+    k = newkey();
+    pv_cert *stray = mk("CN=Stray", false, 0, T0 - YEAR, T0 + YEAR, k, NULL, NULL);
+    assert_int_equal(verify3(cap, f->inter, stray, f->root, T0, CAP, "not on the verified path"),
+                     PV_ERR_UNTRUSTED);
+    pv_cert_free(stray);
+    pv_key_free(k);
+
+    /* Both signing flags at once cannot be met, so they are refused as an argument. */
+    pv_chain *ch = chain_of(cap, f->inter, NULL);
+    pv_trust *t = trust_of(f->root);
+    assert_int_equal(
+        pv_chain_verify(ch, t, T0, PV_VERIFY_CODE_SIGNING | PV_VERIFY_CAPABILITY_SIGNING, &e),
+        PV_ERR_INVALID_ARG);
+    assert_int_equal(pv_chain_verify(ch, t, T0, 0x8u, &e), PV_ERR_INVALID_ARG);
+    pv_chain_free(ch);
+    pv_trust_free(t);
+
+    /* Nor can one certificate be made for both. */
+    pv_cert_params p = {.subject = "CN=Both",
+                        .not_before = T0 - YEAR,
+                        .not_after = T0 + YEAR,
+                        .path_len = -1,
+                        .code_signing = true,
+                        .capability_signing = true};
+    pv_cert *c = NULL;
+    assert_int_equal(pv_cert_create(&p, f->leaf_key, f->inter, f->int_key, &c, &e),
+                     PV_ERR_INVALID_ARG);
+    assert_null(c);
+    assert_non_null(strstr(pv_err_msg(&e), "never both"));
+    pv_cert_free(cap);
 }
 
 static void test_all_used(void **state)
@@ -1036,6 +1136,7 @@ int main(void)
         T(test_dates_beyond_2038),
         T(test_intermediate_not_ca),
         T(test_code_signing_usage),
+        T(test_capability_signing_usage),
         T(test_all_used),
         T(test_bad_signature),
         T(test_from_der),

@@ -238,6 +238,11 @@ static char *build_body(fixture *x, const api_route *rt, bool *known)
                  ++x->serial);
     } else if (is(rt, "POST", "/v1/tenants/{tenant}/ca-certificates/{ca_certificate}/proof")) {
         snprintf(buf, sizeof(buf), "{\"verification_code\": \"CODE-%u\"}", ++x->serial);
+    } else if (is(rt, "POST", "/v1/tenants/{tenant}/devices/{device}/capabilities")) {
+        /* Signing needs a capability signer and a development root, which this fixture
+         * does not install (api_capability_test covers the success): access only. */
+        *known = false;
+        snprintf(buf, sizeof(buf), "{\"capabilities\": [\"AppDevelopment\"]}");
     } else if (is(rt, "POST", "/v1/tenants/{tenant}/ca-certificates/rotate") ||
                is(rt, "POST", "/v1/tenants/{tenant}/images/{image}/revoke")) {
         snprintf(buf, sizeof(buf), "{}");
@@ -443,6 +448,7 @@ static void test_expected_access(void **state)
         {"POST", "/v1/tenants/{tenant}/devices/{device}/enable-development", API_CONTRIBUTOR},
         {"POST", "/v1/tenants/{tenant}/devices/{device}/enable-cloud-test", API_CONTRIBUTOR},
         {"POST", "/v1/tenants/{tenant}/devices/{device}/release", API_ADMIN},
+        {"POST", "/v1/tenants/{tenant}/devices/{device}/capabilities", API_CONTRIBUTOR},
         {"POST", "/v1/tenants/{tenant}/products", API_CONTRIBUTOR},
         {"PATCH", "/v1/tenants/{tenant}/products/{product}", API_CONTRIBUTOR},
         {"DELETE", "/v1/tenants/{tenant}/products/{product}", API_ADMIN},
