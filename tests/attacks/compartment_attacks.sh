@@ -30,27 +30,12 @@ trap cleanup EXIT
 cd "$T"
 ip link set lo up
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
-wait_for() { # SECONDS CMD...
-    local deadline=$((SECONDS + $1)); shift
-    until "$@" >/dev/null 2>&1; do
-        [ "$SECONDS" -lt "$deadline" ] || return 1
-        sleep 0.1
-    done
-}
-P() { "$PAVISE" "$@" >out.txt 2>&1 || { cat out.txt >&2; fail "pavise $*"; }; }
-json() { python3 -c "import json,sys; d=json.load(open('$1')); print(d$2)"; }
-
-# ---- keys: the update root signs the apps; a factory signs the manufacturing record ----
-P keys create-ca --output-key root.key --output-cert root.crt --subject "CN=Update Root"
-P keys create-signing --ca-key root.key --ca-cert root.crt --output-key app.key \
-    --output-cert app.crt --subject "CN=App Signing"
-P keys create-ca --output-key fca.key --output-cert fca.crt --subject "CN=Factory CA"
-P keys create-signing --ca-key fca.key --ca-cert fca.crt --output-key factory.key \
-    --output-cert factory.crt --subject "CN=Factory"
-S=$T/state
-"$PDEV" manufacture --state "$S" --rot software --trust-anchor root.crt \
-    --factory-key factory.key --factory-cert factory.crt >out.txt 2>&1 || { cat out.txt; fail manufacture; }
+. "$SRC/tests/lib/device-fixture.sh"
+fail() { fx_fail "$@"; }
+wait_for() { fx_wait_for "$@"; }
+P() { fx_p "$@"; }
+fx_keys
+fx_manufacture
 
 # ---- the network the apps see: an upstream resolver and two hosts ----
 ip addr add 127.0.0.2/8 dev lo 2>/dev/null || true
@@ -73,31 +58,24 @@ PY
 PIDS+=($!)
 
 # ---- pavised ----
-"$PAVISED" --state "$S" --socket "$T/pavised.sock" --dns-upstream 127.0.0.1:5353 \
-    --restart-min-ms 600000 --stop-grace-ms 2000 --ready-file "$T/ready" >pavised.log 2>&1 &
-PIDS+=($!)
-PAVISED_PID=$!
-wait_for 20 test -s "$T/ready" || fail "pavised did not start"
-D() { "$PAVISE" device "$@" --socket "$T/pavised.sock"; }
+fx_pavised --dns-upstream 127.0.0.1:5353 --restart-min-ms 600000 --stop-grace-ms 2000
+PIDS+=("$PAVISED_PID")
 
 # ---- the apps ----
 n=0
 app() { # NAME ATTACK-ARGS(JSON array) [CAPABILITIES(JSON)]
     n=$((n + 1))
-    local dir=$T/apps/$1 cid
+    local dir=$T/src/$1 cid
     cid=$(printf '5a5a5a5a-0000-4000-8000-%012d' "$n")
     mkdir -p "$dir/bin"
     cp "$HOSTILE" "$dir/bin/hostile"
     cp "$HOSTILE" "$dir/bin/other"
-    cat >"$T/apps/$1.json" <<JSON
-{"SchemaVersion": 1, "Name": "$1", "ComponentId": "$cid", "EntryPoint": "/bin/hostile",
- "CmdArgs": $2, "Version": "1.0.0", "Capabilities": ${3:-{\}}}
-JSON
-    P image-package pack-application --manifest "$T/apps/$1.json" --package-directory "$dir" \
-        --key app.key --cert app.crt --destination "$T/apps/$1.imagepackage"
+    fx_pack "$1" "{\"SchemaVersion\": 1, \"Name\": \"$1\", \"ComponentId\": \"$cid\",
+ \"EntryPoint\": \"/bin/hostile\", \"CmdArgs\": $2, \"Version\": \"1.0.0\",
+ \"Capabilities\": ${3:-{\}}}" "$dir"
     eval "CID_$1=$cid"
 }
-install() { D image install --image-package "$T/apps/$1.imagepackage" >out.txt 2>&1 || { cat out.txt; fail "install $1"; }; }
+install() { fx_install "$@"; }
 
 app bystander '["idle"]' '{"MutableStorage": {"SizeKB": 64}}'
 install bystander
