@@ -46,6 +46,7 @@
 #define MAX_EVENTS       64
 #define UDP_BURST        16
 #define CTL_BURST        16
+#define REFUSED_PER_S    10
 #define STUB_NOFILE      4096
 #define EXIT_SETUP       70
 #define EXIT_LOOP        71
@@ -61,6 +62,9 @@ typedef struct sapp {
     char **names;
     size_t n_names;
     unsigned n_pending, n_conns;
+    uint32_t unreported; /* refusals not yet told to pavised */
+    int64_t refused_window;
+    unsigned refused_sent;
 } sapp;
 
 /* Where an answer goes: back to a UDP client's address, or into a TCP client's buffer. */
@@ -417,19 +421,33 @@ static bool app_lists(const sapp *a, const dns_question *q)
     return false;
 }
 
-static void report_refused(const sapp *a, const dns_question *q)
+/* Tells pavised about a refused name: at most REFUSED_PER_S messages a second per app, each
+ * carrying the refusals not yet told, so a flood of them can neither fill the control
+ * socket that other apps' answers wait on nor pavised's log. */
+static void report_refused(sapp *a, const dns_question *q, int64_t now)
 {
-    uint8_t msg[9 + DNS_MAX_NAME];
+    a->unreported++;
+    if (now - a->refused_window >= 1000) {
+        a->refused_window = now;
+        a->refused_sent = 0;
+    }
+    if (a->refused_sent >= REFUSED_PER_S) {
+        return;
+    }
+    uint8_t msg[13 + DNS_MAX_NAME];
     msg[0] = NP_MSG_REFUSED;
     msg[1] = (uint8_t)(a->index >> 8);
     msg[2] = (uint8_t)a->index;
     for (int s = 0; s < 4; s++) {
         msg[3 + s] = (uint8_t)(a->generation >> (24 - 8 * s));
+        msg[7 + s] = (uint8_t)(a->unreported >> (24 - 8 * s));
     }
-    msg[7] = (uint8_t)(q->qtype >> 8);
-    msg[8] = (uint8_t)q->qtype;
-    memcpy(msg + 9, q->name, q->name_len);
-    ctl_send(msg, 9 + q->name_len);
+    msg[11] = (uint8_t)(q->qtype >> 8);
+    msg[12] = (uint8_t)q->qtype;
+    memcpy(msg + 13, q->name, q->name_len);
+    ctl_send(msg, 13 + q->name_len);
+    a->refused_sent++;
+    a->unreported = 0;
 }
 
 /* One query from an app, over UDP or TCP. */
@@ -445,7 +463,7 @@ static void query_in(unsigned app, const uint8_t *msg, size_t len, const target 
     if (r != PV_OK) {
         reply(to, &q, app, false, r == PV_ERR_UNSUPPORTED ? DNS_RCODE_NOTIMP : DNS_RCODE_FORMERR);
     } else if (q.q.qclass != DNS_CLASS_IN || !app_lists(a, &q.q)) {
-        report_refused(a, &q.q);
+        report_refused(a, &q.q, now);
         reply(to, &q, app, true, DNS_RCODE_REFUSED);
     } else if (q.q.qtype != DNS_TYPE_A && q.q.qtype != DNS_TYPE_AAAA) {
         /* A listed name, but only its addresses are the app's business: no data. */

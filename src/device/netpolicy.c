@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -37,6 +38,7 @@
 #define RESTART_WINDOW_S 60
 #define RESTART_MAX      5
 #define STUB_GONE_MS     2000
+#define REFUSED_LOG_S    10
 #define STUB_ADDR_BASE   0x7f4d0000u /* 127.77.0.0 */
 #define RESOLV_CONF      "/etc/resolv.conf"
 /* Refused packets are dropped with an ICMP "administratively prohibited" to the sender
@@ -56,6 +58,7 @@ struct np_app {
     struct in6_addr static6[PV_MAX_CONNECTIONS];
     size_t n_static6;
     uint64_t refused, added;
+    time_t refused_log_at;
 };
 
 struct np_ctx {
@@ -1073,20 +1076,27 @@ out:
 
 static int msg_refused(np_ctx *np, const uint8_t *p, size_t len, pv_err *e)
 {
-    if (len < 10 || len > 9 + DNS_MAX_NAME) {
+    if (len < 14 || len > 13 + DNS_MAX_NAME) {
         return pv_err_set(e, PV_ERR_FORMAT, "DNS stub: refusal message of %zu bytes", len);
     }
     np_app *a = msg_app(np, p + 1, e);
     if (a == NULL) {
         return PV_ERR_NOT_FOUND;
     }
+    uint32_t count = get32(p + 7);
     char name[DNS_MAX_NAME * 4 + 2];
-    if (!dns_name_text(p + 9, len - 9, name, sizeof(name))) {
-        return pv_err_set(e, PV_ERR_FORMAT, "DNS stub: refusal with a malformed name");
+    if (count == 0 || !dns_name_text(p + 13, len - 13, name, sizeof(name))) {
+        return pv_err_set(e, PV_ERR_FORMAT, "DNS stub: malformed refusal message");
     }
-    a->refused++;
-    pv_info("network policy: app uid %u asked for %s (type %u), which it does not list",
-            (unsigned)a->uid, name, (unsigned)((p[7] << 8) | p[8]));
+    a->refused += count;
+    /* One line per app every REFUSED_LOG_S at most: the count says the rest. */
+    time_t now = time(NULL);
+    if (now >= a->refused_log_at) {
+        a->refused_log_at = now + REFUSED_LOG_S;
+        pv_info("network policy: app uid %u asked for %s (type %u), which it does not list "
+                "(%" PRIu64 " such queries so far)",
+                (unsigned)a->uid, name, (unsigned)((p[11] << 8) | p[12]), a->refused);
+    }
     return PV_OK;
 }
 

@@ -115,7 +115,8 @@ int np_app_stats_get(np_ctx *np, const np_app *a, np_app_stats *out, pv_err *e);
  *                     rest zero) ttl(4, NP_MIN_TTL..NP_MAX_TTL) }
  *                     pavised answers NP_MSG_ACK with the same seq once the set holds
  *                     them (ok 1) or when it refused them (ok 0).
- *     NP_MSG_REFUSED  index(2) generation(4) qtype(2) name(the rest: a wire name)
+ *     NP_MSG_REFUSED  index(2) generation(4) count(4, >= 1: the refusals this message
+ *                     stands for) qtype(2) name(the rest: the last name refused, wire form)
  *     NP_MSG_APP_GONE index(2) generation(4): the answer to NP_MSG_APP_DEL, once the
  *                     stub has closed the app's sockets (np_app_remove waits for it)
  *   pavised -> stub

@@ -640,6 +640,21 @@ static int send_addrs(unsigned index, uint32_t gen, const np_msg_addr *a, size_t
     return np_stub_message(F.np, msg, len, e);
 }
 
+/* NP_MSG_REFUSED for "x." (type A) standing for count refusals. */
+static void refusal(uint8_t m[16], unsigned index, uint32_t gen, uint32_t count)
+{
+    m[0] = NP_MSG_REFUSED;
+    m[1] = (uint8_t)(index >> 8);
+    m[2] = (uint8_t)index;
+    for (int i = 0; i < 4; i++) {
+        m[3 + i] = (uint8_t)(gen >> (24 - 8 * i));
+        m[7 + i] = (uint8_t)(count >> (24 - 8 * i));
+    }
+    m[11] = 0;
+    m[12] = DNS_TYPE_A;
+    memcpy(m + 13, "\x01x", 3); /* with the root label */
+}
+
 static void test_control_validation(void **state)
 {
     (void)state;
@@ -684,19 +699,24 @@ static void test_control_validation(void **state)
     msg[0] = 99;
     assert_int_equal(np_stub_message(F.np, msg, len, &e), PV_ERR_FORMAT);
     assert_int_equal(np_stub_message(F.np, msg, 0, &e), PV_ERR_FORMAT);
-    uint8_t refused[] = {NP_MSG_REFUSED,
-                         0,
-                         0,
-                         (uint8_t)(gen >> 24),
-                         (uint8_t)(gen >> 16),
-                         (uint8_t)(gen >> 8),
-                         (uint8_t)gen,
-                         0,
-                         1,
-                         5,
-                         'a',
-                         'b'};
+    /* a refusal: counted when well formed, refused when its name or count is not */
+    np_app_stats st0, st1;
+    assert_int_equal(np_app_stats_get(F.np, F.app1, &st0, &e), PV_OK);
+    uint8_t refused[16];
+    refusal(refused, 0, gen, 3);
+    assert_int_equal(np_stub_message(F.np, refused, sizeof(refused), &e), PV_OK);
+    assert_int_equal(np_app_stats_get(F.np, F.app1, &st1, &e), PV_OK);
+    assert_int_equal(st1.refused_queries, st0.refused_queries + 3);
+    refused[13] = 5; /* a label longer than the name */
     assert_int_equal(np_stub_message(F.np, refused, sizeof(refused), &e), PV_ERR_FORMAT);
+    refusal(refused, 0, gen, 0);
+    assert_int_equal(np_stub_message(F.np, refused, sizeof(refused), &e), PV_ERR_FORMAT);
+    refusal(refused, 9, gen, 1);
+    assert_int_equal(np_stub_message(F.np, refused, sizeof(refused), &e), PV_ERR_NOT_FOUND);
+    refusal(refused, 0, gen, 1);
+    assert_int_equal(np_stub_message(F.np, refused, 13, &e), PV_ERR_FORMAT);
+    assert_int_equal(np_app_stats_get(F.np, F.app1, &st1, &e), PV_OK);
+    assert_int_equal(st1.refused_queries, st0.refused_queries + 3);
 
     /* nothing of it was added */
     assert_false(nft_has("set inet pavise a70001_v4", "192.0.2.50"));
