@@ -559,9 +559,8 @@ static int check_config(const np_config *cfg, np_ctx *np, pv_err *e)
     np->stub_gid = cfg->stub_gid;
     if (cfg->upstream_len == 0) {
         default_upstream(&np->upstream, &np->upstream_len);
-        return PV_OK;
-    }
-    if (cfg->upstream.ss_family == AF_INET && cfg->upstream_len >= sizeof(struct sockaddr_in)) {
+    } else if (cfg->upstream.ss_family == AF_INET &&
+               cfg->upstream_len >= sizeof(struct sockaddr_in)) {
         memcpy(&np->upstream, &cfg->upstream, sizeof(struct sockaddr_in));
         np->upstream_len = sizeof(struct sockaddr_in);
         struct sockaddr_in *s = (struct sockaddr_in *)&np->upstream;
@@ -580,6 +579,13 @@ static int check_config(const np_config *cfg, np_ctx *np, pv_err *e)
         return pv_err_set(e, PV_ERR_INVALID_ARG,
                           "network policy: the upstream resolver is not "
                           "an IPv4 or IPv6 address");
+    }
+    const struct sockaddr_in *s4 = (const struct sockaddr_in *)&np->upstream;
+    if (np->upstream.ss_family == AF_INET &&
+        (ntohl(s4->sin_addr.s_addr) & 0xffff0000u) == STUB_ADDR_BASE) {
+        /* a stub address as the upstream: the stub would ask itself */
+        return pv_err_set(e, PV_ERR_INVALID_ARG,
+                          "network policy: the upstream resolver is a DNS stub address");
     }
     return PV_OK;
 }

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -833,7 +834,56 @@ static void test_config_refused(void **state)
     cfg = config();
     cfg.upstream.ss_family = AF_UNIX;
     assert_int_equal(np_init(&cfg, &np, &e), PV_ERR_INVALID_ARG);
+    cfg = config();
+    ((struct sockaddr_in *)&cfg.upstream)->sin_addr.s_addr = htonl(0x7f4d0001); /* 127.77.0.1 */
+    assert_int_equal(np_init(&cfg, &np, &e), PV_ERR_INVALID_ARG);
     assert_null(np);
+}
+
+/* In a child with its own mount and network namespaces: /etc/resolv.conf replaced by
+ * text, np_init without an upstream; returns 0 when the stub's rule names want. */
+static int default_upstream_is(const char *text, const char *want)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char *path = tu_path(F.dir, "resolv.conf");
+        tu_write(path, text, strlen(text), 0644);
+        np_config cfg = config();
+        cfg.upstream_len = 0;
+        np_ctx *np = NULL;
+        pv_err e;
+        if (unshare(CLONE_NEWNS | CLONE_NEWNET) != 0 ||
+            mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+            mount(path, "/etc/resolv.conf", NULL, MS_BIND, NULL) != 0) {
+            _exit(90);
+        }
+        if (np_init(&cfg, &np, &e) != PV_OK) {
+            fprintf(stderr, "np_init: %s\n", pv_err_msg(&e));
+            _exit(91);
+        }
+        int r = nft_has("chain inet pavise output", want) ? 0 : 92;
+        np_free(np);
+        _exit(r);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static void test_default_upstream(void **state)
+{
+    (void)state;
+    assert_int_equal(default_upstream_is("# generated\nsearch example.com\n"
+                                         "nameserver fe80::1%eth0\n"
+                                         "  nameserver\t192.0.2.53  # the router\n"
+                                         "nameserver 192.0.2.54\n",
+                                         "ip daddr 192.0.2.53 udp dport 53 accept"),
+                     0);
+    assert_int_equal(default_upstream_is("nameserver 2001:db8::53\n",
+                                         "ip6 daddr 2001:db8::53 udp dport 53 accept"),
+                     0);
+    assert_int_equal(default_upstream_is("options edns0\n", "ip daddr 127.0.0.1 udp dport 53"), 0);
 }
 
 int main(void)
@@ -848,6 +898,7 @@ int main(void)
         cmocka_unit_test(test_control_validation),
         cmocka_unit_test(test_stub_confined_and_restarted),
         cmocka_unit_test(test_config_refused),
+        cmocka_unit_test(test_default_upstream),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
