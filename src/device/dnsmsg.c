@@ -441,6 +441,43 @@ out:
     return r;
 }
 
+size_t dns_response_strip_opt(uint8_t *p, size_t len)
+{
+    uint8_t name[DNS_MAX_NAME];
+    size_t name_len;
+    if (len < DNS_HEADER_LEN) {
+        return len;
+    }
+    uint16_t qd = get16(p + 4), ar = get16(p + 10);
+    uint32_t rrs = (uint32_t)get16(p + 6) + get16(p + 8) + ar;
+    size_t off = DNS_HEADER_LEN, last = 0;
+    uint16_t last_type = 0;
+    for (uint16_t i = 0; i < qd; i++) {
+        dns_question q;
+        if (read_question(p, len, &off, &q, NULL) != PV_OK) {
+            return len;
+        }
+    }
+    for (uint32_t i = 0; i < rrs; i++) {
+        last = off;
+        if (read_name(p, len, &off, name, &name_len, NULL) != PV_OK || len - off < RR_FIXED_LEN) {
+            return len;
+        }
+        last_type = get16(p + off);
+        size_t rdlen = get16(p + off + 8);
+        off += RR_FIXED_LEN;
+        if (rdlen > len - off) {
+            return len;
+        }
+        off += rdlen;
+    }
+    if (ar == 0 || off != len || last_type != DNS_TYPE_OPT) {
+        return len;
+    }
+    put16(p + 10, (uint16_t)(ar - 1));
+    return last;
+}
+
 bool dns_name_matches(const uint8_t *name, size_t name_len, const char *pattern)
 {
     bool wildcard = strncmp(pattern, "*.", 2) == 0;

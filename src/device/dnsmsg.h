@@ -27,9 +27,9 @@
 #define DNS_MAX_NAME   255  /* wire bytes of an expanded name, the root label included */
 #define DNS_MAX_UDP    512  /* a UDP message without EDNS */
 #define DNS_MAX_MSG    4096 /* the largest message the stub handles, EDNS or TCP */
-#define DNS_MAX_ADDRS  32   /* addresses taken from one response */
+#define DNS_MAX_ADDRS  255  /* addresses taken from one response: more than fit in DNS_MAX_MSG */
 #define DNS_MAX_CNAMES 8    /* CNAME hops followed from the question name */
-#define DNS_MAX_RRS    256  /* answer records looked at in one response */
+#define DNS_MAX_RRS    384  /* answer records looked at: more than fit in DNS_MAX_MSG */
 
 #define DNS_TYPE_A     1
 #define DNS_TYPE_CNAME 5
@@ -79,7 +79,8 @@ typedef struct dns_answer {
     uint8_t rcode;
     bool truncated; /* TC was set: the addresses may be a part of the whole */
     size_t n_addrs;
-    dns_addr addrs[DNS_MAX_ADDRS]; /* extra ones are left out */
+    dns_addr addrs[DNS_MAX_ADDRS]; /* extra ones (only in messages over DNS_MAX_MSG) are
+                                    * left out */
 } dns_answer;
 
 /* Reads the ID and flags of any message of at least DNS_HEADER_LEN bytes. false when it is
@@ -120,6 +121,12 @@ size_t dns_reply_build(const dns_query *q, bool with_question, uint8_t rcode, ui
  * response, another ID or question, malformed records), PV_ERR_TRUNCATED. */
 int dns_response_parse(const uint8_t *p, size_t len, uint16_t id, const dns_question *q,
                        dns_answer *out, pv_err *e);
+
+/* For a client that asked without EDNS, of a response to a query sent with it: removes the
+ * OPT record when it is the last record of the message (where servers put it) and
+ * decrements the additional count. Returns the new length; len when there is no such
+ * record or the message cannot be walked. */
+size_t dns_response_strip_opt(uint8_t *p, size_t len);
 
 /* Whether a wire name matches a host name pattern of the manifest ("host.example.com" or
  * "*.example.com": the star is exactly one leading label), ASCII case ignored, label by

@@ -52,6 +52,9 @@
 #define EXIT_LOOP        71
 #define EXIT_PARENT_GONE 0
 
+/* Every address the app is sent is reported, or it could be sent one it cannot reach. */
+_Static_assert(NP_MSG_MAX_ADDRS >= DNS_MAX_ADDRS, "an answer's addresses fit one message");
+
 enum ev_kind { EV_CTL = 1, EV_UDP, EV_LISTEN, EV_CONN, EV_UPSTREAM };
 
 typedef struct sapp {
@@ -290,6 +293,9 @@ static void pend_relay(unsigned i)
         /* The app asked with its ID; everything else is as the upstream answered. */
         p->resp[0] = (uint8_t)(p->q.id >> 8);
         p->resp[1] = (uint8_t)p->q.id;
+        if (p->to.tcp && !p->q.edns) {
+            p->resp_len = dns_response_strip_opt(p->resp, p->resp_len);
+        }
         deliver(&p->to, &p->q, p->app, p->resp, p->resp_len);
     }
     pend_free(i);
@@ -390,11 +396,14 @@ static void forward(unsigned app, const dns_query *q, const target *to, int64_t 
     p->fd = socket(S.upstream.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     a->n_pending++;
     S.n_pending++;
-    /* The upstream is asked for what the client can take: its EDNS size (TCP: ours), or
-     * plain 512 bytes without EDNS, so the answer can be relayed as it is. */
+    /* The upstream is asked for what the client can take: its EDNS size over UDP, plain
+     * 512 bytes over UDP without EDNS (so the answer can be relayed as it is), and ours
+     * over TCP (the OPT record is taken out again for a client that sent none). */
     uint16_t edns = 0;
-    if (q->edns) {
-        edns = to->tcp || q->edns_size > DNS_MAX_MSG ? DNS_MAX_MSG : q->edns_size;
+    if (to->tcp) {
+        edns = DNS_MAX_MSG;
+    } else if (q->edns) {
+        edns = q->edns_size > DNS_MAX_MSG ? DNS_MAX_MSG : q->edns_size;
     }
     uint8_t msg[DNS_MAX_UDP];
     size_t n = 0;

@@ -135,8 +135,8 @@ enum {
     NP_MSG_APP_DEL = 17,
     NP_MSG_ACK = 18,
 };
-#define NP_MSG_MAX_ADDRS 32
-#define NP_MSG_ADDR_LEN  21 /* family, address, ttl */
+#define NP_MSG_MAX_ADDRS 255 /* all a DNS_MAX_MSG answer can hold */
+#define NP_MSG_ADDR_LEN  21  /* family, address, ttl */
 #define NP_MSG_MAX       17408
 
 typedef struct np_msg_addr {

@@ -76,6 +76,22 @@ static void response(const uint8_t *data, size_t size)
             }
         }
     }
+    /* stripping an OPT takes bytes off the end and one from the additional count */
+    uint8_t *copy = malloc(size);
+    if (copy == NULL) {
+        return;
+    }
+    memcpy(copy, data, size);
+    size_t n = dns_response_strip_opt(copy, size);
+    if (n != size) {
+        unsigned before = (unsigned)((data[10] << 8) | data[11]);
+        unsigned after = (unsigned)((copy[10] << 8) | copy[11]);
+        if (n > size || n < DNS_HEADER_LEN || after + 1 != before ||
+            memcmp(copy + 12, data + 12, n - 12) != 0) {
+            abort();
+        }
+    }
+    free(copy);
     static const uint8_t fixed[] = "\x07"
                                    "allowed\x04"
                                    "test";

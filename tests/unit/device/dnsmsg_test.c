@@ -10,7 +10,7 @@
 
 /* A packet under construction. */
 typedef struct pkt {
-    uint8_t b[DNS_MAX_MSG + 64];
+    uint8_t b[2 * DNS_MAX_MSG];
     size_t n;
 } pkt;
 
@@ -485,20 +485,54 @@ static void test_many_answers(void **state)
     pkt p;
     dns_answer a;
     dns_question q = question("big.test", DNS_TYPE_A);
-    header(&p, 3, DNS_FLAG_QR, 1, 200, 0, 0);
+    header(&p, 3, DNS_FLAG_QR, 1, 300, 0, 0);
     name(&p, "big.test");
     u16(&p, DNS_TYPE_A);
     u16(&p, DNS_CLASS_IN);
-    for (unsigned i = 0; i < 200; i++) {
+    for (unsigned i = 0; i < 300; i++) {
         u16(&p, 0xc000 | 12);
         rr(&p, DNS_TYPE_A, 100, 4);
         u32(&p, 0x0a000000u + i + 1);
     }
     assert_int_equal(dns_response_parse(p.b, p.n, 3, &q, &a, NULL), PV_OK);
     assert_int_equal(a.n_addrs, DNS_MAX_ADDRS);
+    assert_memory_equal(a.addrs[DNS_MAX_ADDRS - 1].addr, "\x0a\x00\x00\xff", 4);
     /* the count says more records than there are */
-    p.b[6] = 1;
+    p.b[6] = 2;
     assert_int_equal(dns_response_parse(p.b, p.n, 3, &q, &a, NULL), PV_ERR_TRUNCATED);
+}
+
+static void test_strip_opt(void **state)
+{
+    (void)state;
+    pkt p;
+    dns_answer a;
+    dns_question q = question("allowed.test", DNS_TYPE_A);
+    simple_response(&p, 77, 300);
+    size_t plain = p.n;
+    p.b[11] = 1;
+    opt(&p, 4096);
+    assert_int_equal(dns_response_strip_opt(p.b, p.n), plain);
+    assert_int_equal(p.b[11], 0);
+    assert_int_equal(dns_response_parse(p.b, plain, 77, &q, &a, NULL), PV_OK);
+    assert_int_equal(a.n_addrs, 1);
+    /* nothing to strip: no OPT, an OPT not last, a count past the records, trailing bytes */
+    assert_int_equal(dns_response_strip_opt(p.b, plain), plain);
+    simple_response(&p, 77, 300);
+    p.b[11] = 2;
+    opt(&p, 4096);
+    name(&p, "x");
+    rr(&p, DNS_TYPE_A, 1, 4);
+    a_rdata(&p, "1.2.3.4");
+    assert_int_equal(dns_response_strip_opt(p.b, p.n), p.n);
+    p.b[11] = 3;
+    assert_int_equal(dns_response_strip_opt(p.b, p.n), p.n);
+    simple_response(&p, 77, 300);
+    p.b[11] = 1;
+    opt(&p, 4096);
+    u8(&p, 0);
+    assert_int_equal(dns_response_strip_opt(p.b, p.n), p.n);
+    assert_int_equal(dns_response_strip_opt(p.b, 3), 3);
 }
 
 static void test_name_matches(void **state)
@@ -555,6 +589,7 @@ int main(void)
         cmocka_unit_test(test_response_compression_loops),
         cmocka_unit_test(test_aaaa),
         cmocka_unit_test(test_many_answers),
+        cmocka_unit_test(test_strip_opt),
         cmocka_unit_test(test_name_matches),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -40,6 +40,7 @@
 #define DNS_PORT 5353
 #define WAIT_MS  15000
 #define N_LISTEN 5
+#define N_BIG    40 /* addresses of big.test: more than fit in 512 bytes */
 
 static struct fixture {
     char *dir;
@@ -85,6 +86,8 @@ static void make_query(dns_query *q, const char *name, uint16_t qtype)
 
 /* Asks server:port over UDP or TCP. Returns 0 with the answer, or an errno (of sendto,
  * connect, a timeout: ETIMEDOUT, a malformed answer: EBADMSG). */
+static unsigned last_arcount; /* the additional count of ask's last answer */
+
 static int ask(const char *server, uint16_t port, bool tcp, const char *name, uint16_t qtype,
                dns_answer *ans)
 {
@@ -139,6 +142,7 @@ static int ask(const char *server, uint16_t port, bool tcp, const char *name, ui
     if (dns_response_parse(msg, (size_t)got, q.id, &q.q, ans, NULL) != PV_OK) {
         err = EBADMSG;
     }
+    last_arcount = (unsigned)((msg[10] << 8) | msg[11]);
 out:
     close(fd);
     return err;
@@ -231,6 +235,7 @@ typedef struct dns_check {
     int want_err;        /* errno expected from ask */
     int want_rcode;      /* when want_err is 0 */
     const char *want_ip; /* the first address, or NULL for none */
+    size_t want_n;       /* or: this many addresses */
 } dns_check;
 
 static int app_dns(const void *arg)
@@ -249,6 +254,17 @@ static int app_dns(const void *arg)
     if (a.rcode != c->want_rcode) {
         fprintf(stderr, "%s: rcode %u, expected %d\n", c->name, a.rcode, c->want_rcode);
         return 2;
+    }
+    if (c->want_n != 0) {
+        /* a big answer: truncated over UDP, whole over TCP, without an OPT it was not
+         * asked for */
+        bool n_ok = c->tcp ? a.n_addrs == c->want_n : a.n_addrs > 0 && a.n_addrs < c->want_n;
+        if (!n_ok || a.truncated != !c->tcp || last_arcount != 0) {
+            fprintf(stderr, "%s: %zu addresses, tc %d, arcount %u\n", c->name, a.n_addrs,
+                    a.truncated, last_arcount);
+            return 5;
+        }
+        return 0;
     }
     if (c->want_ip == NULL) {
         return a.n_addrs == 0 ? 0 : 3;
@@ -285,7 +301,7 @@ static int app_connect(const void *arg)
 static int dns(uid_t uid, const char *server, uint16_t port, bool tcp, const char *name,
                uint16_t qtype, int want_err, int want_rcode, const char *want_ip)
 {
-    dns_check c = {server, port, tcp, name, qtype, want_err, want_rcode, want_ip};
+    dns_check c = {server, port, tcp, name, qtype, want_err, want_rcode, want_ip, 0};
     return as_app(uid, app_dns, &c);
 }
 
@@ -356,7 +372,14 @@ static void start_dnsmasq(void)
                     "--host-record=target.test,127.0.0.6",
                     "--cname=alias.test,target.test",
                     pidfile,
-                    NULL};
+                    NULL,
+                    [17 + N_BIG] = NULL};
+    /* big.test: N_BIG addresses, more than fit in 512 bytes */
+    char big[N_BIG][48];
+    for (int i = 0; i < N_BIG; i++) {
+        snprintf(big[i], sizeof(big[i]), "--host-record=big.test,127.1.0.%d", i + 1);
+        argv[17 + i] = big[i];
+    }
     F.dnsmasq = fork();
     assert_true(F.dnsmasq >= 0);
     if (F.dnsmasq == 0) {
@@ -439,7 +462,8 @@ static int group_setup(void **state)
         fprintf(stderr, "np_init: %s\n", pv_err_msg(&e));
         return -1;
     }
-    static const char *const conns[] = {"allowed.test", "127.0.0.3", "alias.test", "v6.test", NULL};
+    static const char *const conns[] = {"allowed.test", "127.0.0.3", "alias.test",
+                                        "v6.test",      "big.test",  NULL};
     pv_capabilities caps;
     caps_of(&caps, conns, NULL);
     int r = np_app_add(F.np, APP1, 0, &caps, &F.app1, &e);
@@ -565,6 +589,76 @@ static void test_tcp_cname_aaaa(void **state)
                          DNS_RCODE_NOERROR, "2001:db8::7"),
                      0);
     assert_true(nft_has("set inet pavise a70001_v6", "2001:db8::7 timeout 30s"));
+}
+
+static void test_big_answer(void **state)
+{
+    (void)state;
+    /* over UDP without EDNS: what fits in 512 bytes, with TC (its addresses are added);
+     * over TCP: all of them, each in the set before the answer arrives */
+    dns_check c = {"127.77.0.1",      53,   false, "big.test", DNS_TYPE_A, 0,
+                   DNS_RCODE_NOERROR, NULL, N_BIG};
+    assert_int_equal(as_app(APP1, app_dns, &c), 0);
+    c.tcp = true;
+    assert_int_equal(as_app(APP1, app_dns, &c), 0);
+    char last[64];
+    snprintf(last, sizeof(last), "127.1.0.%d timeout 30s", N_BIG);
+    assert_true(nft_has("set inet pavise a70001_v4", last));
+}
+
+/* In a child with its own network namespace: np with the upstream at 127.0.0.1:port (a
+ * socket that never answers when silent, else nothing); returns 0 when an app's query for
+ * a listed name gets SERVFAIL within [min_ms, max_ms]. */
+static int upstream_down(uint16_t port, bool silent, int64_t min_ms, int64_t max_ms)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid != 0) {
+        int st = 0;
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    }
+    if (unshare(CLONE_NEWNET) != 0) {
+        _exit(90);
+    }
+    lo_up();
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(port)};
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    if (silent && bind(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0) {
+        _exit(91);
+    }
+    np_config cfg = config();
+    ((struct sockaddr_in *)&cfg.upstream)->sin_port = htons(port);
+    static const char *const conns[] = {"allowed.test", NULL};
+    pv_capabilities caps;
+    caps_of(&caps, conns, NULL);
+    pv_err e;
+    np_app *a = NULL;
+    if (np_init(&cfg, &F.np, &e) != PV_OK || np_app_add(F.np, APP1, 0, &caps, &a, &e) != PV_OK) {
+        fprintf(stderr, "%s\n", pv_err_msg(&e));
+        _exit(92);
+    }
+    int64_t t0 = now_ms();
+    dns_check c = {"127.77.0.1",       53,   false, "allowed.test", DNS_TYPE_A, 0,
+                   DNS_RCODE_SERVFAIL, NULL, 0};
+    int r = as_app(APP1, app_dns, &c);
+    int64_t took = now_ms() - t0;
+    if (r == 0 && (took < min_ms || took > max_ms)) {
+        fprintf(stderr, "SERVFAIL after %lld ms\n", (long long)took);
+        r = 93;
+    }
+    np_app_remove(F.np, a);
+    np_free(F.np);
+    _exit(r);
+}
+
+static void test_upstream_down(void **state)
+{
+    (void)state;
+    /* silent: SERVFAIL after the 2 s the stub waits; nothing listening: at once */
+    assert_int_equal(upstream_down(5399, true, 1900, 4000), 0);
+    assert_int_equal(upstream_down(5398, false, 0, 1000), 0);
 }
 
 static void test_second_app(void **state)
@@ -894,6 +988,8 @@ int main(void)
         cmocka_unit_test(test_static_and_unlisted),
         cmocka_unit_test(test_other_resolvers_dropped),
         cmocka_unit_test(test_tcp_cname_aaaa),
+        cmocka_unit_test(test_big_answer),
+        cmocka_unit_test(test_upstream_down),
         cmocka_unit_test(test_second_app),
         cmocka_unit_test(test_control_validation),
         cmocka_unit_test(test_stub_confined_and_restarted),
