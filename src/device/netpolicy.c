@@ -441,6 +441,7 @@ static int64_t mono_ms(void)
 static void stub_wait_gone(np_ctx *np, unsigned index, uint32_t generation)
 {
     pv_err e;
+    pv_err_clear(&e);
     int64_t deadline = mono_ms() + STUB_GONE_MS;
     uint8_t *msg = malloc(NP_MSG_MAX);
     while (msg != NULL && np->ctl_fd >= 0) {
@@ -665,6 +666,7 @@ void np_free(np_ctx *np)
     if (np->table_made) {
         pv_buf *b = pv_buf_new(1024);
         pv_err e;
+        pv_err_clear(&e);
         if (b == NULL || batch_add(b, "delete table " TABLE) != PV_OK ||
             nft_run(np, b, "network policy: deleting table " TABLE, &e) != PV_OK) {
             /* Left behind, it still drops what it dropped: the next np_init replaces it. */
@@ -828,6 +830,7 @@ void np_app_remove(np_ctx *np, np_app *a)
     }
     pv_buf *b = pv_buf_new(4096);
     pv_err e;
+    pv_err_clear(&e);
     char what[64];
     snprintf(what, sizeof(what), "network policy: removing app uid %u", (unsigned)a->uid);
     if (b == NULL || batch_app_remove(a, b) != PV_OK || nft_run(np, b, what, &e) != PV_OK) {

@@ -6,15 +6,17 @@
  *
  * nftables, through libnftables, in a table of our own (`inet pavise`); every change of an
  * app is one batch, so it applies whole or not at all. The output hook:
- *   - the DNS stub's uid may send only to the upstream resolver (udp);
+ *   - the DNS stub's uid may send only to the upstream resolver (udp), and answer the
+ *     apps' TCP connections to the stub addresses;
  *   - packets of a socket owned by an app's uid (meta skuid) jump to its chain
  *     (`a<uid>`), where they are accepted when they belong to a connection the app
  *     opened (ct state established,related, direction original), answer a connection to
  *     one of its declared TCP server ports (direction reply), are DNS to that app's own
  *     stub address (127.77.x.y:53, udp and tcp), or go to an address in its sets
  *     (`a<uid>_v4`, `a<uid>_v6`: the listed IP addresses permanently, resolved names with
- *     a timeout); everything else is counted and dropped, other DNS servers included;
- *   - packets of any other uid of the app range (an app without rules) are dropped.
+ *     a timeout); everything else is counted and refused (an ICMP admin-prohibited to the
+ *     app itself, so a connect fails at once), other DNS servers included;
+ *   - packets of any other uid of the app range (an app without rules) are refused.
  * There is no input rule: which ports an app may bind is the sandbox's part (Landlock);
  * the reply-direction rule above keeps an app from answering anything it was sent on a
  * port it was not granted, UDP included.
@@ -60,7 +62,7 @@ typedef struct np_config {
     uid_t stub_uid; /* the stub process's uid and gid: not 0, outside the app range */
     gid_t stub_gid;
     uid_t app_uid_first; /* the uids pavised gives apps (both 0: the defaults above); */
-    uid_t app_uid_last;  /* a packet of one without an app is dropped */
+    uid_t app_uid_last;  /* a packet of one without an app is refused */
 } np_config;
 
 /* Creates (replacing one left by an earlier run) the table, and forks the DNS stub. Call
@@ -71,12 +73,13 @@ int np_init(const np_config *cfg, np_ctx **out, pv_err *e);
 /* Deletes the table and stops the stub. Accepts NULL. */
 void np_free(np_ctx *np);
 
-/* The fd pavised polls (POLLIN) for the stub's messages; np_dispatch reads one and
- * applies it: PV_OK (applied, or nothing to read), PV_ERR_FORMAT / PV_ERR_NOT_FOUND /
- * PV_ERR_INVALID_ARG (a message refused: nothing changed; the stub was told), PV_ERR_IO
- * (nftables failed; or the stub died and could not be restarted — a stub that dies is
- * restarted, at most 5 times a minute, and given every app's sockets again). -1 when
- * there is no stub. */
+/* The fd pavised polls (POLLIN) for the stub's messages, -1 when there is no stub;
+ * np_dispatch reads one and applies it: PV_OK (applied, or nothing to read),
+ * PV_ERR_FORMAT / PV_ERR_NOT_FOUND (a message refused: nothing changed; the stub was
+ * told), PV_ERR_IO (nftables failed; or the stub died and could not be restarted — a stub
+ * that dies is restarted, at most 5 times a minute, and given every app's sockets again),
+ * PV_ERR_NOMEM. pavised logs a refusal and carries on: the stub is untrusted, and one bad
+ * message is no reason to stop. */
 int np_fd(const np_ctx *np);
 int np_dispatch(np_ctx *np, pv_err *e);
 
