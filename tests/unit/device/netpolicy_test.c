@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -383,6 +384,8 @@ static void start_dnsmasq(void)
     F.dnsmasq = fork();
     assert_true(F.dnsmasq >= 0);
     if (F.dnsmasq == 0) {
+        /* gone with the test, even one that crashes */
+        prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
         int null = open("/dev/null", O_RDWR);
         dup2(null, 0);
         dup2(null, 1);
