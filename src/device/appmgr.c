@@ -55,6 +55,7 @@ typedef struct app_rt {
     int listener, log_fd, chan_fd;
     cg_group *cg;
     uint64_t oom_before;
+    np_app_stats net_before;
     bool seccomp_hit, watchdog_fired, setup_failed, stop_requested;
     int app_status;
     bool have_app_status;
@@ -238,8 +239,8 @@ static void on_chan(void *ctx, int fd, uint32_t events)
         int cn = snprintf(cert, sizeof(cert), "%s/run/apps/%s/client.crt", rt->m->cfg.state_dir,
                           rt->cid);
         ac_msg st = {.type = AC_STATUS,
-                     .ready = caps->device_authentication && cn > 0 &&
-                              (size_t)cn < sizeof(cert) && access(cert, R_OK) == 0};
+                     .ready = caps->device_authentication && cn > 0 && (size_t)cn < sizeof(cert) &&
+                              access(cert, R_OK) == 0};
         uint64_t used = 0, total = 0;
         pv_err ignored;
         if (rt->storage != NULL && st_usage(rt->storage, &used, &total, &ignored) == PV_OK) {
@@ -383,6 +384,19 @@ static void reap(app_rt *rt)
         record(rt, FL_CRASH, WTERMSIG(status), 0, -1, NULL);
     } else if (WIFEXITED(status) && WEXITSTATUS(status) != 0) {
         record(rt, FL_EXIT, 0, WEXITSTATUS(status), -1, NULL);
+    }
+    np_app_stats net = rt->net_before;
+    if (rt->np != NULL && np_app_stats_get(m->cfg.net, rt->np, &net, &e) == PV_OK &&
+        (net.dropped_packets > rt->net_before.dropped_packets ||
+         net.refused_queries > rt->net_before.refused_queries)) {
+        /* What the network policy refused during the run: one event per run (a fixed
+         * detail, so repeats aggregate); the counts go to the log. */
+        uint64_t pk = net.dropped_packets - rt->net_before.dropped_packets;
+        uint64_t nm = net.refused_queries - rt->net_before.refused_queries;
+        pv_warn("app %s: the network policy refused %llu packets and %llu names", rt->cid,
+                (unsigned long long)pk, (unsigned long long)nm);
+        record(rt, FL_POLICY, 0, 0, -1,
+               pk > 0 ? "network: packets refused" : "network: names refused");
     }
     if (WIFSIGNALED(status)) {
         set_last_exit(rt, "signal", WTERMSIG(status));
@@ -559,6 +573,11 @@ static int start_run(app_rt *rt, pv_err *e)
     }
     rt->oom_before = 0;
     cg_oom_kills(rt->cg, &rt->oom_before, e);
+    memset(&rt->net_before, 0, sizeof(rt->net_before));
+    if (rt->np != NULL) {
+        pv_err ignored;
+        np_app_stats_get(m->cfg.net, rt->np, &rt->net_before, &ignored);
+    }
     /* environment, argv, /etc */
     add_env(b, &ne, "PAVISE_FD", "3");
     add_env(b, &ne, "PAVISE_APP_NAME", man->name);

@@ -38,7 +38,8 @@ static int take(const pd *d, const uint8_t *p, size_t len, pv_trust **roots, pv_
     }
     if ((cap.caps & PV_CAP_APP_DEVELOPMENT) == 0) {
         pv_capability_free(&cap);
-        return pv_err_set(e, PV_ERR_UNSUPPORTED, "the capability file does not grant AppDevelopment");
+        return pv_err_set(e, PV_ERR_UNSUPPORTED,
+                          "the capability file does not grant AppDevelopment");
     }
     *roots = cap.dev_roots;
     cap.dev_roots = NULL;
