@@ -64,7 +64,7 @@ typedef struct sb_file {
 
 /* The libraries an ELF file needs at run time (sb_elf_libs): host paths, each made visible
  * in the compartment at the same path. */
-#define SB_MAX_LIBS 32
+#define SB_MAX_LIBS 64
 typedef struct sb_libs {
     char *path[SB_MAX_LIBS];
     size_t n;

@@ -24,7 +24,7 @@
 #include <unistd.h>
 
 /* Objects visited in one resolution (entry point, libraries in the image and on the host). */
-#define SB_ELF_MAX_OBJS  64
+#define SB_ELF_MAX_OBJS  (SB_MAX_LIBS + 32)
 #define SB_ELF_MAX_FILE  (512u << 20) /* no library is larger; refuse rather than map */
 #define SB_ELF_MAX_NAME  255
 #define SB_ELF_MAX_RPATH 16 /* directories of one DT_RUNPATH */
@@ -282,8 +282,8 @@ typedef struct elf_obj {
     uint8_t *map;
     size_t len;
     sb_elf_info info;
-    char cdir[PATH_MAX]; /* its directory in the compartment, for $ORIGIN */
-    char name[PATH_MAX]; /* for messages */
+    char *cdir; /* its directory in the compartment, for $ORIGIN */
+    char *name; /* for messages */
 } elf_obj;
 
 typedef struct resolver {
@@ -305,6 +305,21 @@ static void obj_release(elf_obj *o)
         munmap(o->map, o->len);
         o->map = NULL;
     }
+    free(o->cdir);
+    free(o->name);
+    o->cdir = o->name = NULL;
+}
+
+/* Names a found object: name is its path (compartment or host), cdir the compartment
+ * directory its $ORIGIN means. */
+static int obj_name(elf_obj *o, const char *name, const char *cdir, pv_err *e)
+{
+    o->name = strdup(name);
+    o->cdir = strdup(cdir);
+    if (o->name == NULL || o->cdir == NULL) {
+        return pv_err_set(e, PV_ERR_NOMEM, "out of memory");
+    }
+    return PV_OK;
 }
 
 /* Maps a whole regular file read-only. fd is consumed. */
@@ -514,13 +529,18 @@ static int resolve_one(resolver *rs, const elf_obj *by, const char *name, pv_err
                 }
                 /* Where it is in the compartment: its name, and the directory its own
                  * $ORIGIN means. */
-                if (found && !join(o->name, sizeof(o->name), SB_APP_DIR "/", file, NULL)) {
+                char c[PATH_MAX], d[PATH_MAX];
+                if (found && !join(c, sizeof(c), SB_APP_DIR "/", file, NULL)) {
                     obj_release(o);
                     return pv_err_set(e, PV_ERR_TOO_LARGE, "%s: path too long", file);
                 }
                 if (found) {
-                    memcpy(o->cdir, o->name, sizeof(o->cdir));
-                    *strrchr(o->cdir, '/') = '\0';
+                    memcpy(d, c, sizeof(d));
+                    *strrchr(d, '/') = '\0';
+                    if ((r = obj_name(o, c, d, e)) != PV_OK) {
+                        obj_release(o);
+                        return r;
+                    }
                 }
             }
         }
@@ -551,12 +571,10 @@ static int resolve_one(resolver *rs, const elf_obj *by, const char *name, pv_err
             return r;
         }
         if (found) {
-            if ((r = add_out(rs, host, e)) != PV_OK) {
+            if ((r = add_out(rs, host, e)) != PV_OK || (r = obj_name(o, host, dir, e)) != PV_OK) {
                 obj_release(o);
                 return r;
             }
-            memcpy(o->cdir, dir, strlen(dir) + 1);
-            memcpy(o->name, host, strlen(host) + 1);
         }
     }
     if (!found) {
@@ -642,9 +660,12 @@ int sb_elf_libs_at(const char *sysroot, const char *image_dir, const char *entry
     rs.is64 = entry->info.is64;
     rs.be = entry->info.be;
     rs.machine = entry->info.machine;
-    snprintf(entry->cdir, sizeof(entry->cdir), "%s%s", SB_APP_DIR, entry_point);
-    *strrchr(entry->cdir, '/') = '\0';
-    snprintf(entry->name, sizeof(entry->name), "%s", entry_point);
+    char cdir[PATH_MAX];
+    snprintf(cdir, sizeof(cdir), "%s%s", SB_APP_DIR, entry_point);
+    *strrchr(cdir, '/') = '\0';
+    if ((r = obj_name(entry, entry_point, cdir, e)) != PV_OK) {
+        goto out;
+    }
     if (entry->info.interp == NULL) {
         if (entry->info.n_needed > 0) {
             r = pv_err_set(e, PV_ERR_FORMAT, "%s needs libraries but names no interpreter",
