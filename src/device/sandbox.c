@@ -19,6 +19,7 @@
 #include <linux/seccomp.h>
 #include <linux/securebits.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -362,6 +363,11 @@ __attribute__((noreturn)) static void child_init(const sb_plan *p, int status, i
             _exit(1);
         }
         close(FD_SYNC);
+    }
+    /* Now in its cgroup: make that the root of what /proc/self/cgroup shows, so the host's
+     * hierarchy is not revealed. */
+    if (unshare(CLONE_NEWCGROUP) != 0) {
+        fail(FD_STATUS, "cgroup namespace", errno);
     }
     if (sethostname(p->hostname, strlen(p->hostname)) != 0) {
         fail(FD_STATUS, "sethostname", errno);

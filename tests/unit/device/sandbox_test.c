@@ -214,14 +214,15 @@ static int p_check(void)
     P_CHECK(getrlimit(RLIMIT_NOFILE, &l) == 0 && l.rlim_max == (rlim_t)env_num("SB_T_NOFILE"),
             "nofile");
     /* descriptors: 0-3 and the one listing them */
+    int fd;
     DIR *d = opendir("/proc/self/fd");
     P_CHECK(d != NULL, "opendir /proc/self/fd");
     if (d != NULL) {
         struct dirent *de;
         while ((de = readdir(d)) != NULL) {
             if (de->d_name[0] != '.') {
-                int fd = atoi(de->d_name);
-                P_CHECK(fd <= 3 || fd == dirfd(d), "fd %d open", fd);
+                int n = atoi(de->d_name);
+                P_CHECK(n <= 3 || n == dirfd(d), "fd %d open", n);
             }
         }
         closedir(d);
@@ -239,6 +240,24 @@ static int p_check(void)
     P_CHECK(access("/proc/1", F_OK) != 0, "the init is visible in /proc");
     P_CHECK(access("/proc/sys", F_OK) != 0, "/proc/sys is visible");
     P_CHECK(access("/proc/self/status", R_OK) == 0, "/proc/self");
+    /* its cgroup is the root of its cgroup namespace: no host path */
+    char cg[512] = "";
+    fd = open("/proc/self/cgroup", O_RDONLY | O_CLOEXEC);
+    ssize_t cgn = fd >= 0 ? read(fd, cg, sizeof(cg) - 1) : -1;
+    cg[cgn > 0 ? cgn : 0] = '\0';
+    P_CHECK(cgn > 0, "read /proc/self/cgroup");
+    if (fd >= 0) {
+        close(fd);
+    }
+    for (char *line = cg, *nl; *line != '\0'; line = nl + 1) {
+        nl = strchr(line, '\n');
+        if (nl == NULL) {
+            break;
+        }
+        *nl = '\0';
+        size_t len = strlen(line);
+        P_CHECK(len >= 2 && strcmp(line + len - 2, ":/") == 0, "/proc/self/cgroup: %s", line);
+    }
     /* mounts */
     p_mount_has("/", (const char *const[]){"ro", "nosuid", "nodev", "noexec", NULL});
     p_mount_has("/app", (const char *const[]){"ro", "nosuid", "nodev", NULL});
@@ -262,7 +281,7 @@ static int p_check(void)
     P_CHECK(rename("/storage/s", "/storage/d/s") == 0 || env_num("SB_T_ABI") < 2,
             "rename in /storage");
     char buf[64] = "";
-    int fd = open("/run/cert.pem", O_RDONLY | O_CLOEXEC);
+    fd = open("/run/cert.pem", O_RDONLY | O_CLOEXEC);
     P_CHECK(fd >= 0 && read(fd, buf, sizeof(buf)) == 5 && memcmp(buf, "CERT\n", 5) == 0,
             "read the bound certificate");
     if (fd >= 0) {
