@@ -62,6 +62,15 @@ typedef struct sb_file {
     const char *text; /* at most SB_MAX_FILE_TEXT bytes */
 } sb_file;
 
+/* The libraries an ELF file needs at run time (sb_elf_libs): host paths, each made visible
+ * in the compartment at the same path. */
+#define SB_MAX_LIBS 64
+typedef struct sb_libs {
+    char *path[SB_MAX_LIBS];
+    size_t n;
+    bool has_interp; /* path[0] is the file's PT_INTERP (the dynamic loader) */
+} sb_libs;
+
 /* A seccomp filter compiled once (sb_seccomp_build) and loaded by each app process. */
 typedef struct sb_filter sb_filter;
 
@@ -74,9 +83,9 @@ typedef struct sb_spec {
     char *const *argv;       /* argv[0] first, NULL-terminated */
     char *const *envp;       /* the whole environment, NULL-terminated */
     const char *storage_dir; /* NULL, or mounted read-write, nosuid, nodev, noexec at /storage */
-    const struct sb_libs *libs; /* from sb_elf_libs (resolved once per image by the caller),
-                                 * each bound read-only at its host path */
-    const sb_bind *binds;       /* certificates (read-only), peripherals (device, writable) */
+    const sb_libs *libs;     /* from sb_elf_libs (resolved once per image by the caller), each
+                              * bound read-only at its host path; NULL for a static entry point */
+    const sb_bind *binds;    /* certificates (read-only), peripherals (device, writable) */
     size_t n_binds;
     const sb_file *etc; /* files of /etc */
     size_t n_etc;
@@ -86,8 +95,9 @@ typedef struct sb_spec {
     uint32_t nproc;           /* RLIMIT_NPROC (the app's uid is its own) */
     uint32_t nofile;          /* RLIMIT_NOFILE */
     const sb_filter *filter;  /* required */
-    cg_group *cgroup;         /* required: init joins it before anything else runs */
-    int stdout_fd, stderr_fd; /* become the app's 1 and 2 (stdin is /dev/null) */
+    cg_group *cgroup;         /* init joins it before anything else runs; pavised always passes
+                               * one, NULL is for tests and benchmarks */
+    int stdout_fd, stderr_fd; /* become the app's 1 and 2 (-1: /dev/null; stdin is /dev/null) */
     int chan_fd;              /* becomes SB_CHAN_FD, or -1 */
 } sb_spec;
 
@@ -134,8 +144,9 @@ int sb_read_event(int status_fd, sb_event *ev, pv_err *e);
  * when there is none pending (or it was already cancelled), PV_ERR_IO. */
 int sb_seccomp_take(int listener, int *syscall_nr, pid_t *pid, pv_err *e);
 
-/* SIGTERM (graceful) or SIGKILL to the compartment's init (which forwards SIGTERM to the
- * app; killing the init ends the whole pid namespace). */
+/* SIGTERM (graceful) or SIGKILL to the compartment's init (which forwards SIGTERM, SIGINT
+ * and SIGHUP to the app; killing the init ends the whole pid namespace). PV_OK,
+ * PV_ERR_NOT_FOUND when the init has already exited, PV_ERR_IO. */
 int sb_signal(const sb_proc *p, int sig);
 
 void sb_proc_close(sb_proc *p);
@@ -148,18 +159,17 @@ void sb_filter_free(sb_filter *f);
 
 /* The libraries the ELF file needs at run time: its PT_INTERP and the transitive closure
  * of DT_NEEDED, resolved in the standard directories (and DT_RUNPATH inside the image).
- * Host paths, absolute, each once. A statically linked file needs none. The ELF is
- * untrusted: bounded reads, every offset checked. PV_ERR_FORMAT, PV_ERR_NOT_FOUND (a
- * needed library missing), PV_ERR_TOO_LARGE (more than SB_MAX_LIBS), PV_ERR_IO. */
-#define SB_MAX_LIBS 32
-typedef struct sb_libs {
-    char *path[SB_MAX_LIBS];
-    size_t n;
-} sb_libs;
+ * Host paths, absolute, each once; libraries found inside the image are followed but not
+ * listed (the image is already at /app). A statically linked file needs none. The ELF is
+ * untrusted: bounded reads, every offset checked. *out is filled only on success (free it
+ * with sb_libs_free). PV_ERR_FORMAT, PV_ERR_NOT_FOUND (a needed library missing),
+ * PV_ERR_TOO_LARGE (more than SB_MAX_LIBS), PV_ERR_IO. */
 int sb_elf_libs(const char *image_dir, const char *entry_point, sb_libs *out, pv_err *e);
 void sb_libs_free(sb_libs *l);
 
-/* The best Landlock ABI this kernel offers (0: none). */
+/* The Landlock ABI the compartments use: the best this kernel offers, capped at the newest
+ * this code knows (7); 0 when Landlock is unavailable (the layer is then skipped, and a
+ * warning logged once). */
 int sb_landlock_abi(void);
 
 #endif
