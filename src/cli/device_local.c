@@ -106,6 +106,8 @@ static int local_call(const char *path, json_t *req, int fd, json_t **result, pv
         r = json_is_integer(code) && json_integer_value(code) < 0 && json_integer_value(code) > -100
                 ? (int)json_integer_value(code)
                 : PV_ERR_INTERNAL;
+        /* Not found and conflicts get the CLI's own exit codes (5 and 6). */
+        r = r == PV_ERR_NOT_FOUND ? CLI_ERR_NOT_FOUND : r == PV_ERR_EXISTS ? CLI_ERR_CONFLICT : r;
         pv_err_set(e, r, "%s", msg != NULL ? msg : "pavised refused the request");
         goto out;
     }

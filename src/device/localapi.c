@@ -318,8 +318,13 @@ static void on_conn(void *ctx, int fd, uint32_t events)
         }
     }
     int r;
+    struct ucred cred;
+    socklen_t clen = sizeof(cred);
     if (n <= 0) {
         goto out;
+    } else if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) != 0 || cred.uid != 0) {
+        /* The request was read first, so the answer is not lost to a reset. */
+        r = pv_err_set(&e, PV_ERR_INVALID_ARG, "only root may use the local device API");
     } else if ((size_t)n > LA_MAX_REQUEST || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0) {
         r = pv_err_set(&e, PV_ERR_TOO_LARGE, "request larger than %d bytes", LA_MAX_REQUEST);
     } else {
@@ -342,16 +347,8 @@ static void on_accept(void *ctx, int lfd, uint32_t events)
     if (fd < 0) {
         return;
     }
-    struct ucred cred;
-    socklen_t len = sizeof(cred);
     pv_err e;
     pv_err_clear(&e);
-    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || cred.uid != 0) {
-        pv_err_set(&e, PV_ERR_INVALID_ARG, "only root may use the local device API");
-        respond(fd, PV_ERR_INVALID_ARG, NULL, &e);
-        close(fd);
-        return;
-    }
     if (lp_add(d->loop, fd, EPOLLIN, on_conn, d, &e) != PV_OK) {
         close(fd);
     }

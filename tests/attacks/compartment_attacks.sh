@@ -24,7 +24,7 @@ cleanup() {
         tail -80 "$T/pavised.log" >&2 || true
     fi
     umount -R "$T/state/run/storage" 2>/dev/null || true
-    rm -rf "$T"
+    [ -n "${PV_KEEP:-}" ] && echo "kept $T" >&2 || rm -rf "$T"
 }
 trap cleanup EXIT
 cd "$T"
@@ -73,8 +73,9 @@ app() { # NAME ATTACK-ARGS(JSON array) [CAPABILITIES(JSON)]
     fx_pack "$1" "{\"SchemaVersion\": 1, \"Name\": \"$1\", \"ComponentId\": \"$cid\",
  \"EntryPoint\": \"/bin/hostile\", \"CmdArgs\": $2, \"Version\": \"1.0.0\",
  \"Capabilities\": ${3:-{\}}}" "$dir"
-    eval "CID_$1=$cid"
+    eval "CID_${1//-/_}=$cid"
 }
+cid_of() { local v="CID_${1//-/_}"; echo "${!v}"; }
 install() { fx_install "$@"; }
 
 app bystander '["idle"]' '{"MutableStorage": {"SizeKB": 64}}'
@@ -122,7 +123,7 @@ grep -q "held by" out.txt || { cat out.txt; fail "the refusal does not say the p
 
 status_of() { D app show-status --component-id "$1" --output json >st.json; }
 for name in "${!EXPECT[@]}"; do
-    cid=$(eval echo "\$CID_$name")
+    cid=$(cid_of "$name")
     want=${EXPECT[$name]}
     case $want in
     blocked)
@@ -151,7 +152,7 @@ done
 if [ "$(uname -m)" = x86_64 ]; then
     for pair in raw-socket:41 packet-socket:41 ptrace:101 mount:165; do
         name=${pair%%:*} nr=${pair##*:}
-        status_of "$(eval echo "\$CID_$name")"
+        status_of "$(cid_of "$name")"
         python3 -c "import json; d=json.load(open('st.json')); assert any(e.get('syscall')==$nr for e in d['failureEvents']), d" ||
             fail "$name: syscall $nr not recorded"
     done

@@ -1,0 +1,330 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * pavised: the device runtime (docs/device-runtime.md).
+ *   pavised --state DIR [--socket PATH] [--dns-upstream IP[:PORT]] [--restart-min-ms N]
+ *           [--stop-grace-ms N] [--ready-file FILE] [--log-level LEVEL] [--log-json]
+ *
+ * Opens the root of trust for the device ID and the update root, loads the installed apps
+ * (each verified again), sets up the cgroups, the network policy and the seccomp filter,
+ * starts every app in its compartment, and serves the local device API. SIGTERM/SIGINT stop
+ * every app (SIGTERM, then SIGKILL after the grace period) and exit 0.
+ */
+#include <errno.h>
+#include <arpa/inet.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "pavise/devstate.h"
+#include "pavise/fs.h"
+#include "pavise/log.h"
+#include "pavise/rot.h"
+
+#include "daemon.h"
+
+#ifndef PAVISE_VERSION
+#define PAVISE_VERSION "0.1.0"
+#endif
+
+
+
+static const cli_opt opts[] = {
+    {"state", "DIR", true, "the device's state directory (pavise-device manufacture made it)"},
+    {"socket", "PATH", false, "the local device API socket (default " PD_DEFAULT_SOCKET ")"},
+    {"dns-upstream", "IP[:PORT]", false,
+     "the resolver the apps' DNS stub asks (default: the first nameserver of /etc/resolv.conf)"},
+    {"restart-min-ms", "N", false, "first restart delay of an app that exits (default 1000)"},
+    {"stop-grace-ms", "N", false, "SIGTERM, then SIGKILL after this (default 5000)"},
+    {"ready-file", "FILE", false, "written once the API listens and the apps were started"},
+    {"log-level", "LEVEL", false, "debug, info (default), warn or error"},
+    {"log-json", NULL, false, "log as JSON lines"},
+    {NULL, NULL, false, NULL},
+};
+
+static int run(const cli_cmd *cmd, const cli_args *args, pv_err *e);
+
+static const cli_cmd pavised_cmd = {
+    NULL, "pavised", "The Pavise device runtime",
+    "Runs every installed app in its own compartment with only what its signed manifest "
+    "grants, and serves the local device API (pavise device ...).",
+    opts, false, run,
+};
+
+static int parse_upstream(const char *s, np_config *cfg, pv_err *e)
+{
+    char host[INET6_ADDRSTRLEN + 1];
+    unsigned port = 53;
+    const char *colon = strrchr(s, ':');
+    size_t hl = colon != NULL && strchr(s, ':') == colon ? (size_t)(colon - s) : strlen(s);
+    if (hl == 0 || hl >= sizeof(host)) {
+        return pv_err_set(e, PV_ERR_USAGE, "--dns-upstream '%s': not an IPv4 address[:port]", s);
+    }
+    memcpy(host, s, hl);
+    host[hl] = '\0';
+    if (hl != strlen(s)) {
+        uint64_t p = 0;
+        if (cli_parse_uint(colon + 1, "--dns-upstream port", 65535, &p, e) != PV_OK || p == 0) {
+            return pv_err_set(e, PV_ERR_USAGE, "--dns-upstream '%s': bad port", s);
+        }
+        port = (unsigned)p;
+    }
+    struct sockaddr_in *in4 = (struct sockaddr_in *)&cfg->upstream;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&cfg->upstream;
+    memset(&cfg->upstream, 0, sizeof(cfg->upstream));
+    if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
+        in4->sin_family = AF_INET;
+        in4->sin_port = htons((uint16_t)port);
+        cfg->upstream_len = sizeof(*in4);
+    } else if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons((uint16_t)port);
+        cfg->upstream_len = sizeof(*in6);
+    } else {
+        return pv_err_set(e, PV_ERR_USAGE, "--dns-upstream '%s': not an IP address", s);
+    }
+    return PV_OK;
+}
+
+/* The first "nameserver" of /etc/resolv.conf, else 127.0.0.1. */
+static void default_upstream(np_config *cfg)
+{
+    uint8_t *data = NULL;
+    size_t len = 0;
+    pv_err e;
+    pv_err_clear(&e);
+    if (pv_fs_read_file("/etc/resolv.conf", 64 * 1024, &data, &len, &e) == PV_OK) {
+        char *save = NULL;
+        for (char *line = strtok_r((char *)data, "\n", &save); line != NULL;
+             line = strtok_r(NULL, "\n", &save)) {
+            if (strncmp(line, "nameserver", 10) == 0 && (line[10] == ' ' || line[10] == '\t')) {
+                char *v = line + 11;
+                while (*v == ' ' || *v == '\t') {
+                    v++;
+                }
+                if (parse_upstream(v, cfg, &e) == PV_OK) {
+                    free(data);
+                    return;
+                }
+            }
+        }
+    }
+    free(data);
+    parse_upstream("127.0.0.1", cfg, &e);
+}
+
+static void warn_app(const char *cid, const pv_err *why, void *ctx)
+{
+    (void)ctx;
+    pv_warn("installed component %s is not loaded: %s", cid, pv_err_msg(why));
+}
+
+static int open_device(pd *d, pv_err *e)
+{
+    pv_rot *rot = NULL;
+    int r = pv_devstate_open_rot(d->state_dir, NULL, NULL, &rot, e);
+    if (r == PV_OK) {
+        d->rot_kind = pv_rot_get_kind(rot);
+        r = pv_rot_device_id(rot, d->device_id, e);
+    }
+    if (r == PV_OK) {
+        r = pv_devstate_update_root(d->state_dir, rot, &d->update_root, e);
+    }
+    pv_rot_close(rot);
+    return r;
+}
+
+/* The DNS stub's messages. The stub may be restarted by np_dispatch, with a new fd: the
+ * registration follows it. */
+static int net_fd = -1;
+static void on_net(void *ctx, int fd, uint32_t events);
+
+static void net_watch(pd *d)
+{
+    int fd = np_fd(d->net);
+    if (fd == net_fd) {
+        return;
+    }
+    if (net_fd >= 0) {
+        lp_del(d->loop, net_fd);
+    }
+    net_fd = -1;
+    pv_err e;
+    pv_err_clear(&e);
+    if (fd >= 0 && lp_add(d->loop, fd, EPOLLIN, on_net, d, &e) == PV_OK) {
+        net_fd = fd;
+    } else if (fd >= 0) {
+        pv_error("DNS stub: %s", pv_err_msg(&e));
+    }
+}
+
+static void on_net(void *ctx, int fd, uint32_t events)
+{
+    pd *d = ctx;
+    pv_err e;
+    pv_err_clear(&e);
+    if (np_dispatch(d->net, &e) != PV_OK) {
+        pv_warn("DNS stub: %s", pv_err_msg(&e));
+    }
+    net_watch(d);
+}
+
+static void on_signal(void *ctx, int fd, uint32_t events)
+{
+    pd *d = ctx;
+    struct signalfd_siginfo si;
+    while (read(fd, &si, sizeof(si)) == sizeof(si)) {
+        if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+            if (!d->stopping) {
+                pv_info("stopping every app");
+                d->stopping = true;
+                am_stop_all(d->apps);
+            }
+        }
+    }
+}
+
+static int run(const cli_cmd *cmd, const cli_args *args, pv_err *e)
+{
+    pd d = {.state_dir = cli_get(cmd, args, "state"), .listen_fd = -1};
+    const char *socket_path = cli_get(cmd, args, "socket");
+    const char *ready = cli_get(cmd, args, "ready-file");
+    const char *level_s = cli_get(cmd, args, "log-level");
+    pv_log_level level = PV_LOG_INFO;
+    np_config ncfg = {.stub_uid = AS_UID_BASE - 1,
+                      .stub_gid = AS_UID_BASE - 1,
+                      .app_uid_first = AS_UID_BASE,
+                      .app_uid_last = AS_UID_BASE + AS_MAX_APPS - 1};
+    uint64_t restart_ms = 1000, grace_ms = 5000;
+    int sfd = -1;
+    int r = PV_OK;
+    if (level_s != NULL && pv_log_level_parse(level_s, &level) != PV_OK) {
+        return pv_err_set(e, PV_ERR_USAGE, "--log-level '%s': debug, info, warn or error", level_s);
+    }
+    pv_log_init(level, cli_flag(cmd, args, "log-json"), NULL, "pavised");
+    if ((cli_get(cmd, args, "restart-min-ms") != NULL &&
+         (r = cli_parse_uint(cli_get(cmd, args, "restart-min-ms"), "--restart-min-ms", 3600000,
+                             &restart_ms, e)) != PV_OK) ||
+        (cli_get(cmd, args, "stop-grace-ms") != NULL &&
+         (r = cli_parse_uint(cli_get(cmd, args, "stop-grace-ms"), "--stop-grace-ms", 3600000,
+                             &grace_ms, e)) != PV_OK)) {
+        return r;
+    }
+    if (cli_get(cmd, args, "dns-upstream") != NULL) {
+        if ((r = parse_upstream(cli_get(cmd, args, "dns-upstream"), &ncfg, e)) != PV_OK) {
+            return r;
+        }
+    } else {
+        default_upstream(&ncfg);
+    }
+    if (getuid() != 0) {
+        return pv_err_set(e, PV_ERR_INVALID_ARG, "pavised runs as root (it drops privileges for "
+                                                  "every app)");
+    }
+    /* Children must not be left behind if pavised dies, and signals come through signalfd. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGPIPE);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    /* The DNS stub is a fork of pavised: start it before anything of the device is loaded. */
+    if ((r = np_init(&ncfg, &d.net, e)) != PV_OK) {
+        /* Fail closed: without the firewall no app may run. */
+        pv_err_wrap(e, r, "network policy");
+        goto out;
+    }
+    if ((r = open_device(&d, e)) != PV_OK) {
+        pv_err_wrap(e, r, "state directory %s", d.state_dir);
+        goto out;
+    }
+    devcap_load(&d);
+    as_trust t = pd_trust(&d);
+    if ((r = lp_new(&d.loop, e)) != PV_OK || (r = fl_open(d.state_dir, &d.failures, e)) != PV_OK ||
+        (r = as_open(d.state_dir, &t, warn_app, NULL, &d.store, e)) != PV_OK ||
+        (r = cg_init(NULL, &d.cgroups, e)) != PV_OK || (r = sb_seccomp_build(&d.filter, e)) != PV_OK) {
+        goto out;
+    }
+    am_config acfg = {.state_dir = d.state_dir,
+                      .loop = d.loop,
+                      .store = d.store,
+                      .failures = d.failures,
+                      .cgroups = d.cgroups,
+                      .net = d.net,
+                      .filter = d.filter,
+                      .restart_min_ms = (uint32_t)restart_ms,
+                      .stop_grace_ms = (uint32_t)grace_ms};
+    if ((r = am_new(&acfg, &d.apps, e)) != PV_OK ||
+        (r = la_listen(&d, socket_path != NULL ? socket_path : PD_DEFAULT_SOCKET, e)) != PV_OK) {
+        goto out;
+    }
+    sigdelset(&set, SIGPIPE);
+    sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (sfd < 0 || (r = lp_add(d.loop, sfd, EPOLLIN, on_signal, &d, e)) != PV_OK) {
+        r = sfd < 0 ? pv_err_sys(e, PV_ERR_IO, errno, "signalfd") : r;
+        goto out;
+    }
+    net_watch(&d);
+    am_start_all(d.apps);
+    pv_info("pavised %s: device %s, %zu apps, cgroup %s, landlock ABI %d", PAVISE_VERSION,
+            d.device_id, as_count(d.store), cg_version_name(d.cgroups), sb_landlock_abi());
+    if (ready != NULL && (r = pv_fs_write_file(ready, "ready\n", 6, 0600, true, e)) != PV_OK) {
+        goto out;
+    }
+    while (!(d.stopping && am_all_stopped(d.apps))) {
+        if ((r = lp_run_once(d.loop, -1, e)) != PV_OK) {
+            goto out;
+        }
+    }
+    r = PV_OK;
+out:
+    am_free(d.apps);
+    np_free(d.net);
+    sb_filter_free(d.filter);
+    cg_free(d.cgroups);
+    as_close(d.store);
+    fl_close(d.failures);
+    if (d.listen_fd >= 0) {
+        close(d.listen_fd);
+    }
+    if (sfd >= 0) {
+        close(sfd);
+    }
+    lp_free(d.loop);
+    pv_trust_free(d.update_root);
+    pv_trust_free(d.dev_roots);
+    return r;
+}
+
+int main(int argc, char **argv)
+{
+    cli_args args;
+    bool help = false;
+    pv_err e;
+    pv_err_clear(&e);
+    cli_program = "pavised";
+    pv_log_init(PV_LOG_INFO, false, NULL, "pavised");
+    if (argc > 1 && strcmp(argv[1], "--version") == 0) {
+        printf("pavised %s\n", PAVISE_VERSION);
+        return 0;
+    }
+    if (cli_parse(&pavised_cmd, argc - 1, argv + 1, &args, &help, &e) != PV_OK) {
+        fprintf(stderr, "pavised: %s\nRun 'pavised --help' for usage.\n", pv_err_msg(&e));
+        return 2;
+    }
+    if (help) {
+        cli_print_help(&pavised_cmd);
+        return 0;
+    }
+    int r = run(&pavised_cmd, &args, &e);
+    if (r != PV_OK) {
+        fprintf(stderr, "pavised: %s\n", pv_err_msg(&e));
+        return r == PV_ERR_USAGE ? 2 : 1;
+    }
+    return 0;
+}

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# pavised end to end with the CLI on the device: a manufactured device (software root of
+# trust) in the test's own network and mount namespaces; the sample apps installed, stopped,
+# started, crashed and restarted; refusals that change nothing; a restart of pavised.
+#
+# usage: pavised_test.sh PAVISED PAVISE PAVISE_DEVICE BUILD_DIR SOURCE_DIR TMP_BASE
+set -euo pipefail
+if [ -z "${PV_TEST_NS:-}" ]; then
+    exec env PV_TEST_NS=1 unshare --net --mount --propagation private -- bash "$0" "$@"
+fi
+PAVISED=$1 PAVISE=$2 PDEV=$3 BUILD=$4 SRC=$5 TMPBASE=$6
+mkdir -p "$TMPBASE"
+T=$(mktemp -d "$TMPBASE/pavised.XXXXXX")
+cleanup() {
+    local rc=$?
+    [ -n "${PAVISED_PID:-}" ] && kill "$PAVISED_PID" 2>/dev/null && wait "$PAVISED_PID" 2>/dev/null
+    if [ $rc -ne 0 ]; then
+        echo "---- pavised.log (last 60 lines) ----" >&2
+        tail -60 "$T/pavised.log" >&2 || true
+    fi
+    umount -R "$T/state/run/storage" 2>/dev/null || true
+    [ -n "${PV_KEEP:-}" ] && echo "kept $T" >&2 || rm -rf "$T"
+}
+trap cleanup EXIT
+cd "$T"
+ip link set lo up
+. "$SRC/tests/lib/device-fixture.sh"
+fail() { fx_fail "$@"; }
+expect() { # CODE CMD...: runs it, output in out.txt, fails unless it exits with CODE
+    local want=$1 rc=0; shift
+    "$@" >out.txt 2>&1 || rc=$?
+    [ "$rc" = "$want" ] || { cat out.txt >&2; fail "exit $rc, not $want: $*"; }
+}
+field() { python3 -c "import json,sys; d=json.load(open('out.txt')); print(d$1)"; }
+fx_keys
+fx_manufacture
+fx_pavised --dns-upstream 127.0.0.1:5353 --restart-min-ms 200 --stop-grace-ms 1000
+
+# ---- the device ----
+expect 0 D show-attached --output json
+[ "$(field "['deviceId']")" = "$DEVICE_ID" ] || fail "show-attached: wrong device ID"
+[ "$(field "['developmentMode']")" = False ] || fail "a new device is in development mode"
+[ "$(field "['rootOfTrust']")" = software ] || fail "root of trust"
+expect 0 D show-attached
+grep -q "Device ID" out.txt || fail "show-attached has no table output"
+
+# ---- hello: install, run, quota ----
+HELLO=6f1c0c8e-3a1e-4d5b-9a43-0c4f2e9b7d21
+mkdir -p hello/bin
+cp "$BUILD/apps/hello/bin/hello" hello/bin/hello
+fx_pack hello "$(cat "$SRC/apps/hello/app_manifest.json")" hello
+expect 0 D image install --image-package apps/hello.imagepackage --output json
+[ "$(field "['componentId']")" = "$HELLO" ] || fail "install: wrong component"
+state() { D app show-status --component-id "$1" --output json | python3 -c "import json,sys; print(json.load(sys.stdin)['state'])"; }
+is_state() { [ "$(state "$1")" = "$2" ]; }
+fx_wait_for 20 is_state "$HELLO" running || fail "hello is not running"
+fx_wait_for 20 grep -q "app hello: heartbeat" pavised.log || fail "no heartbeat from hello"
+expect 0 D app show-quota --component-id "$HELLO" --output json
+[ "$(field "['quotaKB']")" = 64 ] || fail "quota"
+expect 0 D image list-installed
+grep -q "$HELLO" out.txt || fail "list-installed"
+
+# ---- stop and start ----
+expect 0 D app stop --component-id "$HELLO"
+fx_wait_for 10 is_state "$HELLO" stopped || fail "hello did not stop"
+expect 0 D app start --component-id "$HELLO"
+fx_wait_for 10 is_state "$HELLO" running || fail "hello did not start again"
+expect 5 D app start --component-id 00000000-0000-4000-8000-000000000000
+expect 2 D app start --component-id not-a-uuid
+
+# ---- a crash is recorded and the app restarted ----
+CRASHER=c296243e-a44e-48ec-99e3-bef6412429ff
+mkdir -p crasher/bin
+cp "$BUILD/apps/crasher/bin/crasher" crasher/bin/crasher
+fx_pack crasher '{"SchemaVersion": 1, "Name": "crasher", "ComponentId": "'$CRASHER'",
+ "EntryPoint": "/bin/crasher", "CmdArgs": ["--mode", "segv", "--after", "0"], "Version": "1.0.0",
+ "Capabilities": {"MemoryLimitKB": 16384}}' crasher
+expect 0 D image install --image-package apps/crasher.imagepackage
+crashed() {
+    D app show-status --component-id "$CRASHER" --output json | python3 -c "
+import json,sys; d=json.load(sys.stdin)
+ev=[e for e in d.get('failureEvents',[]) if e['kind']=='crash' and e['signal']==11]
+sys.exit(0 if ev and ev[0]['count']>=2 and d['restarts']>=2 else 1)"
+}
+fx_wait_for 30 crashed || { D app show-status --component-id "$CRASHER" --output json; fail "crashes not recorded or not restarted"; }
+expect 0 D app stop --component-id "$CRASHER"
+
+# ---- refusals change nothing ----
+before=$(D image list-installed --output json)
+cp apps/hello.imagepackage tampered.imagepackage
+python3 - <<'PY'
+p = "tampered.imagepackage"
+b = bytearray(open(p, "rb").read())
+b[-3] ^= 1
+open(p, "wb").write(b)
+PY
+expect 3 D image install --image-package tampered.imagepackage
+head -c 100 apps/hello.imagepackage >truncated.imagepackage
+expect 3 D image install --image-package truncated.imagepackage
+expect 6 D image install --image-package apps/hello.imagepackage # the same image again
+# a lower security counter for the same component
+sed 's/"SecurityCounter": 1/"SecurityCounter": 0/' "$SRC/apps/hello/app_manifest.json" >old.json
+fx_pack hello-old "$(cat old.json)" hello
+expect 3 D image install --image-package apps/hello-old.imagepackage
+grep -q "security counter 0 is below 1" out.txt || { cat out.txt; fail "rollback message"; }
+# signed by a key the device does not trust
+"$PAVISE" keys create-ca --output-key other.key --output-cert other.crt --subject "CN=Other" >/dev/null
+"$PAVISE" keys create-signing --ca-key other.key --ca-cert other.crt --output-key os.key \
+    --output-cert os.crt --subject "CN=Other Signing" >/dev/null
+"$PAVISE" image-package pack-application --manifest "$SRC/apps/hello/app_manifest.json" \
+    --package-directory hello --key os.key --cert os.crt --destination untrusted.imagepackage >/dev/null
+expect 3 D image install --image-package untrusted.imagepackage
+# development only: sideloading without a capability
+expect 3 D sideload deploy --image-package apps/hello.imagepackage
+grep -q "not in development mode" out.txt || fail "sideload refusal message"
+expect 3 D sideload delete --component-id "$HELLO"
+printf 'not a capability' >bad.cap
+expect 3 D capability update --capability-file bad.cap
+[ ! -e "$S/capability.cbor" ] || fail "a bad capability file was kept"
+after=$(D image list-installed --output json)
+[ "$before" = "$after" ] || fail "a refused install changed the installed images"
+
+# ---- only root may use the API ----
+chmod 0666 "$T/pavised.sock"
+chmod 0711 "$T"
+expect 1 setpriv --reuid=65534 --regid=65534 --clear-groups "$PAVISE" device show-attached --socket "$T/pavised.sock"
+grep -q "only root" out.txt || { cat out.txt; fail "a non-root caller was not refused by pavised"; }
+chmod 0600 "$T/pavised.sock"
+
+# ---- a restart keeps the apps and the failures ----
+kill -TERM "$PAVISED_PID"
+wait "$PAVISED_PID" || fail "pavised did not exit 0 on SIGTERM"
+PAVISED_PID=
+grep -q "stopping every app" pavised.log || fail "no shutdown"
+fx_pavised --dns-upstream 127.0.0.1:5353 --restart-min-ms 200 --stop-grace-ms 1000
+fx_wait_for 20 is_state "$HELLO" running || fail "hello did not start after a restart"
+expect 0 D app show-status --component-id "$CRASHER" --output json
+[ "$(field "['failures']")" -ge 2 ] || fail "the failure queue did not survive a restart"
+echo "PASS: pavised"
