@@ -71,6 +71,8 @@ typedef struct app_rt {
     unsigned restarts;
     uint32_t backoff_ms;
     json_t *last_exit;
+    struct stat periph_orig[PV_MAX_PERIPHERALS]; /* owner and mode before it was granted */
+    bool periph_saved[PV_MAX_PERIPHERALS];
     char line[LOG_LINE_MAX + 1];
     size_t line_len;
 } app_rt;
@@ -542,6 +544,62 @@ static void free_binds(run_buf *b, size_t nb)
     }
 }
 
+/* A declared peripheral must be one the board allows and a character device; the app
+ * that holds it (appstore makes it the only one) gets it as its own: owner its uid, mode
+ * 0600, so that it can open it in its compartment and no other app uid can. */
+static int grant_peripherals(app_rt *rt, pv_err *e)
+{
+    const pv_strlist *want = &rt->a->m.caps.peripherals;
+    for (size_t i = 0; i < want->n; i++) {
+        const char *dev = want->v[i];
+        bool allowed = false;
+        for (const char *const *p = rt->m->cfg.peripherals; p != NULL && *p != NULL; p++) {
+            allowed = allowed || strcmp(*p, dev) == 0;
+        }
+        if (!allowed) {
+            return pv_err_set(e, PV_ERR_INVALID_ARG,
+                              "peripheral %s is not one this board lets apps have (--peripherals)",
+                              dev);
+        }
+        struct stat st;
+        if (lstat(dev, &st) != 0 || !S_ISCHR(st.st_mode)) {
+            return pv_err_set(e, PV_ERR_NOT_FOUND, "peripheral %s is not a character device here",
+                              dev);
+        }
+        if (i < PV_MAX_PERIPHERALS && !rt->periph_saved[i]) {
+            rt->periph_orig[i] = st;
+            rt->periph_saved[i] = true;
+        }
+        if ((st.st_uid != rt->a->uid || st.st_gid != rt->a->uid) &&
+            chown(dev, rt->a->uid, rt->a->uid) != 0) {
+            return pv_err_sys(e, PV_ERR_IO, errno, "%s", dev);
+        }
+        if ((st.st_mode & 07777) != 0600 && chmod(dev, 0600) != 0) {
+            return pv_err_sys(e, PV_ERR_IO, errno, "%s", dev);
+        }
+    }
+    return PV_OK;
+}
+
+/* Gives the component's peripherals back their owner and mode when it goes. */
+static void return_peripherals(app_rt *rt)
+{
+    const pv_strlist *held = &rt->a->m.caps.peripherals;
+    for (size_t i = 0; i < held->n && i < PV_MAX_PERIPHERALS; i++) {
+        struct stat st;
+        const struct stat *o = &rt->periph_orig[i];
+        if (!rt->periph_saved[i] || lstat(held->v[i], &st) != 0 || !S_ISCHR(st.st_mode) ||
+            st.st_rdev != o->st_rdev) {
+            continue;
+        }
+        if (chown(held->v[i], o->st_uid, o->st_gid) != 0 ||
+            chmod(held->v[i], o->st_mode & 07777) != 0) {
+            pv_warn("peripheral %s: cannot give it back: %s", held->v[i], strerror(errno));
+        }
+        rt->periph_saved[i] = false;
+    }
+}
+
 static int start_run(app_rt *rt, pv_err *e)
 {
     am *m = rt->m;
@@ -596,6 +654,9 @@ static int start_run(app_rt *rt, pv_err *e)
     b->argv[0] = man->entry_point;
     for (size_t i = 0; i < man->args.n && i < PV_MAX_ARGS; i++) {
         b->argv[i + 1] = man->args.v[i];
+    }
+    if ((r = grant_peripherals(rt, e)) != PV_OK) {
+        goto out;
     }
     for (size_t i = 0; i < man->caps.peripherals.n && nb < SB_MAX_BINDS; i++) {
         b->binds[nb++] =
@@ -757,6 +818,7 @@ static void rt_free(am *m, app_rt *rt)
     }
     lp_timer_free(m->cfg.loop, rt->timer_fd);
     lp_timer_free(m->cfg.loop, rt->wd_fd);
+    return_peripherals(rt);
     if (m->cfg.net != NULL) {
         np_app_remove(m->cfg.net, rt->np);
     }

@@ -39,6 +39,9 @@ typedef struct am_config {
     const sb_filter *filter;
     uint32_t restart_min_ms; /* first restart delay (doubles up to AM_MAX_BACKOFF_MS) */
     uint32_t stop_grace_ms;  /* SIGTERM, then SIGKILL after this */
+    /* The device nodes this board lets apps have (from the board's integration, never from
+     * the state directory): a manifest may declare only these. NULL-terminated; NULL: none. */
+    const char *const *peripherals;
 } am_config;
 
 typedef struct am am;

@@ -136,12 +136,13 @@ static int load(fl_queue *q, pv_err *e)
     json_t *events = r == PV_OK ? json_object_get(root, "events") : NULL;
     bool ok = r == PV_OK && json_is_object(root) && json_is_array(events) &&
               json_array_size(events) <= FL_MAX;
-    for (size_t i = 0; ok && i < json_array_size(events); i++) {
+    size_t n = ok ? json_array_size(events) : 0;
+    for (size_t i = 0; ok && i < n; i++) {
         ok = entry_parse(json_array_get(events, i), &q->e[i]) == PV_OK;
     }
     json_decref(root);
     if (ok) {
-        q->n = json_array_size(events);
+        q->n = n;
         return PV_OK;
     }
     /* Keep the damaged file for inspection and start again: losing the queue is better than

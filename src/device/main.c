@@ -24,6 +24,7 @@
 #include "pavise/devstate.h"
 #include "pavise/fs.h"
 #include "pavise/log.h"
+#include "pavise/manifest.h"
 #include "pavise/rot.h"
 
 #include "daemon.h"
@@ -32,8 +33,6 @@
 #define PAVISE_VERSION "0.1.0"
 #endif
 
-
-
 static const cli_opt opts[] = {
     {"state", "DIR", true, "the device's state directory (pavise-device manufacture made it)"},
     {"socket", "PATH", false, "the local device API socket (default " PD_DEFAULT_SOCKET ")"},
@@ -41,6 +40,8 @@ static const cli_opt opts[] = {
      "the resolver the apps' DNS stub asks (default: the first nameserver of /etc/resolv.conf)"},
     {"restart-min-ms", "N", false, "first restart delay of an app that exits (default 1000)"},
     {"stop-grace-ms", "N", false, "SIGTERM, then SIGKILL after this (default 5000)"},
+    {"peripherals", "DEV[,DEV...]", false,
+     "the device nodes apps may declare on this board, e.g. /dev/ttyS1,/dev/i2c-1 (default: none)"},
     {"ready-file", "FILE", false, "written once the API listens and the apps were started"},
     {"log-level", "LEVEL", false, "debug, info (default), warn or error"},
     {"log-json", NULL, false, "log as JSON lines"},
@@ -50,10 +51,14 @@ static const cli_opt opts[] = {
 static int run(const cli_cmd *cmd, const cli_args *args, pv_err *e);
 
 static const cli_cmd pavised_cmd = {
-    NULL, "pavised", "The Pavise device runtime",
+    NULL,
+    "pavised",
+    "The Pavise device runtime",
     "Runs every installed app in its own compartment with only what its signed manifest "
     "grants, and serves the local device API (pavise device ...).",
-    opts, false, run,
+    opts,
+    false,
+    run,
 };
 
 static int parse_upstream(const char *s, np_config *cfg, pv_err *e)
@@ -116,6 +121,27 @@ static void default_upstream(np_config *cfg)
     }
     free(data);
     parse_upstream("127.0.0.1", cfg, &e);
+}
+
+#define MAX_BOARD_PERIPHERALS 64
+
+/* --peripherals: a comma-separated list of device nodes, each valid as a manifest's. */
+static int parse_peripherals(char *list, const char **out, pv_err *e)
+{
+    size_t n = 0;
+    char *save = NULL;
+    for (char *p = strtok_r(list, ",", &save); p != NULL; p = strtok_r(NULL, ",", &save)) {
+        if (n == MAX_BOARD_PERIPHERALS) {
+            return pv_err_set(e, PV_ERR_USAGE, "--peripherals: at most %d", MAX_BOARD_PERIPHERALS);
+        }
+        int r = pv_manifest_check_peripheral(p, e);
+        if (r != PV_OK) {
+            return pv_err_wrap(e, PV_ERR_USAGE, "--peripherals");
+        }
+        out[n++] = p;
+    }
+    out[n] = NULL;
+    return PV_OK;
 }
 
 static void warn_app(const char *cid, const pv_err *why, void *ctx)
@@ -203,6 +229,8 @@ static int run(const cli_cmd *cmd, const cli_args *args, pv_err *e)
     uint64_t restart_ms = 1000, grace_ms = 5000;
     int sfd = -1;
     int r = PV_OK;
+    const char *peripherals[MAX_BOARD_PERIPHERALS + 1] = {NULL};
+    char *periph_list = NULL;
     if (level_s != NULL && pv_log_level_parse(level_s, &level) != PV_OK) {
         return pv_err_set(e, PV_ERR_USAGE, "--log-level '%s': debug, info, warn or error", level_s);
     }
@@ -222,9 +250,17 @@ static int run(const cli_cmd *cmd, const cli_args *args, pv_err *e)
     } else {
         default_upstream(&ncfg);
     }
+    if (cli_get(cmd, args, "peripherals") != NULL &&
+        ((periph_list = strdup(cli_get(cmd, args, "peripherals"))) == NULL ||
+         (r = parse_peripherals(periph_list, peripherals, e)) != PV_OK)) {
+        free(periph_list);
+        return periph_list == NULL ? pv_err_set(e, PV_ERR_NOMEM, "out of memory") : r;
+    }
     if (getuid() != 0) {
-        return pv_err_set(e, PV_ERR_INVALID_ARG, "pavised runs as root (it drops privileges for "
-                                                  "every app)");
+        free(periph_list);
+        return pv_err_set(e, PV_ERR_INVALID_ARG,
+                          "pavised runs as root (it drops privileges for "
+                          "every app)");
     }
     /* Children must not be left behind if pavised dies, and signals come through signalfd. */
     sigset_t set;
@@ -247,7 +283,8 @@ static int run(const cli_cmd *cmd, const cli_args *args, pv_err *e)
     as_trust t = pd_trust(&d);
     if ((r = lp_new(&d.loop, e)) != PV_OK || (r = fl_open(d.state_dir, &d.failures, e)) != PV_OK ||
         (r = as_open(d.state_dir, &t, warn_app, NULL, &d.store, e)) != PV_OK ||
-        (r = cg_init(NULL, &d.cgroups, e)) != PV_OK || (r = sb_seccomp_build(&d.filter, e)) != PV_OK) {
+        (r = cg_init(NULL, &d.cgroups, e)) != PV_OK ||
+        (r = sb_seccomp_build(&d.filter, e)) != PV_OK) {
         goto out;
     }
     am_config acfg = {.state_dir = d.state_dir,
@@ -258,7 +295,8 @@ static int run(const cli_cmd *cmd, const cli_args *args, pv_err *e)
                       .net = d.net,
                       .filter = d.filter,
                       .restart_min_ms = (uint32_t)restart_ms,
-                      .stop_grace_ms = (uint32_t)grace_ms};
+                      .stop_grace_ms = (uint32_t)grace_ms,
+                      .peripherals = peripherals};
     if ((r = am_new(&acfg, &d.apps, e)) != PV_OK ||
         (r = la_listen(&d, socket_path != NULL ? socket_path : PD_DEFAULT_SOCKET, e)) != PV_OK) {
         goto out;
@@ -298,6 +336,7 @@ out:
     lp_free(d.loop);
     pv_trust_free(d.update_root);
     pv_trust_free(d.dev_roots);
+    free(periph_list);
     return r;
 }
 

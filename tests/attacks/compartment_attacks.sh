@@ -24,6 +24,7 @@ cleanup() {
         tail -80 "$T/pavised.log" >&2 || true
     fi
     umount -R "$T/state/run/storage" 2>/dev/null || true
+    umount "${PERIPH:-/nonexistent}" 2>/dev/null || true
     [ -n "${PV_KEEP:-}" ] && echo "kept $T" >&2 || rm -rf "$T"
 }
 trap cleanup EXIT
@@ -36,6 +37,13 @@ wait_for() { fx_wait_for "$@"; }
 P() { fx_p "$@"; }
 fx_keys
 fx_manufacture
+
+# ---- a peripheral: a node of the test's own, bound over a /dev path in this namespace, so
+# that what pavised does to it (owner, mode) never touches the host's ----
+PERIPH=/dev/ttyS0
+[ -c "$PERIPH" ] || PERIPH=/dev/console
+mknod "$T/periph" c 1 3
+mount --bind "$T/periph" "$PERIPH"
 
 # ---- the network the apps see: an upstream resolver and two hosts ----
 ip addr add 127.0.0.2/8 dev lo 2>/dev/null || true
@@ -58,7 +66,8 @@ PY
 PIDS+=($!)
 
 # ---- pavised ----
-fx_pavised --dns-upstream 127.0.0.1:5353 --restart-min-ms 600000 --stop-grace-ms 2000
+fx_pavised --dns-upstream 127.0.0.1:5353 --restart-min-ms 600000 --stop-grace-ms 2000 \
+    --peripherals "$PERIPH"
 PIDS+=("$PAVISED_PID")
 
 # ---- the apps ----
@@ -109,15 +118,16 @@ attack connect-ip '["connect", "127.0.0.4", "8080"]' '{"AllowedConnections": ["a
 attack connect-name '["resolve", "other.test", "8080"]' '{"AllowedConnections": ["allowed.test"]}' blocked
 attack reach '["reach", "allowed.test", "8080"]' '{"AllowedConnections": ["allowed.test"]}' ok
 attack dns-other '["dns", "127.0.0.1", "5353"]' '{"AllowedConnections": ["allowed.test"]}' blocked
-attack device-undeclared '["device", "/dev/ttyS0"]' '' blocked
+attack device-undeclared "[\"device\", \"$PERIPH\"]" '' blocked
 attack signal '["signal"]' '' blocked
 
+# A peripheral the board allows is the declaring app's own; one it does not allow never is.
+attack serial "[\"device\", \"$PERIPH\", \"declared\"]" "{\"Peripherals\": [\"$PERIPH\"]}" ok
+attack devmem '["device", "/dev/mem", "declared"]' '{"Peripherals": ["/dev/mem"]}' setup
 # A peripheral is held by one app only: a second app declaring it is refused.
-app serial '["device", "/dev/ttyS0", "declared"]' '{"Peripherals": ["/dev/ttyS0"]}'
-install serial
-app serial2 '["idle"]' '{"Peripherals": ["/dev/ttyS0"]}'
+app serial2 '["idle"]' "{\"Peripherals\": [\"$PERIPH\"]}"
 if D image install --image-package "$T/apps/serial2.imagepackage" >out.txt 2>&1; then
-    fail "a second app declaring /dev/ttyS0 was installed"
+    fail "a second app declaring $PERIPH was installed"
 fi
 grep -q "held by" out.txt || { cat out.txt; fail "the refusal does not say the peripheral is held"; }
 
