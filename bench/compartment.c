@@ -8,7 +8,7 @@
  *     bwrap --unshare-all --ro-bind / / --dev /dev --proc /proc --tmpfs /tmp /bin/true
  * to its exit. Reports the median and p90 of each and the ratio of the medians.
  *
- * usage: compartment-bench [-n RUNS] [-b BWRAP]   (root)
+ * usage: compartment-bench [-n RUNS] [-b BWRAP] [-s SETTLE_MS]   (root)
  *
  * Two entry points are timed: a static one (a 129-byte ELF that calls exit_group(0); the
  * figure of the issue) and /bin/true itself (dynamic: the loader and libc bound in and
@@ -108,7 +108,7 @@ typedef struct bench {
 } bench;
 
 /* One compartment, start to reaped init: milliseconds, or a negative value on failure. */
-static double run_ours(bench *b, const char *entry, const sb_libs *libs)
+static double run_ours(bench *b, const char *entry, const sb_libs *libs, bool with_cgroup)
 {
     static char *argv[] = {"true", NULL};
     static char *envp[] = {"PAVISE_FD=3", "TMPDIR=/tmp", "HOME=/storage", "LANG=C.UTF-8", NULL};
@@ -140,11 +140,13 @@ static double run_ours(bench *b, const char *entry, const sb_libs *libs)
     uint64_t t0 = now_ns();
 #ifdef PV_BENCH_CGROUP
     cg_group *g = NULL;
-    if (cg_create(b->cg, "bench", 64u << 20, 64, &g, &e) != PV_OK) {
+    if (with_cgroup && cg_create(b->cg, "bench", 64u << 20, 64, &g, &e) != PV_OK) {
         fprintf(stderr, "cg_create: %s\n", pv_err_msg(&e));
         return -1;
     }
     s.cgroup = g;
+#else
+    (void)with_cgroup;
 #endif
     sb_proc p;
     if (sb_start(&s, &p, &e) != PV_OK) {
@@ -270,15 +272,18 @@ static void report(const char *what, series *s, double anchor_median)
 int main(int argc, char **argv)
 {
     size_t runs = 200;
+    uint64_t settle_ms = 10;
     const char *bwrap = "/usr/bin/bwrap";
     int opt;
-    while ((opt = getopt(argc, argv, "n:b:")) != -1) {
+    while ((opt = getopt(argc, argv, "n:b:s:")) != -1) {
         if (opt == 'n') {
             runs = (size_t)strtoul(optarg, NULL, 10);
         } else if (opt == 'b') {
             bwrap = optarg;
+        } else if (opt == 's') {
+            settle_ms = strtoull(optarg, NULL, 10);
         } else {
-            fprintf(stderr, "usage: compartment-bench [-n RUNS] [-b BWRAP]\n");
+            fprintf(stderr, "usage: compartment-bench [-n RUNS] [-b BWRAP] [-s SETTLE_MS]\n");
             return 2;
         }
     }
@@ -296,33 +301,65 @@ int main(int argc, char **argv)
     bench b = {.dir = dir};
     int rc = 1;
     series st = {calloc(runs, sizeof(double)), 0}, dy = {calloc(runs, sizeof(double)), 0},
-           bw = {calloc(runs, sizeof(double)), 0};
-    if (st.ms == NULL || dy.ms == NULL || bw.ms == NULL || setup(&b, dir) != 0) {
+           bw = {calloc(runs, sizeof(double)), 0}, nc = {calloc(runs, sizeof(double)), 0};
+#ifdef PV_BENCH_CGROUP
+    const size_t n_cases = 4; /* and the static one without the cgroup layer */
+#else
+    const size_t n_cases = 3;
+#endif
+    if (st.ms == NULL || dy.ms == NULL || bw.ms == NULL || nc.ms == NULL || setup(&b, dir) != 0) {
         goto out;
     }
     /* warm up the page cache and the kernel's slabs */
     for (int i = 0; i < 5; i++) {
-        if (run_ours(&b, "/bin/exit0", NULL) < 0 || run_ours(&b, "/bin/true", &b.libs) < 0 ||
-            run_bwrap(bwrap) < 0) {
+        if (run_ours(&b, "/bin/exit0", NULL, true) < 0 ||
+            run_ours(&b, "/bin/true", &b.libs, true) < 0 || run_bwrap(bwrap) < 0) {
             fprintf(stderr, "a warm-up run failed\n");
             goto out;
         }
     }
-    /* interleaved, so drift affects all three alike */
+    /* Interleaved, so drift affects every case alike, in an order shuffled each round: the
+     * kernel finishes tearing down namespaces and cgroups (bwrap's network namespace above
+     * all) after the process is gone, and that work must not always land on the same next
+     * case. A pause between runs lets most of it finish. */
+    uint64_t rng = 0x9e3779b97f4a7c15u;
     for (size_t i = 0; i < runs; i++) {
-        double a = run_ours(&b, "/bin/exit0", NULL), c = run_ours(&b, "/bin/true", &b.libs),
-               w = run_bwrap(bwrap);
-        if (a < 0 || c < 0 || w < 0) {
-            fprintf(stderr, "run %zu failed\n", i);
-            goto out;
+        size_t order[4] = {0, 1, 2, 3};
+        for (size_t k = n_cases - 1; k > 0; k--) {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            size_t j = (size_t)(rng % (k + 1)), t = order[k];
+            order[k] = order[j];
+            order[j] = t;
         }
-        st.ms[st.n++] = a;
-        dy.ms[dy.n++] = c;
-        bw.ms[bw.n++] = w;
+        for (size_t k = 0; k < n_cases; k++) {
+            double v;
+            switch (order[k]) {
+            case 0:
+                v = st.ms[st.n++] = run_ours(&b, "/bin/exit0", NULL, true);
+                break;
+            case 1:
+                v = dy.ms[dy.n++] = run_ours(&b, "/bin/true", &b.libs, true);
+                break;
+            case 3:
+                v = nc.ms[nc.n++] = run_ours(&b, "/bin/exit0", NULL, false);
+                break;
+            default:
+                v = bw.ms[bw.n++] = run_bwrap(bwrap);
+                break;
+            }
+            if (v < 0) {
+                fprintf(stderr, "run %zu failed\n", i);
+                goto out;
+            }
+            sleep_until(now_ns() + settle_ms * 1000000u);
+        }
     }
     double anchor = pct(&bw, 50);
-    printf("compartment start to exit, %zu runs each, interleaved; Landlock ABI %d; cgroup %s\n",
-           runs, sb_landlock_abi(),
+    printf("compartment start to exit, %zu runs each, interleaved, %llu ms apart; Landlock ABI %d; "
+           "cgroup %s\n",
+           runs, (unsigned long long)settle_ms, sb_landlock_abi(),
 #ifdef PV_BENCH_CGROUP
            "on"
 #else
@@ -331,6 +368,9 @@ int main(int argc, char **argv)
     );
     report("pavise compartment, static exit(0)", &st, anchor);
     report("pavise compartment, /bin/true (dynamic)", &dy, anchor);
+    if (nc.n > 0) {
+        report("pavise compartment, static, no cgroup", &nc, anchor);
+    }
     report("bwrap --unshare-all ... /bin/true (anchor)", &bw, 0);
     rc = 0;
 out:
@@ -345,5 +385,6 @@ out:
     free(st.ms);
     free(dy.ms);
     free(bw.ms);
+    free(nc.ms);
     return rc;
 }

@@ -351,9 +351,22 @@ __attribute__((noreturn)) static void child_init(const sb_plan *p, int status, i
     if (close_range(0, FD_STATUS - 1, 0) != 0 || close_range(FD_CHAN + 1, ~0u, 0) != 0) {
         fail(FD_STATUS, "close descriptors", errno);
     }
+    /* The namespace is built while pavised puts this process in the app's cgroup (a
+     * cgroup v1 attach waits for an RCU grace period: milliseconds): this is pavised's own
+     * code, allocating little, and nothing of the app runs before the release below. */
+    if (sethostname(p->hostname, strlen(p->hostname)) != 0) {
+        fail(FD_STATUS, "sethostname", errno);
+    }
+    if (sb_mount_setup(p, step) != 0) {
+        fail(FD_STATUS, step, errno);
+    }
+    int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (devnull < 0) {
+        fail(FD_STATUS, "open /dev/null", errno);
+    }
     if (sync >= 0) {
-        /* pavised writes one byte once this process is in the app's cgroup: nothing runs
-         * before that. End of file means it gave up. */
+        /* pavised writes one byte once this process is in the app's cgroup. End of file
+         * means it gave up. */
         char c;
         ssize_t n;
         do {
@@ -364,20 +377,10 @@ __attribute__((noreturn)) static void child_init(const sb_plan *p, int status, i
         }
         close(FD_SYNC);
     }
-    /* Now in its cgroup: make that the root of what /proc/self/cgroup shows, so the host's
-     * hierarchy is not revealed. */
+    /* In its cgroup now: make that the root of what /proc/self/cgroup shows, so the host's
+     * hierarchy is not revealed (needs CAP_SYS_ADMIN: before the drop). */
     if (unshare(CLONE_NEWCGROUP) != 0) {
         fail(FD_STATUS, "cgroup namespace", errno);
-    }
-    if (sethostname(p->hostname, strlen(p->hostname)) != 0) {
-        fail(FD_STATUS, "sethostname", errno);
-    }
-    if (sb_mount_setup(p, step) != 0) {
-        fail(FD_STATUS, step, errno);
-    }
-    int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-    if (devnull < 0) {
-        fail(FD_STATUS, "open /dev/null", errno);
     }
     drop_privileges(s);
     const char *bad = NULL;

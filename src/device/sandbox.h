@@ -6,17 +6,17 @@
  *   pavised ──clone(NEWNS|NEWPID|NEWIPC|NEWUTS)──> init (pid 1 of the compartment)
  *                                                    └─fork─> app (pid 2) ──execve──> entry point
  *
- * The parent (pavised, root) clones the init; the child waits until the parent has put it
- * in the app's cgroup, then builds the mount namespace (a tmpfs root holding the image
- * read-only at /app, the libraries the entry point needs, /dev with the null devices and
- * the declared peripherals, a private /proc and size-limited /tmp, /storage, /etc with
- * resolv.conf naming the app's DNS stub), pivots into it, drops to the app's uid/gid with
- * no supplementary groups and empty capability sets (bounding, inheritable and ambient
- * included), sets no_new_privs, rlimits and Landlock (filesystem; TCP bind where ABI >= 4;
- * execute only the entry point), and forks the app. The app process closes every fd but
- * 0, 1, 2 and SB_CHAN_FD, loads the seccomp filter with a user-notification listener,
- * hands the listener to pavised over the status socket, and execs the entry point with the
- * clean environment.
+ * The parent (pavised, root) clones the init and puts it in the app's cgroup; meanwhile the
+ * child builds the mount namespace (a tmpfs root holding the image read-only at /app, the
+ * libraries the entry point needs, /dev with the null devices and the declared
+ * peripherals, a private /proc and size-limited /tmp, /storage, /etc with resolv.conf
+ * naming the app's DNS stub) and pivots into it; then it waits until the parent has
+ * released it (it is in the cgroup), unshares a cgroup namespace, drops to the app's
+ * uid/gid with no supplementary groups and empty capability sets (bounding, inheritable
+ * and ambient included), sets no_new_privs, rlimits and Landlock (filesystem; TCP bind
+ * where ABI >= 4; execute only the entry point), and forks the app. The app process closes every fd
+ * but 0, 1, 2 and SB_CHAN_FD, loads the seccomp filter with a user-notification listener, hands the
+ * listener to pavised over the status socket, and execs the entry point with the clean environment.
  *
  * init stays as pid 1: it reaps, forwards SIGTERM/SIGINT/SIGHUP to the app, and when the
  * app exits writes the app's wait status to the status socket and exits; the kernel then

@@ -390,6 +390,26 @@ static int payload(int argc, char **argv)
         }
         return 0;
     }
+    if (strcmp(mode, "forkmany") == 0) {
+        /* as many children as the limits allow (at most 16); the count is the exit code */
+        pid_t kids[16];
+        int n = 0;
+        for (; n < 16; n++) {
+            kids[n] = fork();
+            if (kids[n] == 0) {
+                pause();
+                _exit(0);
+            }
+            if (kids[n] < 0) {
+                break;
+            }
+        }
+        for (int i = 0; i < n; i++) {
+            kill(kids[i], SIGKILL);
+            waitpid(kids[i], NULL, 0);
+        }
+        return n;
+    }
     if (strcmp(mode, "wait") == 0) {
         for (;;) {
             pause();
@@ -549,6 +569,7 @@ typedef struct opts {
     const sb_bind *binds;
     size_t n_binds;
     bool term_on_running; /* SIGTERM once RUNNING arrives */
+    cg_group *cgroup;
 } opts;
 
 static void drain(int fd, char *buf, size_t size)
@@ -636,6 +657,7 @@ static void start_and_wait(tenv *t, const opts *o, run *res)
         .stdout_fd = outp[1],
         .stderr_fd = errp[1],
         .chan_fd = chan[1],
+        .cgroup = o->cgroup,
     };
     sb_proc p;
     pv_err e;
@@ -849,6 +871,36 @@ static void test_sigterm_reaches_the_app(void **state)
     assert_true(WIFSIGNALED(res.status));
     assert_int_equal(WTERMSIG(res.status), SIGTERM);
     assert_true(WIFEXITED(res.reaped)); /* the init itself exits normally */
+}
+
+/* In a real cgroup (the machine's hierarchy, as the cgroup module's tests use it): the app is
+ * created inside it, so its pids limit counts the init, the app and its children. */
+static void test_cgroup_limits_the_app(void **state)
+{
+    SKIP_UNLESS_ROOT(state);
+    tenv *t = *state;
+    cg_ctx *c = NULL;
+    pv_err e;
+    if (cg_init(NULL, &c, &e) != PV_OK) {
+        print_message("no usable cgroup hierarchy (%s): skipped\n", pv_err_msg(&e));
+        skip();
+    }
+    char name[32];
+    snprintf(name, sizeof(name), "sbtest-%d", (int)getpid());
+    cg_group *g = NULL;
+    if (cg_create(c, name, 64u << 20, 4, &g, &e) != PV_OK) {
+        cg_free(c);
+        fail_msg("cg_create: %s", pv_err_msg(&e));
+    }
+    run res;
+    start_and_wait(
+        t, &(opts){.args = (const char *const[]){"--payload", "forkmany", NULL}, .cgroup = g},
+        &res);
+    assert_true(res.exited);
+    assert_true(WIFEXITED(res.status));
+    assert_int_equal(WEXITSTATUS(res.status), 2); /* 4 = init + app + 2 children */
+    assert_int_equal(cg_destroy(g, &e), PV_OK);
+    cg_free(c);
 }
 
 static void test_setup_failures(void **state)
@@ -1127,6 +1179,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_forbidden_syscalls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigterm_reaches_the_app, setup, teardown),
         cmocka_unit_test_setup_teardown(test_setup_failures, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cgroup_limits_the_app, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
