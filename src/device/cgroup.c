@@ -722,6 +722,32 @@ int cg_attach(cg_group *g, pid_t pid, pv_err *e)
     return PV_OK;
 }
 
+int cg_self_attach_open(cg_group *g, int fds[CG_MAX_SELF], size_t *n, pv_err *e)
+{
+    *n = 0;
+    if (g->c->be != &cg_backend_v1) {
+        return PV_OK;
+    }
+    for (size_t i = 0; i < g->c->n && i < CG_MAX_SELF; i++) {
+        int fd = openat(g->fd[i], "tasks", O_WRONLY | O_CLOEXEC);
+        if (fd < 0) {
+            int err = errno;
+            for (size_t j = 0; j < *n; j++) {
+                close(fds[j]);
+            }
+            *n = 0;
+            return pv_err_sys(e, PV_ERR_IO, err, "%s/%s/tasks", g->c->base[i], g->name);
+        }
+        fds[(*n)++] = fd;
+    }
+    return PV_OK;
+}
+
+int cg_dir_fd(const cg_group *g)
+{
+    return g->c->be == &cg_backend_v2 && !g->c->plain ? g->fd[0] : -1;
+}
+
 int cg_oom_kills(cg_group *g, uint64_t *out, pv_err *e)
 {
     *out = 0;

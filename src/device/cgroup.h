@@ -45,6 +45,16 @@ int cg_create(cg_ctx *c, const char *name, uint64_t memory_bytes, uint32_t pids_
 /* Moves pid (a process, with all its threads) into the group, in every hierarchy.
  * PV_ERR_IO. */
 int cg_attach(cg_group *g, pid_t pid, pv_err *e);
+/* For a process to join g by itself, which spares the global lock (and its RCU grace period:
+ * milliseconds) that moving another process takes. v1: fds[i] is each hierarchy's "tasks"
+ * file, opened O_WRONLY|O_CLOEXEC; writing "0" to it moves the writing thread, so the writer
+ * must be single-threaded (the compartment's init is). The caller closes them. v2: *n is 0,
+ * and the caller clones straight into the group (cg_dir_fd). PV_ERR_IO. */
+#define CG_MAX_SELF 2
+int cg_self_attach_open(cg_group *g, int fds[CG_MAX_SELF], size_t *n, pv_err *e);
+/* v2: the group's directory, for clone3(CLONE_INTO_CGROUP) (borrowed); -1 on v1. */
+int cg_dir_fd(const cg_group *g);
+
 /* How many times the kernel's OOM killer has killed in this group since it was created (or
  * taken over). PV_ERR_IO, PV_ERR_FORMAT. */
 int cg_oom_kills(cg_group *g, uint64_t *out, pv_err *e);

@@ -31,10 +31,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* pavised links the cgroup module; tests and benchmarks that pass no cgroup need not. A
- * spec with a cgroup but no cg_attach linked in is refused (fail closed). */
-#pragma weak cg_attach
-
 #ifndef PR_CAP_AMBIENT
 #define PR_CAP_AMBIENT           47
 #define PR_CAP_AMBIENT_CLEAR_ALL 4
@@ -43,7 +39,8 @@
 /* Where the init keeps what it needs, and where the app has it before execve. */
 enum {
     FD_STATUS = 10,
-    FD_SYNC = 11,
+    FD_JOIN0 = 11, /* the cgroup v1 "tasks" files the init writes "0" to */
+    FD_JOIN1 = 15,
     FD_OUT = 12,
     FD_ERR = 13,
     FD_CHAN = 14,
@@ -321,7 +318,8 @@ __attribute__((noreturn)) static void init_loop(pid_t app, int exec_r)
 }
 
 /* pid 1 of the compartment. Never returns. */
-__attribute__((noreturn)) static void child_init(const sb_plan *p, int status, int sync)
+__attribute__((noreturn)) static void child_init(const sb_plan *p, int status,
+                                                 const int join[CG_MAX_SELF], size_t n_join)
 {
     const sb_spec *s = p->spec;
     char step[SB_STEP_MAX];
@@ -341,19 +339,19 @@ __attribute__((noreturn)) static void child_init(const sb_plan *p, int status, i
     /* Without pavised nobody watches this compartment: end with it. */
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
     umask(022);
-    /* Keep only the status socket, the cgroup pipe, the app's stdout, stderr and channel. */
-    int src[5] = {status, sync, s->stdout_fd, s->stderr_fd, s->chan_fd};
-    static const int dst[5] = {FD_STATUS, FD_SYNC, FD_OUT, FD_ERR, FD_CHAN};
-    static const bool cloexec[5] = {true, true, true, true, true};
-    if (fd_place(src, dst, cloexec, 5) != 0) {
+    /* Keep only the status socket, the cgroup files, the app's stdout, stderr and channel. */
+    int src[6] = {status,     n_join > 0 ? join[0] : -1, s->stdout_fd, s->stderr_fd,
+                  s->chan_fd, n_join > 1 ? join[1] : -1};
+    static const int dst[6] = {FD_STATUS, FD_JOIN0, FD_OUT, FD_ERR, FD_CHAN, FD_JOIN1};
+    static const bool cloexec[6] = {true, true, true, true, true, true};
+    if (fd_place(src, dst, cloexec, 6) != 0) {
         fail(status, "descriptors", errno);
     }
-    if (close_range(0, FD_STATUS - 1, 0) != 0 || close_range(FD_CHAN + 1, ~0u, 0) != 0) {
+    if (close_range(0, FD_STATUS - 1, 0) != 0 || close_range(FD_JOIN1 + 1, ~0u, 0) != 0) {
         fail(FD_STATUS, "close descriptors", errno);
     }
-    /* The namespace is built while pavised puts this process in the app's cgroup (a
-     * cgroup v1 attach waits for an RCU grace period: milliseconds): this is pavised's own
-     * code, allocating little, and nothing of the app runs before the release below. */
+    /* The namespace is built before this process joins the app's cgroup (below): this is
+     * pavised's own code, allocating little, and nothing of the app runs before the join. */
     if (sethostname(p->hostname, strlen(p->hostname)) != 0) {
         fail(FD_STATUS, "sethostname", errno);
     }
@@ -364,18 +362,15 @@ __attribute__((noreturn)) static void child_init(const sb_plan *p, int status, i
     if (devnull < 0) {
         fail(FD_STATUS, "open /dev/null", errno);
     }
-    if (sync >= 0) {
-        /* pavised writes one byte once this process is in the app's cgroup. End of file
-         * means it gave up. */
-        char c;
-        ssize_t n;
-        do {
-            n = read(FD_SYNC, &c, 1);
-        } while (n < 0 && errno == EINTR);
-        if (n != 1) {
-            _exit(1);
+    /* Join the app's cgroup (v1) by writing "0" to each hierarchy's tasks file: this
+     * process is single-threaded, and a thread moving itself takes no global lock. (On v2
+     * the clone put it there already.) Nothing of the app runs before this. */
+    for (size_t i = 0; i < n_join; i++) {
+        int fd = i == 0 ? FD_JOIN0 : FD_JOIN1;
+        if (write(fd, "0", 1) != 1) {
+            fail(FD_STATUS, "join the cgroup", errno);
         }
-        close(FD_SYNC);
+        close(fd);
     }
     /* In its cgroup now: make that the root of what /proc/self/cgroup shows, so the host's
      * hierarchy is not revealed (needs CAP_SYS_ADMIN: before the drop). */
@@ -432,9 +427,6 @@ static int check_spec(const sb_spec *s, pv_err *e)
         return pv_err_set(e, PV_ERR_INVALID_ARG,
                           "compartment: nproc at least 2 (init and app), nofile at least 16");
     }
-    if (s->cgroup != NULL && cg_attach == NULL) {
-        return pv_err_set(e, PV_ERR_INVALID_ARG, "compartment: the cgroup module is not linked in");
-    }
     return PV_OK;
 }
 
@@ -442,7 +434,8 @@ int sb_start(const sb_spec *s, sb_proc *out, pv_err *e)
 {
     int r = PV_ERR_INTERNAL;
     sb_plan *plan = NULL;
-    int sv[2] = {-1, -1}, sync[2] = {-1, -1}, pidfd = -1;
+    int sv[2] = {-1, -1}, join[CG_MAX_SELF] = {-1, -1}, pidfd = -1;
+    size_t n_join = 0;
     long pid = -1;
     out->pid = -1;
     out->pidfd = -1;
@@ -453,9 +446,12 @@ int sb_start(const sb_spec *s, sb_proc *out, pv_err *e)
     if ((r = sb_plan_build(s, sb_landlock_abi(), &plan, e)) != PV_OK) {
         return pv_err_wrap(e, r, "compartment %s", s->name);
     }
-    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0 ||
-        (s->cgroup != NULL && pipe2(sync, O_CLOEXEC) != 0)) {
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
         r = pv_err_sys(e, PV_ERR_IO, errno, "compartment %s: socketpair", s->name);
+        goto out;
+    }
+    if (s->cgroup != NULL && (r = cg_self_attach_open(s->cgroup, join, &n_join, e)) != PV_OK) {
+        pv_err_wrap(e, r, "compartment %s", s->name);
         goto out;
     }
     struct clone_args ca = {
@@ -463,6 +459,15 @@ int sb_start(const sb_spec *s, sb_proc *out, pv_err *e)
         .pidfd = (uint64_t)(uintptr_t)&pidfd,
         .exit_signal = SIGCHLD,
     };
+    int cgfd = s->cgroup != NULL ? cg_dir_fd(s->cgroup) : -1;
+    if (cgfd >= 0) {
+        /* cgroup v2: born in the app's group. */
+        ca.flags |= CLONE_INTO_CGROUP;
+        ca.cgroup = (uint64_t)cgfd;
+    } else if (s->cgroup != NULL && n_join == 0) {
+        r = pv_err_set(e, PV_ERR_INTERNAL, "compartment %s: no way into the cgroup", s->name);
+        goto out;
+    }
     pid = clone3_raw(&ca);
     if (pid < 0) {
         r = pv_err_sys(e, PV_ERR_IO, errno, "compartment %s: clone3", s->name);
@@ -470,25 +475,10 @@ int sb_start(const sb_spec *s, sb_proc *out, pv_err *e)
     }
     if (pid == 0) {
         close(sv[0]);
-        if (sync[1] >= 0) {
-            close(sync[1]);
-        }
-        child_init(plan, sv[1], sync[0]);
+        child_init(plan, sv[1], join, n_join);
     }
     close(sv[1]);
     sv[1] = -1;
-    if (s->cgroup != NULL) {
-        close(sync[0]);
-        sync[0] = -1;
-        if ((r = cg_attach(s->cgroup, (pid_t)pid, e)) != PV_OK) {
-            pv_err_wrap(e, r, "compartment %s", s->name);
-            goto out;
-        }
-        if (write(sync[1], "", 1) != 1) {
-            r = pv_err_sys(e, PV_ERR_IO, errno, "compartment %s: releasing the init", s->name);
-            goto out;
-        }
-    }
     out->pid = (pid_t)pid;
     out->pidfd = pidfd;
     out->status_fd = sv[0];
@@ -506,8 +496,8 @@ out:
         if (sv[i] >= 0) {
             close(sv[i]);
         }
-        if (sync[i] >= 0) {
-            close(sync[i]);
+        if (join[i] >= 0) {
+            close(join[i]);
         }
     }
     if (pidfd >= 0) {

@@ -6,12 +6,14 @@
  *   pavised ──clone(NEWNS|NEWPID|NEWIPC|NEWUTS)──> init (pid 1 of the compartment)
  *                                                    └─fork─> app (pid 2) ──execve──> entry point
  *
- * The parent (pavised, root) clones the init and puts it in the app's cgroup; meanwhile the
- * child builds the mount namespace (a tmpfs root holding the image read-only at /app, the
- * libraries the entry point needs, /dev with the null devices and the declared
- * peripherals, a private /proc and size-limited /tmp, /storage, /etc with resolv.conf
- * naming the app's DNS stub) and pivots into it; then it waits until the parent has
- * released it (it is in the cgroup), unshares a cgroup namespace, drops to the app's
+ * The parent (pavised, root) clones the init: on cgroup v2 straight into the app's cgroup
+ * (CLONE_INTO_CGROUP); on v1 with the group's "tasks" files open, which the init writes
+ * "0" to itself (a thread moving itself takes no global lock, where moving another process
+ * waits for an RCU grace period). The child builds the mount namespace (a tmpfs root holding the
+ * image read-only at /app, the libraries the entry point needs, /dev with the null devices and the
+ * declared peripherals, a private /proc and size-limited /tmp, /storage, /etc with resolv.conf
+ * naming the app's DNS stub) and pivots into it; then joins the cgroup (v1), unshares a
+ * cgroup namespace, drops to the app's
  * uid/gid with no supplementary groups and empty capability sets (bounding, inheritable
  * and ambient included), sets no_new_privs, rlimits and Landlock (filesystem; TCP bind
  * where ABI >= 4; execute only the entry point), and forks the app. The app process closes every fd
@@ -110,7 +112,7 @@ typedef struct sb_proc {
     int status_fd; /* pavised's end of the status socket (SOCK_SEQPACKET, CLOEXEC) */
 } sb_proc;
 
-/* Starts the compartment. Returns once the child has been cloned and put in its cgroup;
+/* Starts the compartment. Returns once the child has been cloned (it joins its cgroup itself);
  * setup inside the child continues concurrently and its outcome arrives on status_fd
  * (SB_EV_SETUP_FAILED or SB_EV_RUNNING). *out is filled only on success; the caller closes
  * pidfd and status_fd (sb_proc_close) after reaping pid. PV_ERR_INVALID_ARG (bad spec),
