@@ -141,9 +141,10 @@ typedef struct sb_event {
  * malformed message (never trusted further). */
 int sb_read_event(int status_fd, sb_event *ev, pv_err *e);
 
-/* Takes one seccomp notification from a listener: the syscall number the app tried. The
- * syscall is answered with EPERM (the caller then kills the compartment). PV_ERR_NOT_FOUND
- * when there is none pending (or it was already cancelled), PV_ERR_IO. */
+/* Takes one seccomp notification from a listener: the syscall number the app tried and
+ * the pid that tried it. The syscall is not answered: the task stays blocked in it, and the
+ * caller kills the compartment (sb_signal SIGKILL), so nothing of the app runs after the
+ * violation. PV_ERR_NOT_FOUND when none is pending (or it was already cancelled), PV_ERR_IO. */
 int sb_seccomp_take(int listener, int *syscall_nr, pid_t *pid, pv_err *e);
 
 /* SIGTERM (graceful) or SIGKILL to the compartment's init (which forwards SIGTERM, SIGINT
