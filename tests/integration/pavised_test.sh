@@ -4,17 +4,18 @@
 # trust) in the test's own network and mount namespaces; the sample apps installed, stopped,
 # started, crashed and restarted; refusals that change nothing; a restart of pavised.
 #
-# usage: pavised_test.sh PAVISED PAVISE PAVISE_DEVICE BUILD_DIR SOURCE_DIR TMP_BASE
+# usage: pavised_test.sh PAVISED PAVISE PAVISE_DEVICE BUILD_DIR SOURCE_DIR TMP_BASE PAVISE_SERVER
 set -euo pipefail
 if [ -z "${PV_TEST_NS:-}" ]; then
     exec env PV_TEST_NS=1 unshare --net --mount --propagation private -- bash "$0" "$@"
 fi
-PAVISED=$1 PAVISE=$2 PDEV=$3 BUILD=$4 SRC=$5 TMPBASE=$6
+PAVISED=$1 PAVISE=$2 PDEV=$3 BUILD=$4 SRC=$5 TMPBASE=$6 PSERVER=$7
 mkdir -p "$TMPBASE"
 T=$(mktemp -d "$TMPBASE/pavised.XXXXXX")
 cleanup() {
     local rc=$?
     [ -n "${PAVISED_PID:-}" ] && kill "$PAVISED_PID" 2>/dev/null && wait "$PAVISED_PID" 2>/dev/null
+    [ -n "${SERVER_PID:-}" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
     if [ $rc -ne 0 ]; then
         echo "---- pavised.log (last 60 lines) ----" >&2
         tail -60 "$T/pavised.log" >&2 || true
@@ -137,4 +138,74 @@ fx_pavised --dns-upstream 127.0.0.1:5353 --restart-min-ms 200 --stop-grace-ms 10
 fx_wait_for 20 is_state "$HELLO" running || fail "hello did not start after a restart"
 expect 0 D app show-status --component-id "$CRASHER" --output json
 [ "$(field "['failures']")" -ge 2 ] || fail "the failure queue did not survive a restart"
+# ---- development: a capability the service signs for this device, then sideloading ----
+# The service: a development image root, a capability signer under the update root (made
+# with openssl as a service operator would), the device claimed and in development mode.
+"$PAVISE" keys create-ca --output-key dev-root.key --output-cert dev-root.crt --subject "CN=Dev Root" >/dev/null
+"$PAVISE" keys create-signing --ca-key dev-root.key --ca-cert dev-root.crt --output-key dev.key \
+    --output-cert dev.crt --subject "CN=Developer" >/dev/null
+openssl ecparam -name prime256v1 -genkey -noout -out capsign.key 2>/dev/null
+openssl req -new -key capsign.key -subj "/CN=Capability Signer" -out capsign.csr 2>/dev/null
+cat >capsign.ext <<'EXT'
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = 2.25.234793168919905953341970457922793849159
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+EXT
+openssl x509 -req -in capsign.csr -CA root.crt -CAkey root.key -CAcreateserial -days 30 -sha256 \
+    -extfile capsign.ext -out capsign.crt 2>/dev/null || fail "capability signer certificate"
+DATA=$T/server
+expect 0 "$PSERVER" init --data "$DATA"
+code=$(grep -oE '[A-Z2-7]{4}(-[A-Z2-7]{4}){7}' out.txt | head -1)
+expect 0 "$PSERVER" factory add --data "$DATA" --cert fca.crt
+expect 0 "$PSERVER" image-root add --data "$DATA" --cert dev-root.crt --development
+expect 0 "$PSERVER" capability-signer set --data "$DATA" --key capsign.key --cert-chain capsign.crt
+"$PSERVER" serve --data "$DATA" --listen 127.0.0.1:0 --ready-file "$T/server-ready" --workers 1 >server.log 2>&1 &
+SERVER_PID=$!
+fx_wait_for 20 test -s "$T/server-ready" || fail "pavise-server did not start"
+op() { PAVISE_CONFIG_DIR="$T/op" "$PAVISE" "$@"; }
+expect 0 op login --server "https://$(head -1 "$T/server-ready")" --ca "$DATA/ca.crt" --enroll "$code"
+expect 0 op tenant create --name "Devices"
+expect 0 op tenant select --tenant "Devices"
+expect 0 op product create --name "Board"
+expect 0 op device claim --device "$DEVICE_ID" --manufacturing-record "$S/manufacturing-record.cbor"
+expect 6 op device capability download --device "$DEVICE_ID" --output dev.cap # not in development mode
+expect 0 op device enable-development --device "$DEVICE_ID" --device-group "Board/Development"
+expect 0 op device capability download --device "$DEVICE_ID" --output dev.cap
+
+# a development image, signed under the development root
+DEVAPP=3d7e0f1a-9b2c-4d5e-8f60-718293a4b5c6
+cat >devapp.json <<JSON
+{"SchemaVersion": 1, "Name": "devhello", "ComponentId": "$DEVAPP", "EntryPoint": "/bin/hello",
+ "CmdArgs": ["--interval", "5"], "Version": "0.1.0", "Capabilities": {"MutableStorage": {"SizeKB": 16}}}
+JSON
+fx_p image-package pack-application --manifest devapp.json --package-directory hello \
+    --key dev.key --cert dev.crt --destination devapp.imagepackage
+expect 3 D sideload deploy --image-package devapp.imagepackage # no capability yet
+# a capability file changed by one byte, or for another device: refused, nothing kept
+python3 -c "b=bytearray(open('dev.cap','rb').read()); b[len(b)//2]^=1; open('bad2.cap','wb').write(b)"
+expect 3 D capability update --capability-file bad2.cap
+[ ! -e "$S/capability.cbor" ] || fail "a tampered capability file was kept"
+expect 0 D capability update --capability-file dev.cap --output json
+[ "$(field "['developmentMode']")" = True ] || fail "the capability did not enable development mode"
+expect 3 D image install --image-package devapp.imagepackage # production install: not a dev image
+expect 0 D sideload deploy --image-package devapp.imagepackage --output json
+[ "$(field "['development']")" = True ] || fail "the sideloaded image is not marked development"
+fx_wait_for 20 is_state "$DEVAPP" running || fail "the development app did not start"
+# it survives a restart while the capability stays applied
+kill -TERM "$PAVISED_PID"
+wait "$PAVISED_PID" || fail "pavised did not exit 0"
+PAVISED_PID=
+fx_pavised --dns-upstream 127.0.0.1:5353 --restart-min-ms 200 --stop-grace-ms 1000
+fx_wait_for 20 is_state "$DEVAPP" running || fail "the development app did not start after a restart"
+# without the capability it is not loaded at all
+kill -TERM "$PAVISED_PID"
+wait "$PAVISED_PID" || fail "pavised did not exit 0"
+PAVISED_PID=
+rm "$S/capability.cbor"
+fx_pavised --dns-upstream 127.0.0.1:5353 --restart-min-ms 200 --stop-grace-ms 1000
+grep -q "component $DEVAPP is not loaded" pavised.log || fail "a development image was loaded without the capability"
+expect 5 D app show-status --component-id "$DEVAPP"
+fx_wait_for 20 is_state "$HELLO" running || fail "hello did not start"
 echo "PASS: pavised"
