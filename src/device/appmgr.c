@@ -361,11 +361,17 @@ static void set_last_exit(app_rt *rt, const char *how, int value)
 }
 
 /* The init has exited: collect everything, classify, release the run, decide what next. */
-static void reap(app_rt *rt)
+/* block: wait for the init to exit (it has been sent SIGKILL); else only collect an init
+ * that has exited already. */
+static void reap(app_rt *rt, bool block)
 {
     am *m = rt->m;
     int init_status = 0;
-    if (waitpid(rt->proc.pid, &init_status, WNOHANG) <= 0) {
+    pid_t w;
+    do {
+        w = waitpid(rt->proc.pid, &init_status, block ? 0 : WNOHANG);
+    } while (w < 0 && errno == EINTR);
+    if (w <= 0) {
         return; /* not yet */
     }
     on_status(rt, rt->proc.status_fd, EPOLLIN); /* what the init said before it went */
@@ -442,7 +448,7 @@ static void reap(app_rt *rt)
 
 static void on_pidfd(void *ctx, int fd, uint32_t events)
 {
-    reap(ctx);
+    reap(ctx, false);
 }
 
 /* Copies a device certificate file for the app (owned by it, 0400), so that it can read it
@@ -810,11 +816,10 @@ static void rt_free(am *m, app_rt *rt)
         return;
     }
     if (rt->live) {
-        sb_signal(&rt->proc, SIGKILL);
-        int st;
-        waitpid(rt->proc.pid, &st, 0);
+        rt->wanted = false;
         rt->stop_requested = true;
-        reap(rt);
+        sb_signal(&rt->proc, SIGKILL);
+        reap(rt, true);
     }
     lp_timer_free(m->cfg.loop, rt->timer_fd);
     lp_timer_free(m->cfg.loop, rt->wd_fd);

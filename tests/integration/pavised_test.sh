@@ -122,6 +122,20 @@ expect 3 D capability update --capability-file bad.cap
 after=$(D image list-installed --output json)
 [ "$before" = "$after" ] || fail "a refused install changed the installed images"
 
+# ---- an update of a running app replaces it ----
+sed 's/"SecurityCounter": 1/"SecurityCounter": 2/; s/"Version": "1.0.0"/"Version": "1.1.0"/' \
+    "$SRC/apps/hello/app_manifest.json" >new.json
+fx_pack hello-new "$(cat new.json)" hello
+old_pid=$(D app show-status --component-id "$HELLO" --output json | python3 -c "import json,sys; print(json.load(sys.stdin)['pid'])")
+expect 0 D image install --image-package apps/hello-new.imagepackage --output json
+[ "$(field "['replaced']")" = True ] || fail "the update did not say it replaced the app"
+new_running() { D app show-status --component-id "$HELLO" --output json | python3 -c "
+import json,sys; d=json.load(sys.stdin); sys.exit(0 if d['state']=='running' and d['version']=='1.1.0' and d.get('pid') != $old_pid else 1)"; }
+fx_wait_for 20 new_running || fail "the new version is not running"
+kill -0 "$old_pid" 2>/dev/null && fail "the old version's init is still alive"
+[ "$(D image list-installed --output json | python3 -c "import json,sys; print(len(json.load(sys.stdin)))")" = 2 ] ||
+    fail "the old image was not removed"
+
 # ---- only root may use the API ----
 chmod 0666 "$T/pavised.sock"
 chmod 0711 "$T"
