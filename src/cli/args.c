@@ -126,8 +126,9 @@ const char *cli_program = "pavise";
 
 void cli_print_help(const cli_cmd *cmd)
 {
-    printf("Usage: %s%s%s %s", cli_program, cmd->group != NULL ? " " : "",
-           cmd->group != NULL ? cmd->group : "", cmd->name);
+    /* A program without commands (pavised) has an empty name. */
+    printf("Usage: %s%s%s%s%s", cli_program, cmd->group != NULL ? " " : "",
+           cmd->group != NULL ? cmd->group : "", cmd->name[0] != '\0' ? " " : "", cmd->name);
     for (int k = 0; cmd->opts[k].name != NULL; k++) {
         const cli_opt *o = &cmd->opts[k];
         printf(" %s--%s%s%s%s", o->required ? "" : "[", o->name, o->arg ? " " : "",

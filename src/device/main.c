@@ -52,7 +52,7 @@ static int run(const cli_cmd *cmd, const cli_args *args, pv_err *e);
 
 static const cli_cmd pavised_cmd = {
     NULL,
-    "pavised",
+    "",
     "The Pavise device runtime",
     "Runs every installed app in its own compartment with only what its signed manifest "
     "grants, and serves the local device API (pavise device ...).",
