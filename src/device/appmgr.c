@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -961,13 +962,37 @@ bool am_all_stopped(const am *m)
     return true;
 }
 
+/* Stops a running app now, for a replacement or a removal: SIGTERM, up to the grace period
+ * for its init to exit (the event loop waits: installs and removals are rare and their
+ * caller waits anyway), then SIGKILL. */
+static void stop_now(app_rt *rt)
+{
+    if (!rt->live) {
+        return;
+    }
+    rt->wanted = false;
+    rt->stop_requested = true;
+    rt->state = ST_STOPPING;
+    sb_signal(&rt->proc, SIGTERM);
+    struct pollfd p = {.fd = rt->proc.pidfd, .events = POLLIN};
+    int64_t deadline = now_ms() + rt->m->cfg.stop_grace_ms;
+    int64_t left;
+    while ((left = deadline - now_ms()) > 0 && poll(&p, 1, (int)left) < 0 && errno == EINTR) {
+    }
+    if (poll(&p, 1, 0) != 1) {
+        pv_warn("app %s (%s) did not stop in time: SIGKILL", rt->a->m.name, rt->cid);
+        sb_signal(&rt->proc, SIGKILL);
+    }
+    reap(rt, true);
+}
+
 int am_forget(am *m, const char *cid, pv_err *e)
 {
     for (size_t i = 0; i < m->n; i++) {
         if (strcasecmp(m->apps[i]->cid, cid) == 0) {
             app_rt *rt = m->apps[i];
             m->apps[i] = m->apps[--m->n];
-            rt->wanted = false;
+            stop_now(rt);
             rt_free(m, rt);
             return PV_OK;
         }

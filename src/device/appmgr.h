@@ -60,10 +60,12 @@ int am_stop(am *m, const char *cid, pv_err *e);
 void am_stop_all(am *m);
 bool am_all_stopped(const am *m);
 
-/* Called after as_install: stops the component's old process if any, then starts the new
- * image. */
+/* Called after as_install, before the caller frees the replaced entry: stops the
+ * component's old app if it runs (SIGTERM, then SIGKILL after the grace period), then
+ * starts the new image. */
 int am_installed(am *m, as_app *a, pv_err *e);
-/* Stops and forgets the component before as_remove. */
+/* Stops (SIGTERM, then SIGKILL after the grace period) and forgets the component: before
+ * as_remove, or before a replaced entry is freed. */
 int am_forget(am *m, const char *cid, pv_err *e);
 
 /* Status objects for the local API ("state", "pid", "restarts", "memoryKB", "failures",

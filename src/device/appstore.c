@@ -50,7 +50,7 @@ static int path_of(char *out, size_t size, pv_err *e, const char *fmt, ...)
     return PV_OK;
 }
 
-static void app_free(as_app *a)
+void as_app_free(as_app *a)
 {
     if (a == NULL) {
         return;
@@ -331,7 +331,7 @@ static int app_load(as_store *s, const char *cid, const as_trust *t, as_app **ou
     a = NULL;
     r = PV_OK;
 out:
-    app_free(a);
+    as_app_free(a);
     pv_imgpkg_free(pkg);
     free(head);
     return r;
@@ -413,7 +413,7 @@ void as_close(as_store *s)
         return;
     }
     for (size_t i = 0; i < s->n; i++) {
-        app_free(s->apps[i]);
+        as_app_free(s->apps[i]);
     }
     free(s->dir);
     free(s);
@@ -485,11 +485,11 @@ static uint64_t floor_on_disk(const as_store *s, const char *cid)
     return rec.floor;
 }
 
-int as_install(as_store *s, const char *path, const as_trust *trust, as_app **out, bool *replaced,
+int as_install(as_store *s, const char *path, const as_trust *trust, as_app **out, as_app **old_out,
                pv_err *e)
 {
     *out = NULL;
-    *replaced = false;
+    *old_out = NULL;
     pv_imgpkg *pkg = NULL;
     uint8_t *head = NULL;
     size_t head_len = 0;
@@ -592,12 +592,11 @@ int as_install(as_store *s, const char *path, const as_trust *trust, as_app **ou
         }
         for (size_t i = 0; i < s->n; i++) {
             if (s->apps[i] == old) {
-                app_free(old);
                 s->apps[i] = a;
                 break;
             }
         }
-        *replaced = true;
+        *old_out = old;
     } else {
         s->apps[s->n++] = a;
     }
@@ -613,7 +612,7 @@ out:
     if (head_written) {
         unlink(head_path);
     }
-    app_free(a);
+    as_app_free(a);
     free(head);
     pv_imgpkg_free(pkg);
     return r;
@@ -645,7 +644,7 @@ int as_remove(as_store *s, const char *cid, pv_err *e)
             break;
         }
     }
-    app_free(a);
+    as_app_free(a);
     return PV_OK;
 }
 
@@ -653,7 +652,7 @@ void as_unload_development(as_store *s)
 {
     for (size_t i = 0; i < s->n;) {
         if (s->apps[i]->development) {
-            app_free(s->apps[i]);
+            as_app_free(s->apps[i]);
             s->apps[i] = s->apps[--s->n];
         } else {
             i++;

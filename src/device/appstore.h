@@ -69,12 +69,16 @@ as_app *as_find(as_store *s, const char *cid);
  * a trusted chain, against trust->dev (a development image); requires an application image;
  * refuses a security counter below the component's floor (PV_ERR_ROLLBACK), a peripheral
  * another component declares (PV_ERR_EXISTS), more than AS_MAX_APPS components; extracts it
- * (read-only) and records it. The app replaced is the caller's to stop first: *replaced is
- * set when the component was installed before. *out is the store's entry (borrowed).
+ * (read-only) and records it. *out is the store's entry (borrowed). When the component was
+ * installed before, *old is its previous entry, taken out of the store and handed to the
+ * caller (whose running app may still use it): stop that app, then as_app_free(*old). The
+ * previous image's files are removed (a running app keeps what it has mounted).
  * PV_ERR_UNTRUSTED, PV_ERR_SIGNATURE, PV_ERR_DIGEST, PV_ERR_FORMAT, PV_ERR_UNSUPPORTED,
  * PV_ERR_IO, ... with the reason. Nothing is changed on any error. */
-int as_install(as_store *s, const char *path, const as_trust *trust, as_app **out, bool *replaced,
+int as_install(as_store *s, const char *path, const as_trust *trust, as_app **out, as_app **old,
                pv_err *e);
+/* Frees an entry handed out by as_install. Accepts NULL. */
+void as_app_free(as_app *a);
 
 /* Removes a component: its record and image (the storage is storage.c's). PV_ERR_NOT_FOUND. */
 int as_remove(as_store *s, const char *cid, pv_err *e);

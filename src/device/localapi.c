@@ -148,19 +148,21 @@ static int fd_path(int fd, char out[64], pv_err *e)
 static int install(req *q, bool development, json_t **result, pv_err *e)
 {
     char path[64];
-    as_app *a = NULL;
-    bool replaced = false;
+    as_app *a = NULL, *old = NULL;
     as_trust t = {.prod = q->d->update_root, .dev = development ? q->d->dev_roots : NULL};
     int r = fd_path(q->fd, path, e);
     if (r != PV_OK) {
         return r;
     }
-    if ((r = as_install(q->d->store, path, &t, &a, &replaced, e)) != PV_OK) {
+    if ((r = as_install(q->d->store, path, &t, &a, &old, e)) != PV_OK) {
         return pv_err_wrap(e, r, "image package refused");
     }
     pv_info("installed %s %s (%s)%s", a->m.name, a->m.version, a->cid,
             a->development ? ", a development image" : "");
-    if ((r = am_installed(q->d->apps, a, e)) != PV_OK) {
+    bool replaced = old != NULL;
+    r = am_installed(q->d->apps, a, e); /* stops the old app, which uses old */
+    as_app_free(old);
+    if (r != PV_OK) {
         return r;
     }
     *result = image_json(a);

@@ -124,9 +124,11 @@ static as_store *open_store(fx *f, bool with_dev)
 static int install(fx *f, as_store *s, const char *pkg, bool with_dev, as_app **a, pv_err *e)
 {
     as_trust t = {.prod = f->prod, .dev = with_dev ? f->dev : NULL};
-    bool replaced = false;
+    as_app *old = NULL;
     pv_err_clear(e);
-    return as_install(s, pkg, &t, a, &replaced, e);
+    int r = as_install(s, pkg, &t, a, &old, e);
+    as_app_free(old);
+    return r;
 }
 
 static void test_install_and_reload(void **state)
