@@ -452,13 +452,15 @@ static void on_pidfd(void *ctx, int fd, uint32_t events)
     reap(ctx, false);
 }
 
-/* Copies a device certificate file for the app (owned by it, 0400), so that it can read it
- * and nothing else of STATE/certs. Missing source: not ready yet, no copy. */
+/* Copies a device certificate file for the app (owned by it, 0400, replaced atomically so
+ * an app reading it sees the old or the new file), so that it can read it and nothing else
+ * of STATE/certs. Missing source: not ready yet, the copy goes too. */
 static int copy_device_file(app_rt *rt, const char *dir, const char *name, bool *present, pv_err *e)
 {
     char src[4096], dst[4096];
     uint8_t *data = NULL;
     size_t len = 0;
+    pv_afile f = {.fd = -1};
     *present = false;
     int ns = snprintf(src, sizeof(src), "%s/certs/%s", rt->m->cfg.state_dir, name);
     int nd = snprintf(dst, sizeof(dst), "%s/%s", dir, name);
@@ -473,16 +475,51 @@ static int copy_device_file(app_rt *rt, const char *dir, const char *name, bool 
     if (r != PV_OK) {
         return r;
     }
-    r = pv_fs_write_file(dst, data, len, 0400, true, e);
+    if ((r = pv_afile_open(&f, dst, 0400, true, e)) == PV_OK) {
+        if (fchown(f.fd, rt->a->uid, rt->a->uid) != 0 ||
+            pv_fs_write_all(f.fd, data, len) != PV_OK) {
+            r = pv_err_sys(e, PV_ERR_IO, errno, "%s", dst);
+            pv_afile_abort(&f);
+        } else {
+            r = pv_afile_commit(&f, e);
+        }
+    }
     explicit_bzero(data, len);
     free(data);
-    if (r != PV_OK) {
-        return r;
+    if (r == PV_OK) {
+        *present = true;
     }
-    if (chown(dst, rt->a->uid, rt->a->uid) != 0) {
-        return pv_err_sys(e, PV_ERR_IO, errno, "%s", dst);
+    return r;
+}
+
+/* STATE/run/apps/<cid>/: the app's copies of the device certificate, chain and key. */
+static int device_dir(app_rt *rt, char *out, size_t size, pv_err *e)
+{
+    char run_apps[4096];
+    int n1 = snprintf(run_apps, sizeof(run_apps), "%s/run/apps", rt->m->cfg.state_dir);
+    int n2 = snprintf(out, size, "%s/run/apps/%s", rt->m->cfg.state_dir, rt->cid);
+    if (n1 < 0 || (size_t)n1 >= sizeof(run_apps) || n2 < 0 || (size_t)n2 >= size) {
+        return pv_err_set(e, PV_ERR_INVALID_ARG, "state directory path too long");
     }
-    *present = true;
+    if ((mkdir(run_apps, 0711) != 0 && errno != EEXIST) ||
+        (mkdir(out, 0500) != 0 && errno != EEXIST) || chown(out, rt->a->uid, rt->a->uid) != 0) {
+        return pv_err_sys(e, PV_ERR_IO, errno, "%s", out);
+    }
+    return PV_OK;
+}
+
+static const char *const device_files[] = {"client.crt", "tls.key", "client-chain.crt"};
+
+/* Refreshes the app's copies from STATE/certs. */
+static int refresh_device_files(app_rt *rt, const char *dir, pv_err *e)
+{
+    for (size_t i = 0; i < 3; i++) {
+        bool present = false;
+        int r = copy_device_file(rt, dir, device_files[i], &present, e);
+        if (r != PV_OK) {
+            return r;
+        }
+    }
     return PV_OK;
 }
 
@@ -494,7 +531,6 @@ typedef struct run_buf {
     char passwd[256];
     char group[128];
     char dev_dir[4096];
-    char dev_src[3][4096];
     sb_bind binds[SB_MAX_BINDS];
     sb_file etc[SB_MAX_ETC_FILES];
 } run_buf;
@@ -509,35 +545,23 @@ static void add_env(run_buf *b, size_t *n, const char *name, const char *v)
     }
 }
 
+/* The directory of copies is bound read-only at /run/pavise/device (the directory, not the
+ * files, so that a renewed certificate replaced in it is what the app reads next). */
 static int prepare_device_auth(app_rt *rt, run_buf *b, size_t *nb, size_t *ne, pv_err *e)
 {
-    static const char *const files[] = {"client.crt", "tls.key", "client-chain.crt"};
     static const char *const vars[] = {"PAVISE_DEVICE_CERT", "PAVISE_DEVICE_KEY",
                                        "PAVISE_DEVICE_CHAIN"};
-    snprintf(b->dev_dir, sizeof(b->dev_dir), "%s/run/apps/%s", rt->m->cfg.state_dir, rt->cid);
-    char run_apps[4096];
-    snprintf(run_apps, sizeof(run_apps), "%s/run/apps", rt->m->cfg.state_dir);
-    if ((mkdir(run_apps, 0711) != 0 && errno != EEXIST) ||
-        (mkdir(b->dev_dir, 0500) != 0 && errno != EEXIST) ||
-        chown(b->dev_dir, rt->a->uid, rt->a->uid) != 0) {
-        return pv_err_sys(e, PV_ERR_IO, errno, "%s", b->dev_dir);
+    int r = device_dir(rt, b->dev_dir, sizeof(b->dev_dir), e);
+    if (r != PV_OK || (r = refresh_device_files(rt, b->dev_dir, e)) != PV_OK) {
+        return r;
     }
     for (size_t i = 0; i < 3; i++) {
-        bool present = false;
-        int r = copy_device_file(rt, b->dev_dir, files[i], &present, e);
-        if (r != PV_OK) {
-            return r;
-        }
         char inside[128];
-        snprintf(inside, sizeof(inside), "/run/pavise/device/%s", files[i]);
+        snprintf(inside, sizeof(inside), "/run/pavise/device/%s", device_files[i]);
         add_env(b, ne, vars[i], inside);
-        int n = snprintf(b->dev_src[i], sizeof(b->dev_src[i]), "%s/%s", b->dev_dir, files[i]);
-        if (n < 0 || (size_t)n >= sizeof(b->dev_src[i])) {
-            return pv_err_set(e, PV_ERR_INVALID_ARG, "state directory path too long");
-        }
-        if (present && *nb < SB_MAX_BINDS) {
-            b->binds[(*nb)++] = (sb_bind){.src = b->dev_src[i], .dst = strdup(inside)};
-        }
+    }
+    if (*nb < SB_MAX_BINDS) {
+        b->binds[(*nb)++] = (sb_bind){.src = b->dev_dir, .dst = strdup("/run/pavise/device")};
     }
     return PV_OK;
 }
@@ -1013,6 +1037,33 @@ int am_installed(am *m, as_app *a, pv_err *e)
     rt->wanted = true;
     begin(rt);
     return PV_OK;
+}
+
+void am_device_certs_changed(am *m)
+{
+    for (size_t i = 0; i < m->n; i++) {
+        app_rt *rt = m->apps[i];
+        if (!rt->a->m.caps.device_authentication) {
+            continue;
+        }
+        char dir[4096];
+        pv_err e;
+        pv_err_clear(&e);
+        if (device_dir(rt, dir, sizeof(dir), &e) != PV_OK ||
+            refresh_device_files(rt, dir, &e) != PV_OK) {
+            pv_error("app %s: cannot refresh its device certificate: %s", rt->cid, pv_err_msg(&e));
+            continue;
+        }
+        if (rt->live && rt->chan_fd >= 0 && (rt->event_mask & PV_APP_EVENT_DEVICE_AUTH) != 0) {
+            static uint64_t next_id = 1;
+            uint8_t out[AC_MAX_MSG];
+            ac_msg ev = {.type = AC_EVENT, .kind = PV_APP_EVENT_DEVICE_AUTH, .event_id = next_id++};
+            size_t len = ac_encode(&ev, out);
+            if (len > 0) {
+                send(rt->chan_fd, out, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+            }
+        }
+    }
 }
 
 static json_t *status_one(app_rt *rt)

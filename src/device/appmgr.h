@@ -68,6 +68,11 @@ int am_installed(am *m, as_app *a, pv_err *e);
  * as_remove, or before a replaced entry is freed. */
 int am_forget(am *m, const char *cid, pv_err *e);
 
+/* The device's certificates in STATE/certs changed (renewed by attestation): every app with
+ * DeviceAuthentication gets fresh copies, and those that registered for it the
+ * PV_APP_EVENT_DEVICE_AUTH event. */
+void am_device_certs_changed(am *m);
+
 /* Status objects for the local API ("state", "pid", "restarts", "memoryKB", "failures",
  * "lastExit", ...). cid NULL: every app, as an array. */
 json_t *am_status(am *m, const char *cid);

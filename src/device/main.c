@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/inotify.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -215,6 +216,50 @@ static void on_signal(void *ctx, int fd, uint32_t events)
     }
 }
 
+/* STATE/certs changes when the device attests (the certificates are renewed every day):
+ * a short quiet period after the last change, then the apps get fresh copies. */
+static int certs_timer = -1;
+
+static void on_certs_quiet(void *ctx, int fd, uint32_t events)
+{
+    pd *d = ctx;
+    uint64_t n;
+    if (read(fd, &n, sizeof(n)) == sizeof(n)) {
+        pv_info("the device's certificates changed: refreshing the apps' copies");
+        am_device_certs_changed(d->apps);
+    }
+}
+
+static void on_certs(void *ctx, int fd, uint32_t events)
+{
+    char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+    bool any = false;
+    while (read(fd, buf, sizeof(buf)) > 0) {
+        any = true;
+    }
+    if (any && certs_timer >= 0) {
+        lp_timer_arm(certs_timer, 200);
+    }
+}
+
+static int watch_certs(pd *d, int *ifd, pv_err *e)
+{
+    char dir[4096];
+    int n = snprintf(dir, sizeof(dir), "%s/certs", d->state_dir);
+    if (n < 0 || (size_t)n >= sizeof(dir)) {
+        return pv_err_set(e, PV_ERR_INVALID_ARG, "state directory path too long");
+    }
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        return pv_err_sys(e, PV_ERR_IO, errno, "%s", dir);
+    }
+    *ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (*ifd < 0 || inotify_add_watch(*ifd, dir, IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE) < 0) {
+        return pv_err_sys(e, PV_ERR_IO, errno, "inotify on %s", dir);
+    }
+    int r = lp_timer_new(d->loop, on_certs_quiet, d, &certs_timer, e);
+    return r != PV_OK ? r : lp_add(d->loop, *ifd, EPOLLIN, on_certs, d, e);
+}
+
 static int run(const cli_cmd *cmd, const cli_args *args, pv_err *e)
 {
     pd d = {.state_dir = cli_get(cmd, args, "state"), .listen_fd = -1};
@@ -227,7 +272,7 @@ static int run(const cli_cmd *cmd, const cli_args *args, pv_err *e)
                       .app_uid_first = AS_UID_BASE,
                       .app_uid_last = AS_UID_BASE + AS_MAX_APPS - 1};
     uint64_t restart_ms = 1000, grace_ms = 5000;
-    int sfd = -1;
+    int sfd = -1, ifd = -1;
     int r = PV_OK;
     const char *peripherals[MAX_BOARD_PERIPHERALS + 1] = {NULL};
     char *periph_list = NULL;
@@ -308,6 +353,9 @@ static int run(const cli_cmd *cmd, const cli_args *args, pv_err *e)
         goto out;
     }
     net_watch(&d);
+    if ((r = watch_certs(&d, &ifd, e)) != PV_OK) {
+        goto out;
+    }
     am_start_all(d.apps);
     pv_info("pavised %s: device %s, %zu apps, cgroup %s, landlock ABI %d", PAVISE_VERSION,
             d.device_id, as_count(d.store), cg_version_name(d.cgroups), sb_landlock_abi());
@@ -332,6 +380,12 @@ out:
     }
     if (sfd >= 0) {
         close(sfd);
+    }
+    if (ifd >= 0) {
+        close(ifd);
+    }
+    if (certs_timer >= 0) {
+        lp_timer_free(d.loop, certs_timer);
     }
     lp_free(d.loop);
     pv_trust_free(d.update_root);

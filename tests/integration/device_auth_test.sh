@@ -139,4 +139,20 @@ fx_wait_for 30 grep -q "app nocert: .*" pavised.log || fail "nocert did not run"
 fx_wait_for 30 bash -c "'$PAVISE' device app show-status --component-id 7e1e0000-0000-4000-8000-000000000002 --socket '$T/pavised.sock' --output json | python3 -c \"import json,sys; d=json.load(sys.stdin); sys.exit(0 if d['failures']>=1 else 1)\"" ||
     fail "an app without DeviceAuthentication did not fail"
 grep -q "CONNECT\|nocert" broker.log && grep "nocert" broker.log >&2 && fail "the broker let the app without a certificate in" || true
+# a renewed certificate reaches a running app: fresh copies and the DEVICE_AUTH event
+LONG=7e1e0000-0000-4000-8000-000000000003
+manifest long "$LONG" true | sed 's/"--count", "3"/"--count", "100000"/' >long.json
+fx_pack long "$(cat long.json)" tel
+fx_install long
+fx_wait_for 30 grep -q "app long: connected to broker.test" pavised.log || fail "long did not connect"
+old_serial=$(openssl x509 -in "$S/certs/client.crt" -noout -serial)
+expect 0 "$PDEV" attest --state "$S" --server "$URL" --ca "$DATA/ca.crt" --output json
+[ "$(openssl x509 -in "$S/certs/client.crt" -noout -serial)" != "$old_serial" ] || fail "attestation did not renew"
+same_cert() { cmp -s "$S/certs/client.crt" "$S/run/apps/$LONG/client.crt"; }
+fx_wait_for 20 same_cert || fail "the app's copy of the certificate was not refreshed"
+fx_wait_for 20 grep -q "app long: the device certificate was renewed" pavised.log || fail "no DEVICE_AUTH event"
+reconnected() { [ "$(grep -c "app long: connected to broker.test" pavised.log)" -ge 2 ]; }
+fx_wait_for 30 reconnected || fail "the app did not reconnect with the renewed certificate"
+[ "$(stat -c '%u %a' "$S/run/apps/$LONG/client.crt")" = "$(( 70000 + 2 )) 400" ] ||
+    fail "the copy's owner or mode: $(stat -c '%u %a' "$S/run/apps/$LONG/client.crt")"
 echo "PASS: device authentication from a compartment"
