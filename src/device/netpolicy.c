@@ -199,12 +199,16 @@ static int batch_app_add(const np_app *a, const pv_capabilities *caps, pv_buf *b
                       u, NP_SET_SIZE);
     r = r ? r : batch_add(b, "add counter " TABLE " a%u_drop", u);
     r = r ? r : batch_add(b, "add chain " TABLE " a%u", u);
-    /* Its own connections go on once open (even after a resolved address timed out). */
+    /* Its own connections go on once open (even after a resolved address timed out). Its
+     * own: the connection tracking entry carries the uid that opened it (ct mark, set by the
+     * accepting rules below), since an entry is not tied to a socket: a UDP entry of a
+     * closed socket lives on, and another uid binding the freed port would match it (the
+     * stub's upstream queries, another app's flows). */
     r = r ? r
           : batch_add(b,
                       "add rule " TABLE
-                      " a%u ct state established,related ct direction original accept",
-                      u);
+                      " a%u ct state established,related ct direction original ct mark %u accept",
+                      u, u);
     if (r == PV_OK && caps->n_tcp_server_ports > 0) {
         /* Answers only on the ports it declared: a port it bound anyway (UDP, or where
          * Landlock cannot restrict binding) cannot be used to talk back. */
@@ -218,12 +222,15 @@ static int batch_app_add(const np_app *a, const pv_capabilities *caps, pv_buf *b
                       ports);
     }
     r = r ? r
-          : batch_add(b,
-                      "add rule " TABLE
-                      " a%u ip daddr %s meta l4proto { tcp, udp } th dport 53 accept",
-                      u, a->stub_addr);
-    r = r ? r : batch_add(b, "add rule " TABLE " a%u ip daddr @a%u_v4 accept", u, u);
-    r = r ? r : batch_add(b, "add rule " TABLE " a%u ip6 daddr @a%u_v6 accept", u, u);
+          : batch_add(
+                b,
+                "add rule " TABLE
+                " a%u ip daddr %s meta l4proto { tcp, udp } th dport 53 ct mark set %u accept",
+                u, a->stub_addr, u);
+    r = r ? r
+          : batch_add(b, "add rule " TABLE " a%u ip daddr @a%u_v4 ct mark set %u accept", u, u, u);
+    r = r ? r
+          : batch_add(b, "add rule " TABLE " a%u ip6 daddr @a%u_v6 ct mark set %u accept", u, u, u);
     r = r ? r : batch_add(b, "add rule " TABLE " a%u counter name \"a%u_drop\" " REJECT, u, u);
     char text[INET6_ADDRSTRLEN];
     for (size_t i = 0; r == PV_OK && i < a->n_static4; i++) {
@@ -400,6 +407,9 @@ static int stub_restart(np_ctx *np, pv_err *e)
         np->ctl_fd = -1;
     }
     if (pid > 0) {
+        /* A stub that only closed its end (taken over) would otherwise keep running and
+         * keep this wait from returning. */
+        kill(pid, SIGKILL);
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
         }
         np->stub_pid = -1;

@@ -118,6 +118,7 @@ attack connect-ip '["connect", "127.0.0.4", "8080"]' '{"AllowedConnections": ["a
 attack connect-name '["resolve", "other.test", "8080"]' '{"AllowedConnections": ["allowed.test"]}' blocked
 attack reach '["reach", "allowed.test", "8080"]' '{"AllowedConnections": ["allowed.test"]}' ok
 attack dns-other '["dns", "127.0.0.1", "5353"]' '{"AllowedConnections": ["allowed.test"]}' blocked
+attack udp-reuse '["udp-reuse", "127.0.0.1", "5353"]' '{"AllowedConnections": ["allowed.test"]}' blocked
 attack device-undeclared "[\"device\", \"$PERIPH\"]" '' blocked
 attack signal '["signal"]' '' blocked
 

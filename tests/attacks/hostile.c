@@ -107,6 +107,49 @@ static void dns_direct(const char *ip, const char *port)
     result(0, 0, "the other resolver answered");
 }
 
+/* Reuses the connection tracking entry the DNS stub left for its upstream query: asks the
+ * stub for a listed name (so it queries upstream from some port P and closes that socket),
+ * then sends its own query to the upstream from every port of the ephemeral range, in
+ * batches, and waits for an answer. */
+static void udp_reuse(const char *ip, const char *port)
+{
+    static const unsigned char q[] = {0x43, 0x21, 1,   0,   0, 1,   0,   0,   0,   0, 0, 0, 5, 'o',
+                                      't',  'h',  'e', 'r', 4, 't', 'e', 's', 't', 0, 0, 1, 0, 1};
+    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_DGRAM}, *ai = NULL;
+    if (getaddrinfo("allowed.test", "53", &hints, &ai) != 0) {
+        result(1, 0, "the listed name did not resolve");
+    }
+    struct sockaddr_in up = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(port))};
+    inet_pton(AF_INET, ip, &up.sin_addr);
+    enum { BATCH = 200 };
+    struct pollfd p[BATCH];
+    for (int base = 32768; base < 61000; base += BATCH) {
+        int n = 0;
+        for (int i = 0; i < BATCH && base + i < 61000; i++) {
+            int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+            struct sockaddr_in me = {.sin_family = AF_INET,
+                                     .sin_port = htons((uint16_t)(base + i))};
+            if (s < 0) {
+                continue;
+            }
+            if (bind(s, (struct sockaddr *)&me, sizeof(me)) != 0) {
+                close(s);
+                continue;
+            }
+            sendto(s, q, sizeof(q), 0, (struct sockaddr *)&up, sizeof(up));
+            p[n++] = (struct pollfd){.fd = s, .events = POLLIN};
+        }
+        int got = poll(p, (nfds_t)n, 30);
+        for (int i = 0; i < n; i++) {
+            close(p[i].fd);
+        }
+        if (got > 0) {
+            result(0, 0, "the upstream resolver answered through a reused entry");
+        }
+    }
+    result(1, 0, "no port reached the upstream resolver");
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -216,6 +259,8 @@ int main(int argc, char **argv)
         result(err != 0, err, "resolved, then connect");
     } else if (strcmp(attack, "dns") == 0) {
         dns_direct(a1, a2);
+    } else if (strcmp(attack, "udp-reuse") == 0) {
+        udp_reuse(a1, a2);
     } else if (strcmp(attack, "device") == 0) {
         int fd = open(a1, O_RDWR | O_NONBLOCK | O_CLOEXEC);
         if (fd >= 0 && strcmp(a2, "declared") == 0) {

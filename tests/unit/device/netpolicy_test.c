@@ -509,8 +509,12 @@ static void test_rules_listed(void **state)
     assert_non_null(s);
     assert_non_null(strstr(s, "meta skuid vmap @apps"));
     assert_non_null(strstr(s, "70001 : jump a70001"));
-    assert_non_null(strstr(s, "ip daddr @a70001_v4 accept"));
-    assert_non_null(strstr(s, "ip daddr 127.77.0.1 meta l4proto { tcp, udp } th dport 53 accept"));
+    /* 70001 = 0x00011171: connections carry the uid that opened them */
+    assert_non_null(strstr(s, "ip daddr @a70001_v4 ct mark set 0x00011171 accept"));
+    assert_non_null(strstr(s, "ip daddr 127.77.0.1 meta l4proto { tcp, udp } th dport 53 ct mark "
+                              "set 0x00011171 accept"));
+    assert_non_null(
+        strstr(s, "ct state established,related ct direction original ct mark 0x00011171 accept"));
     assert_non_null(strstr(s, "meta skuid 69990 ip daddr 127.0.0.1 udp dport 5353 accept"));
     assert_non_null(strstr(s, "elements = { 127.0.0.3 }"));
     free(s);
