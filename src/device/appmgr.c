@@ -76,13 +76,13 @@ typedef struct app_rt {
     bool periph_saved[PV_MAX_PERIPHERALS];
     char line[LOG_LINE_MAX + 1];
     size_t line_len;
+    /* log lines: a token bucket, so one app cannot flood the log or stall the loop */
+    double log_tokens;
+    int64_t log_ms;
+    uint64_t log_dropped;
+    /* policy failures are recorded once per run and kind of request */
+    uint32_t policy_seen;
 } app_rt;
-
-struct am {
-    am_config cfg;
-    app_rt *apps[AS_MAX_APPS];
-    size_t n;
-};
 
 static int64_t now_ms(void)
 {
@@ -90,6 +90,37 @@ static int64_t now_ms(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
+
+#define LOG_RATE  50.0 /* lines a second */
+#define LOG_BURST 200.0
+
+/* Whether the app may log one more line now. */
+static bool log_allowed(app_rt *rt)
+{
+    int64_t now = now_ms();
+    rt->log_tokens += (double)(now - rt->log_ms) * LOG_RATE / 1000.0;
+    rt->log_ms = now;
+    if (rt->log_tokens > LOG_BURST) {
+        rt->log_tokens = LOG_BURST;
+    }
+    if (rt->log_tokens < 1.0) {
+        rt->log_dropped++;
+        return false;
+    }
+    rt->log_tokens -= 1.0;
+    if (rt->log_dropped > 0) {
+        pv_warn("app %s: %llu log lines dropped (more than %.0f a second)", rt->a->m.name,
+                (unsigned long long)rt->log_dropped, LOG_RATE);
+        rt->log_dropped = 0;
+    }
+    return true;
+}
+
+struct am {
+    am_config cfg;
+    app_rt *apps[AS_MAX_APPS];
+    size_t n;
+};
 
 static app_rt *find_rt(am *m, const char *cid)
 {
@@ -131,7 +162,9 @@ static void flush_line(app_rt *rt)
 {
     if (rt->line_len > 0) {
         rt->line[rt->line_len] = '\0';
-        pv_info("app %s: %s", rt->a->m.name, rt->line);
+        if (log_allowed(rt)) {
+            pv_info("app %s: %s", rt->a->m.name, rt->line);
+        }
         rt->line_len = 0;
     }
 }
@@ -159,6 +192,18 @@ static void on_log(void *ctx, int fd, uint32_t events)
         /* What an app prints is not trusted to be text: control bytes are shown escaped
          * by the log writer's rules, here replaced. */
         rt->line[rt->line_len++] = (c < 0x20 && c != '\t') || c == 0x7f ? '?' : (char)c;
+    }
+}
+
+/* A request the manifest does not grant is answered each time but recorded once per run
+ * and kind (recording writes the queue to flash; an app looping on a denied request must
+ * not turn that into a flood). */
+static void record_denied(app_rt *rt, ac_type request, const char *detail)
+{
+    uint32_t bit = 1u << ((unsigned)request & 31u);
+    if ((rt->policy_seen & bit) == 0) {
+        rt->policy_seen |= bit;
+        record(rt, FL_POLICY, 0, 0, -1, detail);
     }
 }
 
@@ -195,6 +240,9 @@ static void on_chan(void *ctx, int fd, uint32_t events)
     const pv_capabilities *caps = &rt->a->m.caps;
     switch (msg.type) {
     case AC_LOG: {
+        if (!log_allowed(rt)) {
+            break;
+        }
         int len = msg.text_len > AC_MAX_LOG ? AC_MAX_LOG : (int)msg.text_len;
         static const pv_log_level levels[] = {PV_LOG_DEBUG, PV_LOG_INFO, PV_LOG_WARN, PV_LOG_ERROR};
         pv_log(levels[msg.level & 3], "app %s: %.*s", rt->a->m.name, len, msg.text);
@@ -211,7 +259,7 @@ static void on_chan(void *ctx, int fd, uint32_t events)
             allowed |= PV_APP_EVENT_UPDATE_READY;
         }
         if ((msg.mask & ~allowed) != 0) {
-            record(rt, FL_POLICY, 0, 0, -1, "events not granted by the manifest");
+            record_denied(rt, AC_EVENTS_REGISTER, "events not granted by the manifest");
             reply_result(rt, AC_EVENTS_REGISTER, PV_APP_ERR_DENIED);
             break;
         }
@@ -222,7 +270,7 @@ static void on_chan(void *ctx, int fd, uint32_t events)
     case AC_DEFER:
         /* No update is pending until the update agent stages one: no event ID is valid. */
         if (!caps->software_update_deferral) {
-            record(rt, FL_POLICY, 0, 0, -1, "update deferral not granted by the manifest");
+            record_denied(rt, AC_DEFER, "update deferral not granted by the manifest");
         }
         reply_result(rt, AC_DEFER,
                      caps->software_update_deferral ? PV_APP_ERR_INVALID : PV_APP_ERR_DENIED);
@@ -267,7 +315,7 @@ static void on_chan(void *ctx, int fd, uint32_t events)
             granted = granted || strcmp(caps->power_controls.v[i], names[msg.action]) == 0;
         }
         if (!granted) {
-            record(rt, FL_POLICY, 0, 0, -1, "power control not granted by the manifest");
+            record_denied(rt, AC_POWER, "power control not granted by the manifest");
             reply_result(rt, AC_POWER, PV_APP_ERR_DENIED);
         } else {
             /* The power actions belong to the OS integration (pavised as the board's init);
@@ -296,6 +344,16 @@ static void on_listener(void *ctx, int fd, uint32_t events)
     if (r == PV_OK) {
         rt->seccomp_hit = true;
         record(rt, FL_SECCOMP, 0, 0, nr, NULL);
+        sb_signal(&rt->proc, SIGKILL);
+        return;
+    }
+    if (r == PV_ERR_NOT_FOUND && (events & EPOLLIN) != 0 && (events & (EPOLLHUP | EPOLLERR)) == 0 &&
+        rt->live) {
+        /* A notification came and went before it could be read: the app interrupted its own
+         * forbidden call with a signal. The call did not run, and the attempt is a violation
+         * all the same (its number is lost). */
+        rt->seccomp_hit = true;
+        record(rt, FL_SECCOMP, 0, 0, -1, "withdrawn by a signal");
         sb_signal(&rt->proc, SIGKILL);
         return;
     }
@@ -734,6 +792,7 @@ static int start_run(app_rt *rt, pv_err *e)
         .chan_fd = chan[1],
     };
     rt->seccomp_hit = rt->watchdog_fired = rt->setup_failed = rt->stop_requested = false;
+    rt->policy_seen = 0;
     rt->have_app_status = false;
     if ((r = sb_start(&spec, &rt->proc, e)) != PV_OK) {
         goto out;
@@ -878,6 +937,8 @@ static int rt_add(am *m, as_app *a, app_rt **out, pv_err *e)
     rt->listener = rt->log_fd = rt->chan_fd = rt->timer_fd = rt->wd_fd = -1;
     rt->proc.pidfd = rt->proc.status_fd = -1;
     rt->backoff_ms = m->cfg.restart_min_ms;
+    rt->log_tokens = LOG_BURST;
+    rt->log_ms = now_ms();
     int r = lp_timer_new(m->cfg.loop, on_timer, rt, &rt->timer_fd, e);
     if (r == PV_OK) {
         r = lp_timer_new(m->cfg.loop, on_watchdog, rt, &rt->wd_fd, e);

@@ -622,6 +622,45 @@ static bool valid_abs(const char *p)
     return true;
 }
 
+/* The interpreter an image names is a path on the host that root opens, and that is bound
+ * into the compartment with exec allowed: it must be the system's own loader, not a device
+ * node (opening /dev/watchdog arms it), a file on a network or FUSE mount, or a file in
+ * another app's storage. Accepted: a root-owned regular file, writable by no one else,
+ * whose real path (symbolic links resolved: /lib64 and merged /lib are links) lies in the
+ * system's library directories under sysroot. */
+static int interp_check(const char *sysroot, const char *host, pv_err *e)
+{
+    static const char *const dirs[] = {"/usr/lib/", "/usr/lib64/", "/usr/lib32/",
+                                       "/lib/",     "/lib64/",     "/lib32/"};
+    char real[PATH_MAX], root_real[PATH_MAX] = "";
+    struct stat st;
+    if (sysroot[0] != '\0' && realpath(sysroot, root_real) == NULL) {
+        return pv_err_sys(e, PV_ERR_NOT_FOUND, errno, "system root %s", sysroot);
+    }
+    if (realpath(host, real) == NULL) {
+        return pv_err_sys(e, PV_ERR_NOT_FOUND, errno, "interpreter %s", host);
+    }
+    size_t rl = strlen(root_real);
+    bool in_dirs = false;
+    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]) && !in_dirs; i++) {
+        in_dirs =
+            strncmp(real, root_real, rl) == 0 && strncmp(real + rl, dirs[i], strlen(dirs[i])) == 0;
+    }
+    if (!in_dirs) {
+        return pv_err_set(e, PV_ERR_UNSAFE,
+                          "interpreter %s is %s, not in the system's library "
+                          "directories",
+                          host, real);
+    }
+    if (lstat(real, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != 0 ||
+        (st.st_mode & 022) != 0) {
+        return pv_err_set(e, PV_ERR_UNSAFE,
+                          "interpreter %s is not a regular file owned and only writable by root",
+                          real);
+    }
+    return PV_OK;
+}
+
 int sb_elf_libs_at(const char *sysroot, const char *image_dir, const char *entry_point,
                    sb_libs *out, pv_err *e)
 {
@@ -686,6 +725,9 @@ int sb_elf_libs_at(const char *sysroot, const char *image_dir, const char *entry
     }
     elf_obj ld = {0};
     bool found = false;
+    if ((r = interp_check(sysroot, host, e)) != PV_OK) {
+        goto out;
+    }
     fd = open(host, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) {
         r = pv_err_sys(e, PV_ERR_NOT_FOUND, errno, "interpreter %s", host);

@@ -279,7 +279,10 @@ static int build_mounts(builder *b, const sb_spec *s)
                               dst != NULL ? dst : "(null)");
         }
         unsigned long f = MS_NOSUID | MS_NOEXEC | (bd->device ? 0 : MS_NODEV);
-        if (!bd->writable) {
+        /* A device node's I/O does not depend on the mount's read-only flag, but its
+         * metadata does: read-only keeps an app from chmod-ing the host's node. Read or
+         * write access to a device is Landlock's and the node's mode. */
+        if (!bd->writable || bd->device) {
             f |= MS_RDONLY;
         }
         if ((r = add_mnt(b, bd->src, dst, f, bd->device)) != PV_OK) {
@@ -540,12 +543,10 @@ int sb_mount_setup(const sb_plan *p, char *step)
     }
     /* A proc of the compartment's pid namespace showing only processes (subset=pid: no
      * /proc/sys, /proc/kallsyms, ...) and, of those, only the ones the app may ptrace-read
-     * (hidepid=invisible: the non-dumpable init is not even listed). Kernels older than 5.8
-     * get what they understand. */
+     * (hidepid=invisible: the non-dumpable init is not even listed). Without both (kernels
+     * before 5.8, below the minimum) the compartment is not started: fail closed. */
     const unsigned long pf = MS_NOSUID | MS_NODEV | MS_NOEXEC;
-    if (mount("proc", p->proc_target, "proc", pf, "hidepid=invisible,subset=pid") != 0 &&
-        (errno != EINVAL || mount("proc", p->proc_target, "proc", pf, "hidepid=2") != 0) &&
-        (errno != EINVAL || mount("proc", p->proc_target, "proc", pf, NULL) != 0)) {
+    if (mount("proc", p->proc_target, "proc", pf, "hidepid=invisible,subset=pid") != 0) {
         FAIL("mount /proc", NULL);
     }
     /* pivot_root(".", ".") stacks the old root on the new one; detaching it leaves the new

@@ -114,6 +114,7 @@ attack raw-socket '["raw-socket"]' '' seccomp
 attack packet-socket '["packet-socket"]' '' seccomp
 attack ptrace '["ptrace", "1"]' '' seccomp
 attack mount '["mount"]' '' seccomp
+attack seccomp-retry '["seccomp-retry"]' '' seccomp
 attack connect-ip '["connect", "127.0.0.4", "8080"]' '{"AllowedConnections": ["allowed.test"]}' blocked
 attack connect-name '["resolve", "other.test", "8080"]' '{"AllowedConnections": ["allowed.test"]}' blocked
 attack reach '["reach", "allowed.test", "8080"]' '{"AllowedConnections": ["allowed.test"]}' ok

@@ -21,6 +21,8 @@
 #include <sys/mount.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -150,6 +152,30 @@ static void udp_reuse(const char *ip, const char *port)
     result(1, 0, "no port reached the upstream resolver");
 }
 
+static void on_alarm(int sig)
+{
+    (void)sig;
+}
+
+/* Calls a forbidden syscall over and over, interrupting each with a timer signal, hoping a
+ * withdrawn notification goes unpunished. */
+static void seccomp_retry(void)
+{
+    struct sigaction sa = {.sa_handler = on_alarm}; /* no SA_RESTART */
+    sigaction(SIGALRM, &sa, NULL);
+    struct itimerval it = {.it_interval = {0, 200}, .it_value = {0, 200}};
+    setitimer(ITIMER_REAL, &it, NULL);
+    long interrupted = 0;
+    for (int i = 0; i < 20000; i++) {
+        if (syscall(SYS_keyctl, 0 /* KEYCTL_GET_KEYRING_ID */, -1, 0) < 0 && errno == EINTR) {
+            interrupted++;
+        }
+    }
+    char d[64];
+    snprintf(d, sizeof(d), "%ld forbidden calls interrupted, still alive", interrupted);
+    result(0, 0, d);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -259,6 +285,8 @@ int main(int argc, char **argv)
         result(err != 0, err, "resolved, then connect");
     } else if (strcmp(attack, "dns") == 0) {
         dns_direct(a1, a2);
+    } else if (strcmp(attack, "seccomp-retry") == 0) {
+        seccomp_retry();
     } else if (strcmp(attack, "udp-reuse") == 0) {
         udp_reuse(a1, a2);
     } else if (strcmp(attack, "device") == 0) {

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "testutil.h"
@@ -418,6 +419,31 @@ static void test_resolve_refusals(void **state)
     assert_int_equal(sb_elf_libs_at(t->sys, t->img, "/bin/miss", &l, &e), PV_ERR_NOT_FOUND);
     assert_non_null(strstr(e.msg, "libmissing.so.9"));
     assert_int_equal(l.n, 0);
+    /* an interpreter that is not the system's loader: a device node (opening a watchdog
+     * arms it), a file outside the library directories, one others may write, a link out */
+    mkdirs(t->sys, "dev");
+    char *node = tu_path(t->sys, "dev/watchdog");
+    assert_int_equal(mknod(node, S_IFCHR | 0600, makedev(1, 3)), 0);
+    char *lnk = tu_path(t->sys, "lib/ld-link.so");
+    assert_int_equal(symlink("../dev/watchdog", lnk), 0);
+    mkdirs(t->sys, "srv/storage");
+    elfb fake = {.is64 = true, .machine = M, .no_dynamic = true};
+    put_elf(t->sys, "srv/storage/ld.so", &fake);
+    put_elf(t->sys, "lib/" ARCH "/ld-open.so", &fake);
+    char *open_ld = tu_path(t->sys, "lib/" ARCH "/ld-open.so");
+    assert_int_equal(chmod(open_ld, 0777), 0);
+    static const char *const bad[] = {"/dev/watchdog", "/lib/ld-link.so", "/srv/storage/ld.so",
+                                      "/lib/" ARCH "/ld-open.so"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        elfb app = {
+            .is64 = true, .machine = M, .interp = bad[i], .needed = {"liba.so.1"}, .n_needed = 1};
+        put_elf(t->img, "bin/badld", &app);
+        assert_int_equal(sb_elf_libs_at(t->sys, t->img, "/bin/badld", &l, &e), PV_ERR_UNSAFE);
+        assert_int_equal(l.n, 0);
+    }
+    free(node);
+    free(lnk);
+    free(open_ld);
     /* RUNPATH leading out of the image is not followed */
     char outside[PATH_MAX];
     snprintf(outside, sizeof(outside), "%s/lib", t->dir);
