@@ -22,6 +22,7 @@
 #include "pavise/fs.h"
 #include "pavise/imgpkg.h"
 #include "pavise/json.h"
+#include "pavise/log.h"
 #include "pavise/platform.h"
 
 #define RECORD_MAX (4 * 1024)
@@ -471,18 +472,138 @@ static const as_app *peripheral_holder(const as_store *s, const pv_manifest *m, 
     return NULL;
 }
 
-/* The floor of a component that is installed but not loaded (its record is on disk). */
-static uint64_t floor_on_disk(const as_store *s, const char *cid)
+/* STATE/apps/floors.json: {"<cid>": highest security counter ever installed}. Kept apart
+ * from the records, which go when a component is removed: the floor stays. */
+static int floors_load(const as_store *s, json_t **out, pv_err *e)
+{
+    char path[4096];
+    *out = NULL;
+    int r = path_of(path, sizeof(path), e, "%s/floors.json", s->dir);
+    if (r != PV_OK) {
+        return r;
+    }
+    r = pv_json_load_file(path, UIDS_MAX, out, e);
+    if (r == PV_ERR_NOT_FOUND) {
+        *out = json_object();
+        return *out != NULL ? PV_OK : pv_err_set(e, PV_ERR_NOMEM, "out of memory");
+    }
+    if (r == PV_OK && !json_is_object(*out)) {
+        json_decref(*out);
+        *out = NULL;
+        r = pv_err_set(e, PV_ERR_FORMAT, "%s: expected an object", path);
+    }
+    return r;
+}
+
+/* The floor of a component: the highest of floors.json and its record. An unreadable
+ * floors file fails the install (fail closed: a lost floor would allow a rollback). */
+static int floor_of(const as_store *s, const char *cid, uint64_t *floor, pv_err *e)
 {
     char path[4096];
     record rec;
-    pv_err e;
-    pv_err_clear(&e);
-    if (path_of(path, sizeof(path), &e, "%s/installed/%s.json", s->dir, cid) != PV_OK ||
-        record_load(path, &rec, &e) != PV_OK) {
-        return 0;
+    json_t *floors = NULL;
+    *floor = 0;
+    int r = floors_load(s, &floors, e);
+    if (r != PV_OK) {
+        return pv_err_wrap(e, r, "security counter floors");
     }
-    return rec.floor;
+    json_t *v = json_object_get(floors, cid);
+    if (json_is_integer(v) && json_integer_value(v) > 0) {
+        *floor = (uint64_t)json_integer_value(v);
+    }
+    json_decref(floors);
+    pv_err ignored;
+    pv_err_clear(&ignored);
+    if (path_of(path, sizeof(path), &ignored, "%s/installed/%s.json", s->dir, cid) == PV_OK &&
+        record_load(path, &rec, &ignored) == PV_OK && rec.floor > *floor) {
+        *floor = rec.floor;
+    }
+    return PV_OK;
+}
+
+static int floor_save(const as_store *s, const char *cid, uint64_t floor, pv_err *e)
+{
+    char path[4096];
+    json_t *floors = NULL;
+    char *text = NULL;
+    int r = floors_load(s, &floors, e);
+    if (r != PV_OK || (r = path_of(path, sizeof(path), e, "%s/floors.json", s->dir)) != PV_OK) {
+        json_decref(floors);
+        return r;
+    }
+    if (json_object_set_new(floors, cid, json_integer((json_int_t)floor)) != 0 ||
+        (text = json_dumps(floors, JSON_SORT_KEYS | JSON_COMPACT)) == NULL) {
+        json_decref(floors);
+        return pv_err_set(e, PV_ERR_NOMEM, "out of memory");
+    }
+    json_decref(floors);
+    r = pv_fs_write_file(path, text, strlen(text), 0600, true, e);
+    free(text);
+    return r;
+}
+
+/* What other components' records on disk say against installing image id of cid with
+ * manifest m: the image ID must be theirs alone, and a peripheral m declares must not be
+ * declared by one of them, loaded or not (a development app not loaded while its capability
+ * is away still holds its peripherals). A record that cannot be read refuses the install. */
+static int check_others_on_disk(const as_store *s, const char *cid, const char *id,
+                                const pv_manifest *m, pv_err *e)
+{
+    char dir[4096];
+    int r = path_of(dir, sizeof(dir), e, "%s/installed", s->dir);
+    DIR *d = r == PV_OK ? opendir(dir) : NULL;
+    if (d == NULL) {
+        return r != PV_OK ? r : pv_err_sys(e, PV_ERR_IO, errno, "%s", dir);
+    }
+    struct dirent *de;
+    while (r == PV_OK && (de = readdir(d)) != NULL) {
+        char other[AS_CID_LEN + 1], path[4096];
+        record rec;
+        if (strlen(de->d_name) != AS_CID_LEN + 5 || strcmp(de->d_name + AS_CID_LEN, ".json") != 0) {
+            continue;
+        }
+        memcpy(other, de->d_name, AS_CID_LEN);
+        other[AS_CID_LEN] = '\0';
+        if (!cid_valid(other) || strcmp(other, cid) == 0) {
+            continue;
+        }
+        if ((r = path_of(path, sizeof(path), e, "%s/%s", dir, de->d_name)) != PV_OK ||
+            (r = record_load(path, &rec, e)) != PV_OK) {
+            r = pv_err_wrap(e, r, "installed component %s", other);
+            break;
+        }
+        if (strcmp(rec.image_id, id) == 0) {
+            r = pv_err_set(e, PV_ERR_EXISTS, "image %s is installed as component %s", id, other);
+            break;
+        }
+        if (m->caps.peripherals.n == 0 || as_find((as_store *)s, other) != NULL) {
+            continue; /* loaded ones were checked against their verified manifests */
+        }
+        uint8_t *head = NULL;
+        size_t len = 0;
+        pv_imgpkg *pkg = NULL;
+        if ((r = path_of(path, sizeof(path), e, "%s/images/%s.head", s->dir, rec.image_id)) !=
+                PV_OK ||
+            (r = pv_fs_read_file(path, HEAD_MAX, &head, &len, e)) != PV_OK ||
+            (r = pv_imgpkg_open_head(head, len, &pkg, e)) != PV_OK) {
+            r = pv_err_wrap(e, r, "installed component %s", other);
+        } else {
+            const pv_strlist *theirs = &pv_imgpkg_manifest(pkg)->caps.peripherals;
+            for (size_t i = 0; r == PV_OK && i < m->caps.peripherals.n; i++) {
+                for (size_t j = 0; r == PV_OK && j < theirs->n; j++) {
+                    if (strcmp(m->caps.peripherals.v[i], theirs->v[j]) == 0) {
+                        r = pv_err_set(e, PV_ERR_EXISTS,
+                                       "peripheral %s is held by component %s (not loaded now)",
+                                       theirs->v[j], other);
+                    }
+                }
+            }
+        }
+        pv_imgpkg_free(pkg);
+        free(head);
+    }
+    closedir(d);
+    return r;
 }
 
 int as_install(as_store *s, const char *path, const as_trust *trust, as_app **out, as_app **old_out,
@@ -510,7 +631,13 @@ int as_install(as_store *s, const char *path, const as_trust *trust, as_app **ou
     pv_uuid_format(m->component_id, cid);
     pv_uuid_format(m->image_id, id);
     as_app *old = as_find(s, cid);
-    uint64_t floor = old != NULL ? old->floor : floor_on_disk(s, cid);
+    uint64_t floor = 0;
+    if ((r = floor_of(s, cid, &floor, e)) != PV_OK) {
+        goto out;
+    }
+    if (old != NULL && old->floor > floor) {
+        floor = old->floor;
+    }
     if (m->security_counter < floor) {
         r = pv_err_set(e, PV_ERR_ROLLBACK,
                        "component %s: security counter %llu is below %llu, the highest installed",
@@ -526,6 +653,9 @@ int as_install(as_store *s, const char *path, const as_trust *trust, as_app **ou
     if (holder != NULL) {
         r = pv_err_set(e, PV_ERR_EXISTS, "peripheral %s is held by component %s (%s)", dev,
                        holder->cid, holder->m.name);
+        goto out;
+    }
+    if ((r = check_others_on_disk(s, cid, id, m, e)) != PV_OK) {
         goto out;
     }
     if (old == NULL && s->n >= AS_MAX_APPS) {
@@ -578,6 +708,13 @@ int as_install(as_store *s, const char *path, const as_trust *trust, as_app **ou
         goto out;
     }
     unlink(old_rec_path);
+    if (rec.floor > floor && (r = floor_save(s, cid, rec.floor, e)) != PV_OK) {
+        /* The image is installed and its record holds the floor; only the copy that
+         * outlives removal is missing: said, not undone. */
+        pv_warn("component %s: security counter floor not saved: %s", cid, pv_err_msg(e));
+        pv_err_clear(e);
+        r = PV_OK;
+    }
     if (old != NULL) {
         /* The old image goes; the caller has stopped the app. */
         char old_dir[4096], old_head[4096];

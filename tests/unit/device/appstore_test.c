@@ -65,16 +65,28 @@ static int teardown(void **state)
     return 0;
 }
 
-/* A package of an app with /bin/app, signed under prod or dev. */
+/* A package of an app with /bin/app, signed under prod or dev; image_id: NULL for a new one. */
+static char *package_id(fx *f, const char *cid, uint64_t counter, bool dev, const char *peripheral,
+                        pv_image_type type, const char *image_id);
 static char *package(fx *f, const char *cid, uint64_t counter, bool dev, const char *peripheral,
                      pv_image_type type)
+{
+    return package_id(f, cid, counter, dev, peripheral, type, NULL);
+}
+
+static char *package_id(fx *f, const char *cid, uint64_t counter, bool dev, const char *peripheral,
+                        pv_image_type type, const char *image_id)
 {
     char name[64];
     pv_manifest m;
     pv_err e = {0};
     memset(&m, 0, sizeof(m));
     assert_int_equal(pv_uuid_parse(cid, m.component_id), 0);
-    assert_int_equal(pv_uuid_generate(m.image_id), 0);
+    if (image_id != NULL) {
+        assert_int_equal(pv_uuid_parse(image_id, m.image_id), 0);
+    } else {
+        assert_int_equal(pv_uuid_generate(m.image_id), 0);
+    }
     m.type = type;
     m.name = strdup("app");
     m.version = strdup("1.0.0");
@@ -306,6 +318,64 @@ static void test_remove(void **state)
     free(pb);
 }
 
+static void test_others_on_disk(void **state)
+{
+    fx *f = *state;
+    as_store *s = open_store(f, true);
+    as_app *a = NULL;
+    pv_err e;
+    /* a development app holding a peripheral, then the capability goes away */
+    char *dev = package(f, CID_A, 3, true, "/dev/ttyS1", PV_IMAGE_APPLICATION);
+    assert_int_equal(install(f, s, dev, true, &a, &e), PV_OK);
+    char image_a[AS_CID_LEN + 1];
+    memcpy(image_a, a->image_id, sizeof(image_a));
+    as_close(s);
+    s = open_store(f, false);
+    assert_int_equal(as_count(s), 0);
+    /* it still holds its peripheral */
+    char *pb = package(f, CID_B, 1, false, "/dev/ttyS1", PV_IMAGE_APPLICATION);
+    assert_int_equal(install(f, s, pb, false, &a, &e), PV_ERR_EXISTS);
+    assert_non_null(strstr(pv_err_msg(&e), "not loaded"));
+    /* and its image ID is its own: another component's package with it is refused, and the
+     * first component's files are untouched */
+    char *same_id = package_id(f, CID_B, 1, false, NULL, PV_IMAGE_APPLICATION, image_a);
+    char head[4096];
+    snprintf(head, sizeof(head), "%s/apps/images/%s.head", f->state, image_a);
+    size_t before = 0, after = 0;
+    uint8_t *h1 = tu_read(head, &before);
+    assert_int_equal(install(f, s, same_id, false, &a, &e), PV_ERR_EXISTS);
+    uint8_t *h2 = tu_read(head, &after);
+    assert_int_equal(before, after);
+    assert_memory_equal(h1, h2, before);
+    as_close(s);
+    free(h1);
+    free(h2);
+    free(dev);
+    free(pb);
+    free(same_id);
+}
+
+static void test_floor_survives_removal(void **state)
+{
+    fx *f = *state;
+    as_store *s = open_store(f, false);
+    char *p5 = package(f, CID_A, 5, false, NULL, PV_IMAGE_APPLICATION);
+    char *p2 = package(f, CID_A, 2, false, NULL, PV_IMAGE_APPLICATION);
+    as_app *a = NULL;
+    pv_err e;
+    assert_int_equal(install(f, s, p5, false, &a, &e), PV_OK);
+    assert_int_equal(as_remove(s, CID_A, &e), PV_OK);
+    assert_int_equal(install(f, s, p2, false, &a, &e), PV_ERR_ROLLBACK);
+    /* an unreadable floors file refuses (a lost floor would allow a rollback) */
+    char *floors = tu_path(f->state, "apps/floors.json");
+    tu_write(floors, "[", 1, 0600);
+    assert_int_equal(install(f, s, p5, false, &a, &e), PV_ERR_FORMAT);
+    as_close(s);
+    free(floors);
+    free(p5);
+    free(p2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -315,6 +385,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_peripheral_exclusive, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tampered_and_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remove, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_others_on_disk, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_floor_survives_removal, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
