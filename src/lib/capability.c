@@ -2,10 +2,11 @@
 /*
  * The device capability file; the format is described in docs/formats/capability.md.
  *
- * A file is [version, bstr(COSE_Sign1), [cert, ...]], like the manufacturing record.
- * Verification goes outside in: the envelope and the COSE structure are parsed, the
- * signer chain and the signature are checked, and only then is the signed payload
- * decoded field by field and matched against this device and the time.
+ * A file is [version, bstr(COSE_Sign1), [cert, ...]], the envelope it shares with the
+ * manufacturing record (envelope.c). Verification goes outside in: the envelope and the
+ * COSE structure are parsed, the signer chain and the signature are checked, and only
+ * then is the signed payload decoded field by field and matched against this device and
+ * the time.
  */
 #include "pavise/capability.h"
 
@@ -15,8 +16,9 @@
 #include <string.h>
 
 #include "pavise/cbor.h"
-#include "pavise/cose.h"
 #include "pavise/platform.h"
+
+#include "envelope.h"
 
 /* Keys of the payload map. */
 enum {
@@ -31,8 +33,25 @@ enum {
 static const int64_t payload_keys[] = {K_VERSION,   K_DEVICE_ID, K_CAPABILITIES,
                                        K_ISSUED_AT, K_DEV_ROOTS, K_EXPIRES_AT};
 
-#define ENVELOPE_ITEMS 3
-#define NAME_MAX_LEN   64 /* a capability name as the wire may carry it */
+#define NAME_MAX_LEN 64 /* a capability name as the wire may carry it */
+
+static int decode_fields(const cbor_item_t *map, const uint8_t kid[PV_KEY_ID_LEN], void *out,
+                         pv_err *e);
+static void release_capability(void *cap);
+
+static const envelope_format capability_envelope = {
+    .version = PV_CAPABILITY_VERSION,
+    .max_size = PV_CAPABILITY_MAX_SIZE,
+    .content_type = PV_CAPABILITY_CONTENT_TYPE,
+    .decode = decode_fields,
+    .release = release_capability,
+    .file = "capability file",
+    .payload = "capability",
+    .signer = "signer",
+    .chain_ctx = "capability signer chain",
+    .leaf_ctx = "capability signer certificate",
+    .kid_in_file = true,
+};
 
 /* The capabilities this version knows, in the order writers emit them. */
 static const struct {
@@ -238,30 +257,13 @@ static int encode_payload(const char *device_id, uint32_t caps, const pv_chain *
     return r == PV_OK ? PV_OK : pv_err_set(e, r, "encoding the capability: %s", pv_strerror(r));
 }
 
-static int encode_envelope(const uint8_t *cose, size_t cose_len, const pv_chain *chain, pv_buf *out,
-                           pv_err *e)
-{
-    pv_cbor_enc enc;
-    pv_cbor_enc_init(&enc, out);
-    pv_cbor_put_array(&enc, ENVELOPE_ITEMS);
-    pv_cbor_put_uint(&enc, PV_CAPABILITY_VERSION);
-    pv_cbor_put_bytes(&enc, cose, cose_len);
-    pv_cbor_put_chain(&enc, chain);
-    int r = pv_cbor_enc_result(&enc);
-    return r == PV_OK ? PV_OK
-                      : pv_err_set(e, r, "encoding the capability file: %s", pv_strerror(r));
-}
-
 int pv_capability_create(const pv_key *key, const pv_chain *chain, const char *device_id,
                          uint32_t caps, const pv_chain *dev_roots, int64_t issued_at,
                          int64_t expires_at, pv_buf *out, pv_err *e)
 {
     int r = PV_ERR_INTERNAL;
-    uint8_t kid[PV_KEY_ID_LEN];
     pv_buf *payload = pv_buf_new(PV_CAPABILITY_MAX_SIZE);
-    pv_buf *cose = pv_buf_new(PV_CAPABILITY_MAX_SIZE);
-    pv_buf *file = pv_buf_new(PV_CAPABILITY_MAX_SIZE);
-    if (payload == NULL || cose == NULL || file == NULL) {
+    if (payload == NULL) {
         r = pv_err_set(e, PV_ERR_NOMEM, "out of memory");
         goto out;
     }
@@ -275,142 +277,14 @@ int pv_capability_create(const pv_key *key, const pv_chain *chain, const char *d
             PV_OK) {
         goto out;
     }
-    if (pv_key_id(key, kid) != PV_OK) {
-        r = pv_err_set(e, PV_ERR_CRYPTO, "signer key ID");
-        goto out;
-    }
-    r = pv_cose_sign1_create(key, kid, sizeof(kid), PV_CAPABILITY_CONTENT_TYPE,
-                             pv_buf_data(payload), pv_buf_len(payload), NULL, 0, 0, cose, e);
-    if (r != PV_OK) {
-        pv_err_wrap(e, r, "signing the capability");
-        goto out;
-    }
-    if ((r = encode_envelope(pv_buf_data(cose), pv_buf_len(cose), chain, file, e)) != PV_OK) {
-        goto out;
-    }
-    if ((r = pv_buf_append(out, pv_buf_data(file), pv_buf_len(file))) != PV_OK) {
-        r = pv_err_set(e, r, "capability file: %s", pv_strerror(r));
-        goto out;
-    }
-    r = PV_OK;
+    r = envelope_build(&capability_envelope, key, chain, pv_buf_data(payload), pv_buf_len(payload),
+                       out, e);
 out:
-    pv_buf_free(file);
-    pv_buf_free(cose);
     pv_buf_free(payload);
     return r;
 }
 
 /* ---- parsing ---- */
-
-/* The parsed envelope: the COSE message (nothing trusted yet) and the signer chain. */
-typedef struct envelope {
-    pv_cose_sign1 *cose;
-    pv_chain *chain;
-    uint8_t kid[PV_KEY_ID_LEN];
-} envelope;
-
-static void envelope_free(envelope *env)
-{
-    pv_cose_sign1_free(env->cose);
-    pv_chain_free(env->chain);
-    memset(env, 0, sizeof(*env));
-}
-
-/* The COSE kid must be the key ID of the leaf certificate: the file names its signer. */
-static int check_kid(envelope *env, pv_err *e)
-{
-    const uint8_t *kid;
-    size_t kid_len;
-    uint8_t id[PV_KEY_ID_LEN];
-    pv_key *leaf = NULL;
-    pv_cose_sign1_kid(env->cose, &kid, &kid_len);
-    if (kid_len != PV_KEY_ID_LEN) {
-        return pv_err_set(e, PV_ERR_FORMAT, "COSE kid is %zu bytes, expected %d", kid_len,
-                          PV_KEY_ID_LEN);
-    }
-    int r = pv_cert_public_key(pv_chain_get(env->chain, 0), &leaf, e);
-    if (r != PV_OK) {
-        return pv_err_wrap(e, r, "signer certificate");
-    }
-    r = pv_key_id(leaf, id);
-    pv_key_free(leaf);
-    if (r != PV_OK || !pv_ct_equal(id, kid, PV_KEY_ID_LEN)) {
-        return pv_err_set(e, PV_ERR_FORMAT, "COSE kid is not the key ID of the signer certificate");
-    }
-    memcpy(env->kid, kid, PV_KEY_ID_LEN);
-    return PV_OK;
-}
-
-static int parse_envelope(const uint8_t *p, size_t len, envelope *env, pv_err *e)
-{
-    cbor_item_t *root = NULL;
-    const uint8_t *cose;
-    size_t cose_len;
-    uint64_t version;
-    int r;
-    memset(env, 0, sizeof(*env));
-    if (p == NULL || len == 0) {
-        return pv_err_set(e, PV_ERR_TRUNCATED, "capability file is empty");
-    }
-    /* Before anything parses it: the decoder allocates in proportion to the input. */
-    if (len > PV_CAPABILITY_MAX_SIZE) {
-        return pv_err_set(e, PV_ERR_TOO_LARGE, "capability file is %zu bytes, at most %d allowed",
-                          len, PV_CAPABILITY_MAX_SIZE);
-    }
-    if ((r = pv_cbor_decode(p, len, &root, e)) != PV_OK) {
-        return pv_err_wrap(e, r, "capability file");
-    }
-    if (!cbor_isa_array(root) || cbor_array_size(root) != ENVELOPE_ITEMS) {
-        r = pv_err_set(e, PV_ERR_FORMAT,
-                       "capability file: expected an array [version, COSE_Sign1, certificates]");
-        goto out;
-    }
-    cbor_item_t **items = cbor_array_handle(root);
-    if ((r = pv_cbor_get_uint(items[0], &version, e)) != PV_OK) {
-        pv_err_wrap(e, r, "capability file: format version");
-        goto out;
-    }
-    if (version != PV_CAPABILITY_VERSION) {
-        r = pv_err_set(e, PV_ERR_UNSUPPORTED,
-                       "capability file format version %" PRIu64 " is not supported (expected %d)",
-                       version, PV_CAPABILITY_VERSION);
-        goto out;
-    }
-    if ((r = pv_cbor_get_bytes(items[1], &cose, &cose_len, e)) != PV_OK) {
-        pv_err_wrap(e, r, "capability file: COSE_Sign1");
-        goto out;
-    }
-    if ((r = pv_cose_sign1_decode(cose, cose_len, PV_COSE_REQUIRE_TAG, &env->cose, e)) != PV_OK) {
-        pv_err_wrap(e, r, "capability file");
-        goto out;
-    }
-    const char *ct = pv_cose_sign1_content_type(env->cose);
-    if (ct == NULL || strcmp(ct, PV_CAPABILITY_CONTENT_TYPE) != 0) {
-        r = pv_err_set(e, PV_ERR_FORMAT, "capability file: COSE content type is not '%s'",
-                       PV_CAPABILITY_CONTENT_TYPE);
-        goto out;
-    }
-    if (pv_cose_sign1_is_detached(env->cose)) {
-        r = pv_err_set(e, PV_ERR_FORMAT,
-                       "capability file: the COSE_Sign1 does not carry the capability");
-        goto out;
-    }
-    if ((r = pv_cbor_get_chain(items[2], &env->chain, e)) != PV_OK) {
-        pv_err_wrap(e, r, "capability file: signer chain");
-        goto out;
-    }
-    if ((r = check_kid(env, e)) != PV_OK) {
-        pv_err_wrap(e, r, "capability file");
-        goto out;
-    }
-    r = PV_OK;
-out:
-    cbor_decref(&root);
-    if (r != PV_OK) {
-        envelope_free(env);
-    }
-    return r;
-}
 
 static int get_time(const cbor_item_t *map, int64_t key, const char *what, int64_t *out, pv_err *e)
 {
@@ -523,8 +397,12 @@ out:
     return r;
 }
 
-static int decode_fields(const cbor_item_t *map, pv_capability *cap, pv_err *e)
+/* The payload map into the pv_capability out, signed by kid (capability_envelope's
+ * decoder). */
+static int decode_fields(const cbor_item_t *map, const uint8_t kid[PV_KEY_ID_LEN], void *out,
+                         pv_err *e)
 {
+    pv_capability *cap = out;
     uint64_t u;
     int r;
     if (!cbor_isa_map(map)) {
@@ -558,33 +436,18 @@ static int decode_fields(const cbor_item_t *map, pv_capability *cap, pv_err *e)
     if ((cap->caps & PV_CAP_APP_DEVELOPMENT) && pv_chain_count(cap->dev_root_list) == 0) {
         return pv_err_set(e, PV_ERR_FORMAT, "AppDevelopment is granted without a development root");
     }
+    memcpy(cap->signer_key_id, kid, PV_KEY_ID_LEN);
     return PV_OK;
 }
 
-/* Decodes the signed payload into *out (cleared first; freed again on failure). */
-static int decode_payload(const envelope *env, pv_capability *out, pv_err *e)
+static void release_capability(void *cap)
 {
-    const uint8_t *p;
-    size_t n;
-    cbor_item_t *map = NULL;
-    pv_cose_sign1_payload(env->cose, &p, &n);
-    int r = pv_cbor_decode(p, n, &map, e);
-    if (r == PV_OK) {
-        r = decode_fields(map, out, e);
-        cbor_decref(&map); /* libcbor's decref does not accept NULL */
-    }
-    if (r != PV_OK) {
-        pv_capability_free(out);
-        return pv_err_wrap(e, r, "capability");
-    }
-    memcpy(out->signer_key_id, env->kid, PV_KEY_ID_LEN);
-    return PV_OK;
+    pv_capability_free(cap);
 }
 
 int pv_capability_decode(const uint8_t *p, size_t len, pv_capability *out, pv_chain **chain,
                          pv_err *e)
 {
-    envelope env;
     if (chain != NULL) {
         *chain = NULL;
     }
@@ -592,23 +455,12 @@ int pv_capability_decode(const uint8_t *p, size_t len, pv_capability *out, pv_ch
         return pv_err_set(e, PV_ERR_INVALID_ARG, "no output");
     }
     memset(out, 0, sizeof(*out));
-    int r = parse_envelope(p, len, &env, e);
-    if (r != PV_OK) {
-        return r;
-    }
-    if ((r = decode_payload(&env, out, e)) == PV_OK && chain != NULL) {
-        *chain = env.chain;
-        env.chain = NULL;
-    }
-    envelope_free(&env);
-    return r;
+    return envelope_decode(&capability_envelope, p, len, out, chain, e);
 }
 
 int pv_capability_verify(const uint8_t *p, size_t len, const pv_trust *update_root,
                          const char *device_id, int64_t now, pv_capability *out, pv_err *e)
 {
-    envelope env;
-    pv_key *leaf = NULL;
     if (out == NULL) {
         return pv_err_set(e, PV_ERR_INVALID_ARG, "no output");
     }
@@ -620,27 +472,10 @@ int pv_capability_verify(const uint8_t *p, size_t len, const pv_trust *update_ro
         return pv_err_set(e, PV_ERR_INVALID_ARG, "this device's ID is not %d lowercase hex digits",
                           PV_CAPABILITY_DEVICE_ID_LEN);
     }
-    int r = parse_envelope(p, len, &env, e);
+    int r = envelope_verify(&capability_envelope, p, len, update_root, now,
+                            PV_VERIFY_CAPABILITY_SIGNING | PV_VERIFY_ALL_USED, out, e);
     if (r != PV_OK) {
         return r;
-    }
-    r = pv_chain_verify(env.chain, update_root, now,
-                        PV_VERIFY_CAPABILITY_SIGNING | PV_VERIFY_ALL_USED, e);
-    if (r != PV_OK) {
-        pv_err_wrap(e, r, "capability signer chain");
-        goto out;
-    }
-    if ((r = pv_cert_public_key(pv_chain_get(env.chain, 0), &leaf, e)) != PV_OK) {
-        pv_err_wrap(e, r, "capability signer certificate");
-        goto out;
-    }
-    if (pv_cose_sign1_verify(env.cose, leaf, NULL, 0, NULL, 0, e) != PV_OK) {
-        r = pv_err_set(e, PV_ERR_SIGNATURE,
-                       "capability signature does not verify with the signer certificate's key");
-        goto out;
-    }
-    if ((r = decode_payload(&env, out, e)) != PV_OK) {
-        goto out;
     }
     if (strcmp(out->device_id, device_id) != 0) {
         r = pv_err_set(e, PV_ERR_UNTRUSTED, "capability is for device %s, not this device (%s)",
@@ -661,8 +496,6 @@ out:
     if (r != PV_OK) {
         pv_capability_free(out);
     }
-    pv_key_free(leaf);
-    envelope_free(&env);
     return r;
 }
 

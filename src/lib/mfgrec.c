@@ -3,9 +3,10 @@
  * The manufacturing record; the format is described in
  * docs/formats/manufacturing-record.md.
  *
- * A record file is [version, bstr(COSE_Sign1), [cert, ...]]. Verification goes outside
- * in: the envelope and the COSE structure are parsed, the chain and the signature are
- * checked, and only then is the signed payload decoded field by field.
+ * A record file is [version, bstr(COSE_Sign1), [cert, ...]], the envelope it shares with
+ * the capability file (envelope.c). Verification goes outside in: the envelope and the
+ * COSE structure are parsed, the chain and the signature are checked, and only then is
+ * the signed payload decoded field by field.
  */
 #include "pavise/mfgrec.h"
 
@@ -15,9 +16,10 @@
 #include <time.h>
 
 #include "pavise/cbor.h"
-#include "pavise/cose.h"
 #include "pavise/enroll.h"
 #include "pavise/platform.h"
+
+#include "envelope.h"
 
 /* Keys of the record map. */
 enum {
@@ -36,7 +38,23 @@ static const int64_t record_keys[] = {K_VERSION,       K_DEVICE_ID,       K_ROT_
                                       K_IDENTITY_KEY,  K_ATTESTATION_KEY, K_EK_CERT,
                                       K_AK_TPM_PUBLIC, K_TRUST_ANCHOR,    K_MANUFACTURED_AT};
 
-#define ENVELOPE_ITEMS 3
+static int decode_fields(const cbor_item_t *map, const uint8_t kid[PV_KEY_ID_LEN], void *out,
+                         pv_err *e);
+static void release_record(void *rec);
+
+static const envelope_format record_envelope = {
+    .version = PV_MFGREC_VERSION,
+    .max_size = PV_MFGREC_MAX_SIZE,
+    .content_type = PV_MFGREC_CONTENT_TYPE,
+    .decode = decode_fields,
+    .release = release_record,
+    .file = "record file",
+    .payload = "record",
+    .signer = "factory",
+    .chain_ctx = "factory certificate chain",
+    .leaf_ctx = "factory certificate",
+    .kid_in_file = false,
+};
 
 /* The kind's name, or NULL for a kind the format does not know. */
 static const char *kind_name(pv_rot_kind k)
@@ -163,19 +181,6 @@ static int encode_record(const pv_mfgrec *rec, pv_buf *out, pv_err *e)
     return r == PV_OK ? PV_OK : pv_err_set(e, r, "encoding the record: %s", pv_strerror(r));
 }
 
-static int encode_envelope(const uint8_t *cose, size_t cose_len, const pv_chain *chain, pv_buf *out,
-                           pv_err *e)
-{
-    pv_cbor_enc enc;
-    pv_cbor_enc_init(&enc, out);
-    pv_cbor_put_array(&enc, ENVELOPE_ITEMS);
-    pv_cbor_put_uint(&enc, PV_MFGREC_VERSION);
-    pv_cbor_put_bytes(&enc, cose, cose_len);
-    pv_cbor_put_chain(&enc, chain);
-    int r = pv_cbor_enc_result(&enc);
-    return r == PV_OK ? PV_OK : pv_err_set(e, r, "encoding the record file: %s", pv_strerror(r));
-}
-
 static int check_signer(const pv_key *key, const pv_chain *chain, pv_err *e)
 {
     pv_key *leaf = NULL;
@@ -202,11 +207,8 @@ int pv_mfgrec_sign(const pv_mfgrec *rec, const pv_key *factory_key, const pv_cha
                    pv_buf *out, pv_err *e)
 {
     int r = PV_ERR_INTERNAL;
-    uint8_t kid[PV_KEY_ID_LEN];
     pv_buf *payload = pv_buf_new(PV_MFGREC_MAX_SIZE);
-    pv_buf *cose = pv_buf_new(PV_MFGREC_MAX_SIZE);
-    pv_buf *file = pv_buf_new(PV_MFGREC_MAX_SIZE);
-    if (payload == NULL || cose == NULL || file == NULL) {
+    if (payload == NULL) {
         r = pv_err_set(e, PV_ERR_NOMEM, "out of memory");
         goto out;
     }
@@ -218,143 +220,14 @@ int pv_mfgrec_sign(const pv_mfgrec *rec, const pv_key *factory_key, const pv_cha
         (r = check_record(rec, e)) != PV_OK || (r = encode_record(rec, payload, e)) != PV_OK) {
         goto out;
     }
-    if (pv_key_id(factory_key, kid) != PV_OK) {
-        r = pv_err_set(e, PV_ERR_CRYPTO, "factory key ID");
-        goto out;
-    }
-    r = pv_cose_sign1_create(factory_key, kid, sizeof(kid), PV_MFGREC_CONTENT_TYPE,
-                             pv_buf_data(payload), pv_buf_len(payload), NULL, 0, 0, cose, e);
-    if (r != PV_OK) {
-        pv_err_wrap(e, r, "signing the record");
-        goto out;
-    }
-    if ((r = encode_envelope(pv_buf_data(cose), pv_buf_len(cose), factory_chain, file, e)) !=
-        PV_OK) {
-        goto out;
-    }
-    if ((r = pv_buf_append(out, pv_buf_data(file), pv_buf_len(file))) != PV_OK) {
-        r = pv_err_set(e, r, "record file: %s", pv_strerror(r));
-        goto out;
-    }
-    r = PV_OK;
+    r = envelope_build(&record_envelope, factory_key, factory_chain, pv_buf_data(payload),
+                       pv_buf_len(payload), out, e);
 out:
-    pv_buf_free(file);
-    pv_buf_free(cose);
     pv_buf_free(payload);
     return r;
 }
 
 /* ---- decoding ---- */
-
-/* The parsed envelope: the COSE message (nothing trusted yet) and the factory chain. */
-typedef struct envelope {
-    pv_cose_sign1 *cose;
-    pv_chain *chain;
-} envelope;
-
-static void envelope_free(envelope *env)
-{
-    pv_cose_sign1_free(env->cose);
-    pv_chain_free(env->chain);
-    memset(env, 0, sizeof(*env));
-}
-
-static int parse_chain(const cbor_item_t *arr, pv_chain **out, pv_err *e)
-{
-    int r = pv_cbor_get_chain(arr, out, e);
-    return r == PV_OK ? r : pv_err_wrap(e, r, "factory chain");
-}
-
-/* The COSE kid must be the key ID of the leaf certificate: a record names its signer. */
-static int check_kid(const envelope *env, uint8_t kid_out[PV_KEY_ID_LEN], pv_err *e)
-{
-    const uint8_t *kid;
-    size_t kid_len;
-    uint8_t id[PV_KEY_ID_LEN];
-    pv_key *leaf = NULL;
-    pv_cose_sign1_kid(env->cose, &kid, &kid_len);
-    if (kid_len != PV_KEY_ID_LEN) {
-        return pv_err_set(e, PV_ERR_FORMAT, "COSE kid is %zu bytes, expected %d", kid_len,
-                          PV_KEY_ID_LEN);
-    }
-    int r = pv_cert_public_key(pv_chain_get(env->chain, 0), &leaf, e);
-    if (r != PV_OK) {
-        return pv_err_wrap(e, r, "factory certificate");
-    }
-    r = pv_key_id(leaf, id);
-    pv_key_free(leaf);
-    if (r != PV_OK || !pv_ct_equal(id, kid, PV_KEY_ID_LEN)) {
-        return pv_err_set(e, PV_ERR_FORMAT,
-                          "COSE kid is not the key ID of the factory certificate");
-    }
-    memcpy(kid_out, kid, PV_KEY_ID_LEN);
-    return PV_OK;
-}
-
-static int parse_envelope(const uint8_t *p, size_t len, envelope *env, pv_err *e)
-{
-    cbor_item_t *root = NULL;
-    const uint8_t *cose;
-    size_t cose_len;
-    uint64_t version;
-    int r;
-    memset(env, 0, sizeof(*env));
-    if (p == NULL || len == 0) {
-        return pv_err_set(e, PV_ERR_TRUNCATED, "record file is empty");
-    }
-    if (len > PV_MFGREC_MAX_SIZE) {
-        return pv_err_set(e, PV_ERR_TOO_LARGE, "record file is %zu bytes, at most %d allowed", len,
-                          PV_MFGREC_MAX_SIZE);
-    }
-    if ((r = pv_cbor_decode(p, len, &root, e)) != PV_OK) {
-        return pv_err_wrap(e, r, "record file");
-    }
-    if (!cbor_isa_array(root) || cbor_array_size(root) != ENVELOPE_ITEMS) {
-        r = pv_err_set(e, PV_ERR_FORMAT,
-                       "record file: expected an array [version, COSE_Sign1, certificates]");
-        goto out;
-    }
-    cbor_item_t **items = cbor_array_handle(root);
-    if ((r = pv_cbor_get_uint(items[0], &version, e)) != PV_OK) {
-        pv_err_wrap(e, r, "record file: format version");
-        goto out;
-    }
-    if (version != PV_MFGREC_VERSION) {
-        r = pv_err_set(e, PV_ERR_UNSUPPORTED,
-                       "record file format version %" PRIu64 " is not supported (expected %d)",
-                       version, PV_MFGREC_VERSION);
-        goto out;
-    }
-    if ((r = pv_cbor_get_bytes(items[1], &cose, &cose_len, e)) != PV_OK) {
-        pv_err_wrap(e, r, "record file: COSE_Sign1");
-        goto out;
-    }
-    if ((r = pv_cose_sign1_decode(cose, cose_len, PV_COSE_REQUIRE_TAG, &env->cose, e)) != PV_OK) {
-        pv_err_wrap(e, r, "record file");
-        goto out;
-    }
-    const char *ct = pv_cose_sign1_content_type(env->cose);
-    if (ct == NULL || strcmp(ct, PV_MFGREC_CONTENT_TYPE) != 0) {
-        r = pv_err_set(e, PV_ERR_FORMAT, "record file: COSE content type is not '%s'",
-                       PV_MFGREC_CONTENT_TYPE);
-        goto out;
-    }
-    if (pv_cose_sign1_is_detached(env->cose)) {
-        r = pv_err_set(e, PV_ERR_FORMAT, "record file: the COSE_Sign1 does not carry the record");
-        goto out;
-    }
-    if ((r = parse_chain(items[2], &env->chain, e)) != PV_OK) {
-        pv_err_wrap(e, r, "record file");
-        goto out;
-    }
-    r = PV_OK;
-out:
-    cbor_decref(&root);
-    if (r != PV_OK) {
-        envelope_free(env);
-    }
-    return r;
-}
 
 /* A byte string of min..max bytes at key, copied. */
 static int get_blob(const cbor_item_t *map, int64_t key, const char *what, size_t min, size_t max,
@@ -448,8 +321,11 @@ static int get_kind(const cbor_item_t *map, pv_rot_kind *out, pv_err *e)
     return r;
 }
 
-static int decode_fields(const cbor_item_t *map, pv_mfgrec *rec, pv_err *e)
+/* The record map into the pv_mfgrec out, signed by kid (record_envelope's decoder). */
+static int decode_fields(const cbor_item_t *map, const uint8_t kid[PV_KEY_ID_LEN], void *out,
+                         pv_err *e)
 {
+    pv_mfgrec *rec = out;
     uint64_t u;
     const uint8_t *p;
     size_t n;
@@ -507,34 +383,17 @@ static int decode_fields(const cbor_item_t *map, pv_mfgrec *rec, pv_err *e)
         return pv_err_set(e, PV_ERR_FORMAT, "manufacture time is out of range");
     }
     rec->manufactured_at = (int64_t)u;
+    memcpy(rec->signer_key_id, kid, PV_KEY_ID_LEN);
     return PV_OK;
 }
 
-/* Decodes the signed payload into *out (cleared first; freed again on failure). */
-static int decode_payload(const envelope *env, const uint8_t kid[PV_KEY_ID_LEN], pv_mfgrec *out,
-                          pv_err *e)
+static void release_record(void *rec)
 {
-    const uint8_t *p;
-    size_t n;
-    cbor_item_t *map = NULL;
-    pv_cose_sign1_payload(env->cose, &p, &n);
-    int r = pv_cbor_decode(p, n, &map, e);
-    if (r == PV_OK) {
-        r = decode_fields(map, out, e);
-        cbor_decref(&map); /* libcbor's decref does not accept NULL */
-    }
-    if (r != PV_OK) {
-        pv_mfgrec_free(out);
-        return pv_err_wrap(e, r, "record");
-    }
-    memcpy(out->signer_key_id, kid, PV_KEY_ID_LEN);
-    return PV_OK;
+    pv_mfgrec_free(rec);
 }
 
 int pv_mfgrec_decode(const uint8_t *p, size_t len, pv_mfgrec *out, pv_chain **chain, pv_err *e)
 {
-    envelope env;
-    uint8_t kid[PV_KEY_ID_LEN];
     if (out == NULL) {
         return pv_err_set(e, PV_ERR_INVALID_ARG, "no output");
     }
@@ -542,25 +401,12 @@ int pv_mfgrec_decode(const uint8_t *p, size_t len, pv_mfgrec *out, pv_chain **ch
     if (chain != NULL) {
         *chain = NULL;
     }
-    int r = parse_envelope(p, len, &env, e);
-    if (r != PV_OK) {
-        return r;
-    }
-    if ((r = check_kid(&env, kid, e)) == PV_OK &&
-        (r = decode_payload(&env, kid, out, e)) == PV_OK && chain != NULL) {
-        *chain = env.chain;
-        env.chain = NULL;
-    }
-    envelope_free(&env);
-    return r;
+    return envelope_decode(&record_envelope, p, len, out, chain, e);
 }
 
 int pv_mfgrec_verify(const uint8_t *p, size_t len, const pv_trust *factory_cas, int64_t at,
                      pv_mfgrec *out, pv_err *e)
 {
-    envelope env;
-    uint8_t kid[PV_KEY_ID_LEN];
-    pv_key *leaf = NULL;
     if (out == NULL) {
         return pv_err_set(e, PV_ERR_INVALID_ARG, "no output");
     }
@@ -568,40 +414,16 @@ int pv_mfgrec_verify(const uint8_t *p, size_t len, const pv_trust *factory_cas, 
     if (factory_cas == NULL) {
         return pv_err_set(e, PV_ERR_INVALID_ARG, "no factory CA");
     }
-    int r = parse_envelope(p, len, &env, e);
+    int r = envelope_verify(&record_envelope, p, len, factory_cas, at,
+                            PV_VERIFY_CODE_SIGNING | PV_VERIFY_ALL_USED, out, e);
     if (r != PV_OK) {
         return r;
     }
-    if ((r = check_kid(&env, kid, e)) != PV_OK) {
-        goto out;
-    }
-    r = pv_chain_verify(env.chain, factory_cas, at, PV_VERIFY_CODE_SIGNING | PV_VERIFY_ALL_USED, e);
-    if (r != PV_OK) {
-        pv_err_wrap(e, r, "factory certificate chain");
-        goto out;
-    }
-    if ((r = pv_cert_public_key(pv_chain_get(env.chain, 0), &leaf, e)) != PV_OK) {
-        pv_err_wrap(e, r, "factory certificate");
-        goto out;
-    }
-    if (pv_cose_sign1_verify(env.cose, leaf, NULL, 0, NULL, 0, e) != PV_OK) {
-        r = pv_err_set(e, PV_ERR_SIGNATURE,
-                       "record signature does not verify with the factory certificate's key");
-        goto out;
-    }
-    if ((r = decode_payload(&env, kid, out, e)) != PV_OK) {
-        goto out;
-    }
     if ((r = check_record(out, e)) != PV_OK) {
         pv_mfgrec_free(out);
-        pv_err_wrap(e, r, "record");
-        goto out;
+        return pv_err_wrap(e, r, "record");
     }
-    r = PV_OK;
-out:
-    pv_key_free(leaf);
-    envelope_free(&env);
-    return r;
+    return PV_OK;
 }
 
 void pv_mfgrec_free(pv_mfgrec *rec)
