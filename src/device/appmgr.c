@@ -1078,6 +1078,14 @@ int am_forget(am *m, const char *cid, pv_err *e)
             app_rt *rt = m->apps[i];
             m->apps[i] = m->apps[--m->n];
             stop_now(rt);
+            /* Its copies of the device key go with it (a replacement makes new ones). */
+            char dir[4096];
+            pv_err ignored;
+            pv_err_clear(&ignored);
+            if (snprintf(dir, sizeof(dir), "%s/run/apps/%s", m->cfg.state_dir, rt->cid) <
+                (int)sizeof(dir)) {
+                pv_fs_remove_tree(dir, &ignored);
+            }
             rt_free(m, rt);
             return PV_OK;
         }

@@ -29,6 +29,7 @@ typedef struct pd {
     pv_rot_kind rot_kind;
     pv_trust *update_root;
     pv_trust *dev_roots; /* non-NULL while a development capability is applied */
+    int64_t dev_expires; /* its expiry (seconds since the epoch), 0: none */
     lp *loop;
     as_store *store;
     am *apps;
@@ -37,13 +38,18 @@ typedef struct pd {
     np_ctx *net;
     sb_filter *filter;
     int listen_fd;
+    unsigned api_open; /* local API connections open now (at most LA_MAX_CONNECTIONS) */
     bool stopping;
 } pd;
 
+/* The development roots while the applied capability is valid, else NULL: a capability
+ * that expires while pavised runs is dropped at its first use after the expiry. */
+const pv_trust *devcap_roots(pd *d);
+
 /* The trust installs and loads use now. */
-static inline as_trust pd_trust(const pd *d)
+static inline as_trust pd_trust(pd *d)
 {
-    return (as_trust){.prod = d->update_root, .dev = d->dev_roots};
+    return (as_trust){.prod = d->update_root, .dev = devcap_roots(d)};
 }
 
 /* Local API: listens on path (a unix SOCK_SEQPACKET socket, mode 0600 in a 0700 directory;

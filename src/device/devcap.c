@@ -28,9 +28,11 @@ static int capability_path(const pd *d, char out[4096], pv_err *e)
 }
 
 /* Verifies bytes for this device now; on success *roots are its development roots. */
-static int take(const pd *d, const uint8_t *p, size_t len, pv_trust **roots, pv_err *e)
+static int take(const pd *d, const uint8_t *p, size_t len, pv_trust **roots, int64_t *expires,
+                pv_err *e)
 {
     *roots = NULL;
+    *expires = 0;
     pv_capability cap;
     int r = pv_capability_verify(p, len, d->update_root, d->device_id, pv_time_now(), &cap, e);
     if (r != PV_OK) {
@@ -42,6 +44,7 @@ static int take(const pd *d, const uint8_t *p, size_t len, pv_trust **roots, pv_
                           "the capability file does not grant AppDevelopment");
     }
     *roots = cap.dev_roots;
+    *expires = cap.expires_at;
     cap.dev_roots = NULL;
     pv_capability_free(&cap);
     return PV_OK;
@@ -62,9 +65,11 @@ void devcap_load(pd *d)
         return;
     }
     pv_trust *roots = NULL;
-    if (r == PV_OK && (r = take(d, data, len, &roots, &e)) == PV_OK) {
+    int64_t expires = 0;
+    if (r == PV_OK && (r = take(d, data, len, &roots, &expires, &e)) == PV_OK) {
         pv_trust_free(d->dev_roots);
         d->dev_roots = roots;
+        d->dev_expires = expires;
     }
     free(data);
     if (r != PV_OK) {
@@ -83,7 +88,8 @@ int devcap_apply(pd *d, const uint8_t *p, size_t len, pv_err *e)
     }
     /* Verified before it is kept: a file that does not verify changes nothing. */
     pv_trust *roots = NULL;
-    if ((r = take(d, p, len, &roots, e)) != PV_OK) {
+    int64_t expires = 0;
+    if ((r = take(d, p, len, &roots, &expires, e)) != PV_OK) {
         return pv_err_wrap(e, r, "capability file refused");
     }
     if ((r = pv_fs_write_file(path, p, len, 0600, true, e)) != PV_OK) {
@@ -92,6 +98,18 @@ int devcap_apply(pd *d, const uint8_t *p, size_t len, pv_err *e)
     }
     pv_trust_free(d->dev_roots);
     d->dev_roots = roots;
+    d->dev_expires = expires;
     pv_info("development capability applied: development images may be sideloaded");
     return PV_OK;
+}
+
+const pv_trust *devcap_roots(pd *d)
+{
+    if (d->dev_roots != NULL && d->dev_expires != 0 && pv_time_now() >= d->dev_expires) {
+        pv_warn("the development capability has expired: development mode is off");
+        pv_trust_free(d->dev_roots);
+        d->dev_roots = NULL;
+        d->dev_expires = 0;
+    }
+    return d->dev_roots;
 }

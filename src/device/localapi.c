@@ -28,8 +28,9 @@
 #include "daemon.h"
 #include "storage.h"
 
-#define LA_MAX_REQUEST (64 * 1024)
-#define LA_MAX_FILE    (64 * 1024) /* a capability file */
+#define LA_MAX_REQUEST     (64 * 1024)
+#define LA_MAX_FILE        (64 * 1024) /* a capability file */
+#define LA_MAX_CONNECTIONS 16u
 
 typedef struct req {
     pd *d;
@@ -47,7 +48,7 @@ static int need_cid(req *q, pv_err *e)
 
 static int need_development(req *q, pv_err *e)
 {
-    return q->d->dev_roots != NULL
+    return devcap_roots(q->d) != NULL
                ? PV_OK
                : pv_err_set(e, PV_ERR_LOCKED,
                             "the device is not in development mode: apply a development "
@@ -59,9 +60,9 @@ static int op_show(req *q, json_t **result, pv_err *e)
     pd *d = q->d;
     *result = json_pack("{s:s, s:s, s:b, s:s, s:i, s:I, s:s}", "deviceId", d->device_id,
                         "rootOfTrust", pv_rot_kind_name(d->rot_kind), "developmentMode",
-                        d->dev_roots != NULL, "cgroup", cg_version_name(d->cgroups), "landlockAbi",
-                        sb_landlock_abi(), "apps", (json_int_t)as_count(d->store), "network",
-                        d->net != NULL ? "per-app firewall" : "none");
+                        devcap_roots(d) != NULL, "cgroup", cg_version_name(d->cgroups),
+                        "landlockAbi", sb_landlock_abi(), "apps", (json_int_t)as_count(d->store),
+                        "network", d->net != NULL ? "per-app firewall" : "none");
     return *result != NULL ? PV_OK : pv_err_set(e, PV_ERR_NOMEM, "out of memory");
 }
 
@@ -149,7 +150,7 @@ static int install(req *q, bool development, json_t **result, pv_err *e)
 {
     char path[64];
     as_app *a = NULL, *old = NULL;
-    as_trust t = {.prod = q->d->update_root, .dev = development ? q->d->dev_roots : NULL};
+    as_trust t = {.prod = q->d->update_root, .dev = development ? devcap_roots(q->d) : NULL};
     int r = fd_path(q->fd, path, e);
     if (r != PV_OK) {
         return r;
@@ -340,6 +341,7 @@ out:
     json_decref(result);
     free(buf);
     close(fd);
+    d->api_open--;
 }
 
 static void on_accept(void *ctx, int lfd, uint32_t events)
@@ -351,9 +353,15 @@ static void on_accept(void *ctx, int lfd, uint32_t events)
     }
     pv_err e;
     pv_err_clear(&e);
+    if (d->api_open >= LA_MAX_CONNECTIONS) {
+        close(fd); /* bounded: the loop's descriptors are shared with the apps */
+        return;
+    }
     if (lp_add(d->loop, fd, EPOLLIN, on_conn, d, &e) != PV_OK) {
         close(fd);
+        return;
     }
+    d->api_open++;
 }
 
 int la_listen(pd *d, const char *path, pv_err *e)
