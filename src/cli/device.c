@@ -236,8 +236,22 @@ static int capability_from(const json_t *out, const char *device_id, uint8_t **f
     return PV_OK;
 }
 
-static void print_capability(const pv_capability *cap, const char *path)
+static int print_capability(bool json, const pv_capability *cap, const char *path, size_t bytes)
 {
+    if (json) {
+        /* as the ca-certificate downloads: the file, its size, and what it says */
+        json_t *caps = json_array();
+        for (uint32_t bit = 1; caps != NULL && bit != 0 && bit <= PV_CAP_ALL; bit <<= 1) {
+            if ((cap->caps & bit) != 0) {
+                json_array_append_new(caps, json_string(pv_capability_name(bit)));
+            }
+        }
+        json_t *o = json_pack("{s:s, s:I, s:s, s:o, s:I, s:I}", "output", path, "bytes",
+                              (json_int_t)bytes, "deviceId", cap->device_id, "capabilities", caps,
+                              "developmentRoots", (json_int_t)pv_chain_count(cap->dev_root_list),
+                              "expiresAt", (json_int_t)cap->expires_at);
+        return cli_print_object(true, o, NULL);
+    }
     char when[PV_TIME_TEXT_LEN + 1] = "never";
     size_t roots = pv_chain_count(cap->dev_root_list);
     if (cap->expires_at != 0 && !pv_time_format(cap->expires_at, when)) {
@@ -253,13 +267,14 @@ static void print_capability(const pv_capability *cap, const char *path)
         }
     }
     printf("\nDevelopment image roots: %zu\nExpires: %s\n", roots, when);
+    return PV_OK;
 }
 
 static int device_capability_download(const cli_cmd *cmd, const cli_args *args, pv_err *e)
 {
     cli_session s;
     char path[512];
-    const char *output = cli_get(cmd, args, "output");
+    const char *output = cli_get(cmd, args, "output-file");
     const char *days = cli_get(cmd, args, "valid-days");
     uint64_t valid_days = 0;
     json_t *body = NULL, *out = NULL;
@@ -295,10 +310,10 @@ static int device_capability_download(const cli_cmd *cmd, const cli_args *args, 
     }
     /* Replaced if it exists: a developer fetches a new one after each change. */
     if ((r = pv_fs_write_file(output, file, len, 0644, true, e)) != PV_OK) {
-        pv_err_wrap(e, r, "--output");
+        pv_err_wrap(e, r, "--output-file");
         goto out;
     }
-    print_capability(&cap, output);
+    r = print_capability(args->json, &cap, output, len);
 out:
     pv_capability_free(&cap);
     free(file);
@@ -331,7 +346,7 @@ static const cli_opt list_opts[] = {
 static const cli_opt device_opts[] = {OPT_DEVICE, CLI_OPT_TENANT, CLI_OPT_SERVER, CLI_OPT_END};
 static const cli_opt capability_opts[] = {
     OPT_DEVICE,
-    {"output", "FILE", true, "where to write the capability file (replaced if it exists)"},
+    {"output-file", "FILE", true, "where to write the capability file (replaced if it exists)"},
     {"valid-days", "N", false, "the file expires after N days (1 to 3650; default: never)"},
     CLI_OPT_TENANT,
     CLI_OPT_SERVER,
@@ -388,6 +403,6 @@ const cli_cmd cli_device_cmds[] = {
      "`pavise device capability update --capability-file FILE`. The "
      "device must be in development mode (`pavise device enable-development`). Needs the "
      "Contributor role.",
-     capability_opts, false, device_capability_download},
+     capability_opts, true, device_capability_download},
     {NULL, NULL, NULL, NULL, NULL, false, NULL},
 };

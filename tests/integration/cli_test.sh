@@ -122,7 +122,7 @@ expect 0 "$PAVISE" login --help;                                  golden login-h
 expect 0 "$PAVISE" device --help;                                 golden device-help out.txt
 expect 0 "$PAVISE" device claim --help;                           golden device-claim-help out.txt
 expect 0 "$PAVISE" device capability download --help;             golden device-capability-download-help out.txt
-expect 2 "$PAVISE" device capability download --device xyz --output x.cap; contains err.txt "not a device ID"
+expect 2 "$PAVISE" device capability download --device xyz --output-file x.cap; contains err.txt "not a device ID"
 expect 0 "$PAVISE" device-group create --help;                    golden device-group-create-help out.txt
 expect 0 "$PAVISE" role add --help;                               golden role-add-help out.txt
 expect 0 "$PAVISE" tenant list --help;                            golden tenant-list-help out.txt

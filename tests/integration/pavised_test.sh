@@ -184,9 +184,11 @@ expect 0 op tenant create --name "Devices"
 expect 0 op tenant select --tenant "Devices"
 expect 0 op product create --name "Board"
 expect 0 op device claim --device "$DEVICE_ID" --manufacturing-record "$S/manufacturing-record.cbor"
-expect 6 op device capability download --device "$DEVICE_ID" --output dev.cap # not in development mode
+expect 6 op device capability download --device "$DEVICE_ID" --output-file dev.cap # not in development mode
 expect 0 op device enable-development --device "$DEVICE_ID" --device-group "Board/Development"
-expect 0 op device capability download --device "$DEVICE_ID" --output dev.cap
+expect 0 op device capability download --device "$DEVICE_ID" --output-file dev.cap --output json
+[ "$(field "['deviceId']") $(field "['developmentRoots']") $(field "['output']")" = "$DEVICE_ID 1 dev.cap" ] ||
+    { cat out.txt; fail "capability download's JSON"; }
 
 # a development image, signed under the development root
 DEVAPP=3d7e0f1a-9b2c-4d5e-8f60-718293a4b5c6

@@ -867,15 +867,15 @@ PY
     refused "a capability for a device the tenant does not hold" 404 not_found rawadmin POST \
         "/v1/tenants/$acme/devices/$NOSUCH/capabilities" "${J[@]}" --data-binary '{"capabilities": ["AppDevelopment"]}'
     # The CLI writes the file the service signed.
-    expect 0 cli contributor device capability download --device "$DEV_d2" --output cap.bin
+    expect 0 cli contributor device capability download --device "$DEV_d2" --output-file cap.bin
     contains out.txt "AppDevelopment"
     golden capability-download out.txt
     [ "$(head -c 2 cap.bin | od -An -tx1 | tr -d ' ')" = 8301 ] && ok || bad "cap.bin is not a capability file"
-    expect 0 cli contributor device capability download --device "$DEV_d2" --output cap.bin --valid-days 30
+    expect 0 cli contributor device capability download --device "$DEV_d2" --output-file cap.bin --valid-days 30
     contains out.txt "Expires: 20"
-    cli_refused "a Reader downloading a capability" $EX_AUTH reader device capability download --device "$DEV_d2" --output x.bin
-    cli_refused "another tenant's device's capability" $EX_NOTFOUND outsider device capability download --device "$DEV_d2" --output x.bin
-    cli_refused "a capability valid for 0 days" $EX_USAGE contributor device capability download --device "$DEV_d2" --output x.bin --valid-days 0
+    cli_refused "a Reader downloading a capability" $EX_AUTH reader device capability download --device "$DEV_d2" --output-file x.bin
+    cli_refused "another tenant's device's capability" $EX_NOTFOUND outsider device capability download --device "$DEV_d2" --output-file x.bin
+    cli_refused "a capability valid for 0 days" $EX_USAGE contributor device capability download --device "$DEV_d2" --output-file x.bin --valid-days 0
     [ -e x.bin ] && bad "a refused download wrote its file" || ok
     expect 0 cli admin device enable-cloud-test --device "$DEV_d2"
     refused "a capability for a device out of development mode" 409 conflict rawadmin POST "$capurl" "${J[@]}" \
