@@ -650,8 +650,14 @@ static int grant_peripherals(app_rt *rt, pv_err *e)
                               "peripheral %s is not one this board lets apps have (--peripherals)",
                               dev);
         }
+        /* Through one descriptor of the node itself (never a link), so what is checked is
+         * what is changed. */
+        int fd = open(dev, O_PATH | O_NOFOLLOW | O_CLOEXEC);
         struct stat st;
-        if (lstat(dev, &st) != 0 || !S_ISCHR(st.st_mode)) {
+        if (fd < 0 || fstat(fd, &st) != 0 || !S_ISCHR(st.st_mode)) {
+            if (fd >= 0) {
+                close(fd);
+            }
             return pv_err_set(e, PV_ERR_NOT_FOUND, "peripheral %s is not a character device here",
                               dev);
         }
@@ -659,12 +665,18 @@ static int grant_peripherals(app_rt *rt, pv_err *e)
             rt->periph_orig[i] = st;
             rt->periph_saved[i] = true;
         }
+        char proc[64];
+        snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+        int err = 0;
         if ((st.st_uid != rt->a->uid || st.st_gid != rt->a->uid) &&
-            chown(dev, rt->a->uid, rt->a->uid) != 0) {
-            return pv_err_sys(e, PV_ERR_IO, errno, "%s", dev);
+            fchownat(fd, "", rt->a->uid, rt->a->uid, AT_EMPTY_PATH) != 0) {
+            err = errno;
+        } else if ((st.st_mode & 07777) != 0600 && chmod(proc, 0600) != 0) {
+            err = errno;
         }
-        if ((st.st_mode & 07777) != 0600 && chmod(dev, 0600) != 0) {
-            return pv_err_sys(e, PV_ERR_IO, errno, "%s", dev);
+        close(fd);
+        if (err != 0) {
+            return pv_err_sys(e, PV_ERR_IO, err, "%s", dev);
         }
     }
     return PV_OK;

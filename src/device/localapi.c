@@ -140,6 +140,13 @@ static int fd_path(int fd, char out[64], pv_err *e)
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         return pv_err_set(e, PV_ERR_INVALID_ARG, "the file passed is not a regular file");
     }
+    /* Read only what the caller could read: an O_PATH or write-only descriptor is refused
+     * (reopening it through /proc would read it with pavised's rights). */
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || (fl & O_PATH) != 0 ||
+        ((fl & O_ACCMODE) != O_RDONLY && (fl & O_ACCMODE) != O_RDWR)) {
+        return pv_err_set(e, PV_ERR_INVALID_ARG, "the file passed is not open for reading");
+    }
     snprintf(out, 64, "/proc/self/fd/%d", fd);
     return PV_OK;
 }

@@ -197,8 +197,13 @@ static int batch_app_add(const np_app *a, const pv_capabilities *caps, pv_buf *b
     r = r ? r
           : batch_add(b, "add set " TABLE " a%u_v6 { type ipv6_addr ; flags timeout ; size %u ; }",
                       u, NP_SET_SIZE);
+    /* Whatever an earlier run left of this uid (a removal that failed) is emptied in the
+     * same batch, so adding never appends to old rules or keeps old addresses. */
+    r = r ? r : batch_add(b, "flush set " TABLE " a%u_v4", u);
+    r = r ? r : batch_add(b, "flush set " TABLE " a%u_v6", u);
     r = r ? r : batch_add(b, "add counter " TABLE " a%u_drop", u);
     r = r ? r : batch_add(b, "add chain " TABLE " a%u", u);
+    r = r ? r : batch_add(b, "flush chain " TABLE " a%u", u);
     /* Its own connections go on once open (even after a resolved address timed out). Its
      * own: the connection tracking entry carries the uid that opened it (ct mark, set by the
      * accepting rules below), since an entry is not tied to a socket: a UDP entry of a

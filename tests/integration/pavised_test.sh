@@ -136,6 +136,37 @@ kill -0 "$old_pid" 2>/dev/null && fail "the old version's init is still alive"
 [ "$(D image list-installed --output json | python3 -c "import json,sys; print(len(json.load(sys.stdin)))")" = 2 ] ||
     fail "the old image was not removed"
 
+# ---- the local API refuses bad requests, and changes nothing ----
+before_api=$(D image list-installed --output json)
+python3 - "$T/pavised.sock" apps/hello.imagepackage >api.txt 2>&1 <<'PY' || { cat api.txt; fail "local API bad input"; }
+import json, os, socket, sys
+path, pkg = sys.argv[1], sys.argv[2]
+def call(payload, fds=()):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    s.connect(path)
+    socket.send_fds(s, [payload], list(fds)) if fds else s.send(payload)
+    r = json.loads(s.recv(1 << 20))
+    s.close()
+    return r
+def refused(payload, words, fds=()):
+    r = call(payload, fds)
+    assert r["ok"] is False and words in r["error"]["message"], (payload[:60], r)
+refused(b'{"version":1,"op":"image.install"}', "carries no file")
+wr = os.open(pkg, os.O_WRONLY)
+refused(b'{"version":1,"op":"image.install"}', "not open for reading", [wr])
+pa = os.open(pkg, os.O_PATH)
+refused(b'{"version":1,"op":"image.install"}', "not open for reading", [pa])
+refused(b'{"version":1,"op":"no.such"}', "unknown op")
+refused(b'{"version":2,"op":"device.show"}', "version")
+refused(b'{"version":1,"op":"device.show","extra":1}', "extra")
+refused(b'{"version":1,"op":"app.start","componentId":"not-a-uuid"}', "UUID")
+refused(b'{"version":1,"op":', "")
+refused(b'{"version":1,"op":"device.show","op":"app.stop"}', "")
+refused(b'x' * (65 * 1024), "larger than")
+print("ok")
+PY
+[ "$(D image list-installed --output json)" = "$before_api" ] || fail "a refused API request changed the installed images"
+
 # ---- only root may use the API ----
 chmod 0666 "$T/pavised.sock"
 chmod 0711 "$T"
