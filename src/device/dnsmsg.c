@@ -478,6 +478,57 @@ size_t dns_response_strip_opt(uint8_t *p, size_t len)
     return last;
 }
 
+bool dns_response_cap_ttl(uint8_t *p, size_t len, uint32_t max)
+{
+    uint8_t name[DNS_MAX_NAME];
+    size_t name_len, ttl_at[DNS_MAX_RRS];
+    size_t n = 0;
+    if (len < DNS_HEADER_LEN) {
+        return false;
+    }
+    uint16_t qd = get16(p + 4);
+    uint32_t rrs = (uint32_t)get16(p + 6) + get16(p + 8) + get16(p + 10);
+    size_t off = DNS_HEADER_LEN;
+    if (rrs > DNS_MAX_RRS) {
+        return false;
+    }
+    for (uint16_t i = 0; i < qd; i++) {
+        dns_question q;
+        if (read_question(p, len, &off, &q, NULL) != PV_OK) {
+            return false;
+        }
+    }
+    /* Walk it all first: a message that does not parse is left as it is. */
+    for (uint32_t i = 0; i < rrs; i++) {
+        if (read_name(p, len, &off, name, &name_len, NULL) != PV_OK || len - off < RR_FIXED_LEN) {
+            return false;
+        }
+        size_t rdlen = get16(p + off + 8);
+        if (get16(p + off) != DNS_TYPE_OPT) {
+            ttl_at[n++] = off + 4;
+        }
+        off += RR_FIXED_LEN;
+        if (rdlen > len - off) {
+            return false;
+        }
+        off += rdlen;
+    }
+    if (off != len) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        uint8_t *t = p + ttl_at[i];
+        uint32_t ttl = (uint32_t)t[0] << 24 | (uint32_t)t[1] << 16 | (uint32_t)t[2] << 8 | t[3];
+        if (ttl > max) {
+            t[0] = (uint8_t)(max >> 24);
+            t[1] = (uint8_t)(max >> 16);
+            t[2] = (uint8_t)(max >> 8);
+            t[3] = (uint8_t)max;
+        }
+    }
+    return true;
+}
+
 bool dns_name_matches(const uint8_t *name, size_t name_len, const char *pattern)
 {
     bool wildcard = strncmp(pattern, "*.", 2) == 0;

@@ -127,6 +127,10 @@ int dns_response_parse(const uint8_t *p, size_t len, uint16_t id, const dns_ques
  * decrements the additional count. Returns the new length; len when there is no such
  * record or the message cannot be walked. */
 size_t dns_response_strip_opt(uint8_t *p, size_t len);
+/* Lowers every resource record's TTL above max to max, in place (OPT records are left: their
+ * TTL field holds flags). So an app that caches an answer never keeps an address longer
+ * than its set entry lives. false when the message does not walk to its end (unchanged). */
+bool dns_response_cap_ttl(uint8_t *p, size_t len, uint32_t max);
 
 /* Whether a wire name matches a host name pattern of the manifest ("host.example.com" or
  * "*.example.com": the star is exactly one leading label), ASCII case ignored, label by

@@ -106,6 +106,7 @@ typedef struct pending {
     size_t resp_len;
     uint32_t ack_seq;
     int64_t deadline;
+    uint32_t ttl_cap; /* the shortest set entry made from this answer (0: none) */
 } pending;
 
 static struct stub {
@@ -296,6 +297,10 @@ static void pend_relay(unsigned i)
         if (p->to.tcp && !p->q.edns) {
             p->resp_len = dns_response_strip_opt(p->resp, p->resp_len);
         }
+        if (p->ttl_cap != 0) {
+            /* No record may outlive the set entry its address got in pavised. */
+            (void)dns_response_cap_ttl(p->resp, p->resp_len, p->ttl_cap);
+        }
         deliver(&p->to, &p->q, p->app, p->resp, p->resp_len);
     }
     pend_free(i);
@@ -344,6 +349,9 @@ static void upstream_read(unsigned i, int64_t now)
             addrs[j].family = ans.addrs[j].family;
             memcpy(addrs[j].addr, ans.addrs[j].addr, ans.addrs[j].family == AF_INET ? 4 : 16);
             addrs[j].ttl = clamp_ttl(ans.addrs[j].ttl);
+            if (p->ttl_cap == 0 || addrs[j].ttl < p->ttl_cap) {
+                p->ttl_cap = addrs[j].ttl;
+            }
         }
         sapp *a = S.apps[p->app];
         p->ack_seq = ++S.next_seq;

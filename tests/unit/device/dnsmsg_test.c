@@ -577,9 +577,39 @@ static void test_name_matches(void **state)
     assert_string_equal(text, ".");
 }
 
+static void test_cap_ttl(void **state)
+{
+    (void)state;
+    /* allowed.test A: one A record with TTL 3600, then an OPT whose TTL field is flags */
+    static const uint8_t msg[] = {0x12, 0x34, 0x81, 0x80, 0,    1,    0,    1,    0, 0,   0,   1,
+                                  7,    'a',  'l',  'l',  'o',  'w',  'e',  'd',  4, 't', 'e', 's',
+                                  't',  0,    0,    1,    0,    1,    0xc0, 0x0c, 0, 1,   0,   1,
+                                  0x00, 0x00, 0x0e, 0x10, 0,    4,    127,  0,    0, 2,   0,   0,
+                                  41,   0x10, 0x00, 0x00, 0x00, 0x80, 0x00, 0,    0};
+    uint8_t buf[sizeof(msg)];
+    memcpy(buf, msg, sizeof(msg));
+    assert_true(dns_response_cap_ttl(buf, sizeof(buf), 30));
+    static const uint8_t ttl30[] = {0, 0, 0, 30};
+    assert_memory_equal(buf + 36, ttl30, 4);    /* the A record's TTL, lowered */
+    assert_memory_equal(buf + 51, msg + 51, 4); /* the OPT's flags, untouched */
+    /* below the cap: unchanged */
+    memcpy(buf, msg, sizeof(msg));
+    assert_true(dns_response_cap_ttl(buf, sizeof(buf), 86400));
+    assert_memory_equal(buf, msg, sizeof(msg));
+    /* a message that does not walk to its end is left alone */
+    memcpy(buf, msg, sizeof(msg));
+    assert_false(dns_response_cap_ttl(buf, sizeof(buf) - 3, 30));
+    assert_memory_equal(buf, msg, sizeof(msg));
+    uint8_t longer[sizeof(msg) + 1];
+    memcpy(longer, msg, sizeof(msg));
+    longer[sizeof(msg)] = 0;
+    assert_false(dns_response_cap_ttl(longer, sizeof(longer), 30));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cap_ttl),
         cmocka_unit_test(test_query_parse),
         cmocka_unit_test(test_query_refused),
         cmocka_unit_test(test_build),
