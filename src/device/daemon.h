@@ -38,6 +38,8 @@ typedef struct pd {
     np_ctx *net;
     sb_filter *filter;
     int listen_fd;
+    int net_fd;        /* the DNS stub's control socket as watched (it changes when restarted) */
+    int certs_timer;   /* quiet period after STATE/certs changed */
     unsigned api_open; /* local API connections open now (at most LA_MAX_CONNECTIONS) */
     bool stopping;
 } pd;

@@ -97,33 +97,6 @@ static int parse_upstream(const char *s, np_config *cfg, pv_err *e)
     return PV_OK;
 }
 
-/* The first "nameserver" of /etc/resolv.conf, else 127.0.0.1. */
-static void default_upstream(np_config *cfg)
-{
-    uint8_t *data = NULL;
-    size_t len = 0;
-    pv_err e;
-    pv_err_clear(&e);
-    if (pv_fs_read_file("/etc/resolv.conf", 64 * 1024, &data, &len, &e) == PV_OK) {
-        char *save = NULL;
-        for (char *line = strtok_r((char *)data, "\n", &save); line != NULL;
-             line = strtok_r(NULL, "\n", &save)) {
-            if (strncmp(line, "nameserver", 10) == 0 && (line[10] == ' ' || line[10] == '\t')) {
-                char *v = line + 11;
-                while (*v == ' ' || *v == '\t') {
-                    v++;
-                }
-                if (parse_upstream(v, cfg, &e) == PV_OK) {
-                    free(data);
-                    return;
-                }
-            }
-        }
-    }
-    free(data);
-    parse_upstream("127.0.0.1", cfg, &e);
-}
-
 #define MAX_BOARD_PERIPHERALS 64
 
 /* --peripherals: a comma-separated list of device nodes, each valid as a manifest's. */
@@ -168,23 +141,22 @@ static int open_device(pd *d, pv_err *e)
 
 /* The DNS stub's messages. The stub may be restarted by np_dispatch, with a new fd: the
  * registration follows it. */
-static int net_fd = -1;
 static void on_net(void *ctx, int fd, uint32_t events);
 
 static void net_watch(pd *d)
 {
     int fd = np_fd(d->net);
-    if (fd == net_fd) {
+    if (fd == d->net_fd) {
         return;
     }
-    if (net_fd >= 0) {
-        lp_del(d->loop, net_fd);
+    if (d->net_fd >= 0) {
+        lp_del(d->loop, d->net_fd);
     }
-    net_fd = -1;
+    d->net_fd = -1;
     pv_err e;
     pv_err_clear(&e);
     if (fd >= 0 && lp_add(d->loop, fd, EPOLLIN, on_net, d, &e) == PV_OK) {
-        net_fd = fd;
+        d->net_fd = fd;
     } else if (fd >= 0) {
         pv_error("DNS stub: %s", pv_err_msg(&e));
     }
@@ -218,7 +190,6 @@ static void on_signal(void *ctx, int fd, uint32_t events)
 
 /* STATE/certs changes when the device attests (the certificates are renewed every day):
  * a short quiet period after the last change, then the apps get fresh copies. */
-static int certs_timer = -1;
 
 static void on_certs_quiet(void *ctx, int fd, uint32_t events)
 {
@@ -232,13 +203,14 @@ static void on_certs_quiet(void *ctx, int fd, uint32_t events)
 
 static void on_certs(void *ctx, int fd, uint32_t events)
 {
+    pd *d = ctx;
     char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
     bool any = false;
     while (read(fd, buf, sizeof(buf)) > 0) {
         any = true;
     }
-    if (any && certs_timer >= 0) {
-        lp_timer_arm(certs_timer, 200);
+    if (any && d->certs_timer >= 0) {
+        lp_timer_arm(d->certs_timer, 200);
     }
 }
 
@@ -256,13 +228,14 @@ static int watch_certs(pd *d, int *ifd, pv_err *e)
     if (*ifd < 0 || inotify_add_watch(*ifd, dir, IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE) < 0) {
         return pv_err_sys(e, PV_ERR_IO, errno, "inotify on %s", dir);
     }
-    int r = lp_timer_new(d->loop, on_certs_quiet, d, &certs_timer, e);
+    int r = lp_timer_new(d->loop, on_certs_quiet, d, &d->certs_timer, e);
     return r != PV_OK ? r : lp_add(d->loop, *ifd, EPOLLIN, on_certs, d, e);
 }
 
 static int run(const cli_cmd *cmd, const cli_args *args, pv_err *e)
 {
-    pd d = {.state_dir = cli_get(cmd, args, "state"), .listen_fd = -1};
+    pd d = {
+        .state_dir = cli_get(cmd, args, "state"), .listen_fd = -1, .net_fd = -1, .certs_timer = -1};
     const char *socket_path = cli_get(cmd, args, "socket");
     const char *ready = cli_get(cmd, args, "ready-file");
     const char *level_s = cli_get(cmd, args, "log-level");
@@ -288,12 +261,11 @@ static int run(const cli_cmd *cmd, const cli_args *args, pv_err *e)
                              &grace_ms, e)) != PV_OK)) {
         return r;
     }
-    if (cli_get(cmd, args, "dns-upstream") != NULL) {
-        if ((r = parse_upstream(cli_get(cmd, args, "dns-upstream"), &ncfg, e)) != PV_OK) {
-            return r;
-        }
-    } else {
-        default_upstream(&ncfg);
+    /* Without --dns-upstream, upstream_len stays 0: np_init takes the first nameserver of
+     * /etc/resolv.conf. */
+    if (cli_get(cmd, args, "dns-upstream") != NULL &&
+        (r = parse_upstream(cli_get(cmd, args, "dns-upstream"), &ncfg, e)) != PV_OK) {
+        return r;
     }
     if (cli_get(cmd, args, "peripherals") != NULL &&
         ((periph_list = strdup(cli_get(cmd, args, "peripherals"))) == NULL ||
@@ -384,8 +356,8 @@ out:
     if (ifd >= 0) {
         close(ifd);
     }
-    if (certs_timer >= 0) {
-        lp_timer_free(d.loop, certs_timer);
+    if (d.certs_timer >= 0) {
+        lp_timer_free(d.loop, d.certs_timer);
     }
     lp_free(d.loop);
     pv_trust_free(d.update_root);
