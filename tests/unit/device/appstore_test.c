@@ -376,6 +376,47 @@ static void test_floor_survives_removal(void **state)
     free(p2);
 }
 
+static void test_damaged_state(void **state)
+{
+    fx *f = *state;
+    as_store *s = open_store(f, false);
+    char *pa = package(f, CID_A, 1, false, NULL, PV_IMAGE_APPLICATION);
+    char *pb = package(f, CID_B, 1, false, NULL, PV_IMAGE_APPLICATION);
+    as_app *a = NULL;
+    pv_err e;
+    assert_int_equal(install(f, s, pa, false, &a, &e), PV_OK);
+    assert_int_equal(install(f, s, pb, false, &a, &e), PV_OK);
+    as_close(s);
+    /* a damaged record: that app is not loaded, the other is */
+    char *rec = tu_path(f->state, "apps/installed/" CID_A ".json");
+    tu_write(rec, "{\"version\":1,\"imageId\":\"../../x\"}", 33, 0600);
+    f->warnings = 0;
+    s = open_store(f, false);
+    assert_int_equal(as_count(s), 1);
+    assert_int_equal(f->warnings, 1);
+    assert_non_null(as_find(s, CID_B));
+    as_close(s);
+    /* damaged uid allocations: refused whole (two components on one uid would share data) */
+    char *uids = tu_path(f->state, "apps/uids.json");
+    static const char *const bad[] = {
+        "[]",
+        "{\"" CID_A "\": 70000, \"" CID_B "\": 70000}",
+        "{\"" CID_A "\": 0}",
+        "{\"not-a-uuid\": 70001}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        tu_write(uids, bad[i], strlen(bad[i]), 0600);
+        as_trust t = {.prod = f->prod};
+        s = NULL;
+        assert_int_equal(as_open(f->state, &t, NULL, NULL, &s, &e), PV_ERR_FORMAT);
+        assert_null(s);
+    }
+    free(uids);
+    free(rec);
+    free(pa);
+    free(pb);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -387,6 +428,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_remove, setup, teardown),
         cmocka_unit_test_setup_teardown(test_others_on_disk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_floor_survives_removal, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_damaged_state, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
