@@ -407,10 +407,14 @@ static void on_status(void *ctx, int fd, uint32_t events)
     }
 }
 
-static void schedule(app_rt *rt, uint32_t ms)
+/* Counts a restart and schedules it after the backoff, which then doubles (bounded). */
+static void restart_later(app_rt *rt)
 {
+    rt->restarts++;
     rt->state = ST_BACKOFF;
-    lp_timer_arm(rt->timer_fd, ms == 0 ? 1 : ms);
+    lp_timer_arm(rt->timer_fd, rt->backoff_ms == 0 ? 1 : rt->backoff_ms);
+    uint64_t next = (uint64_t)rt->backoff_ms * 2;
+    rt->backoff_ms = next > AM_MAX_BACKOFF_MS ? AM_MAX_BACKOFF_MS : (uint32_t)next;
 }
 
 static void set_last_exit(app_rt *rt, const char *how, int value)
@@ -499,10 +503,7 @@ static void reap(app_rt *rt, bool block)
     if (ran >= (int64_t)AM_STABLE_MS) {
         rt->backoff_ms = m->cfg.restart_min_ms;
     }
-    rt->restarts++;
-    schedule(rt, rt->backoff_ms);
-    uint64_t next = (uint64_t)rt->backoff_ms * 2;
-    rt->backoff_ms = next > AM_MAX_BACKOFF_MS ? AM_MAX_BACKOFF_MS : (uint32_t)next;
+    restart_later(rt);
 }
 
 static void on_pidfd(void *ctx, int fd, uint32_t events)
@@ -513,13 +514,12 @@ static void on_pidfd(void *ctx, int fd, uint32_t events)
 /* Copies a device certificate file for the app (owned by it, 0400, replaced atomically so
  * an app reading it sees the old or the new file), so that it can read it and nothing else
  * of STATE/certs. Missing source: not ready yet, the copy goes too. */
-static int copy_device_file(app_rt *rt, const char *dir, const char *name, bool *present, pv_err *e)
+static int copy_device_file(app_rt *rt, const char *dir, const char *name, pv_err *e)
 {
     char src[4096], dst[4096];
     uint8_t *data = NULL;
     size_t len = 0;
     pv_afile f = {.fd = -1};
-    *present = false;
     int ns = snprintf(src, sizeof(src), "%s/certs/%s", rt->m->cfg.state_dir, name);
     int nd = snprintf(dst, sizeof(dst), "%s/%s", dir, name);
     if (ns < 0 || (size_t)ns >= sizeof(src) || nd < 0 || (size_t)nd >= sizeof(dst)) {
@@ -544,9 +544,6 @@ static int copy_device_file(app_rt *rt, const char *dir, const char *name, bool 
     }
     explicit_bzero(data, len);
     free(data);
-    if (r == PV_OK) {
-        *present = true;
-    }
     return r;
 }
 
@@ -572,8 +569,7 @@ static const char *const device_files[] = {"client.crt", "tls.key", "client-chai
 static int refresh_device_files(app_rt *rt, const char *dir, pv_err *e)
 {
     for (size_t i = 0; i < 3; i++) {
-        bool present = false;
-        int r = copy_device_file(rt, dir, device_files[i], &present, e);
+        int r = copy_device_file(rt, dir, device_files[i], e);
         if (r != PV_OK) {
             return r;
         }
@@ -855,10 +851,7 @@ static void begin(app_rt *rt)
     if (start_run(rt, &e) != PV_OK) {
         record(rt, FL_SETUP, 0, 0, -1, "start");
         pv_error("app %s (%s): cannot start: %s", rt->a->m.name, rt->cid, pv_err_msg(&e));
-        rt->restarts++;
-        schedule(rt, rt->backoff_ms);
-        uint64_t next = (uint64_t)rt->backoff_ms * 2;
-        rt->backoff_ms = next > AM_MAX_BACKOFF_MS ? AM_MAX_BACKOFF_MS : (uint32_t)next;
+        restart_later(rt);
     }
 }
 
