@@ -4,8 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/crypto.h>
-
 struct pv_buf {
     uint8_t *data;
     size_t len;
@@ -29,7 +27,7 @@ void pv_buf_free(pv_buf *b)
         return;
     }
     if (b->secret && b->data != NULL) {
-        OPENSSL_cleanse(b->data, b->cap);
+        explicit_bzero(b->data, b->cap);
     }
     free(b->data);
     free(b);
@@ -63,7 +61,7 @@ size_t pv_buf_max(const pv_buf *b)
 void pv_buf_reset(pv_buf *b)
 {
     if (b->secret && b->data != NULL) {
-        OPENSSL_cleanse(b->data, b->cap);
+        explicit_bzero(b->data, b->cap);
     }
     b->len = 0;
 }
@@ -90,7 +88,7 @@ int pv_buf_reserve(pv_buf *b, size_t n, uint8_t **p)
         if (b->data != NULL) {
             memcpy(d, b->data, b->len);
             if (b->secret) {
-                OPENSSL_cleanse(b->data, b->cap);
+                explicit_bzero(b->data, b->cap);
             }
             free(b->data);
         }

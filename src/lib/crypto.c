@@ -100,60 +100,9 @@ int pv_sha256_digest(const void *p, size_t n, uint8_t out[PV_SHA256_LEN])
 
 /* ---- utilities ---- */
 
-int pv_random_bytes(void *p, size_t n)
-{
-    if (n > INT_MAX) {
-        return PV_ERR_INVALID_ARG;
-    }
-    return RAND_bytes(p, (int)n) == 1 ? PV_OK : PV_ERR_CRYPTO;
-}
-
 bool pv_ct_equal(const void *a, const void *b, size_t n)
 {
     return CRYPTO_memcmp(a, b, n) == 0;
-}
-
-void pv_hex_encode(const uint8_t *p, size_t n, char *out, size_t out_size)
-{
-    static const char digits[] = "0123456789abcdef";
-    if (out_size == 0) {
-        return;
-    }
-    size_t o = 0;
-    for (size_t i = 0; i < n && o + 2 < out_size; i++) {
-        out[o++] = digits[p[i] >> 4];
-        out[o++] = digits[p[i] & 0xf];
-    }
-    out[o] = '\0';
-}
-
-static int hex_nibble(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
-int pv_hex_decode(const char *s, uint8_t *out, size_t n)
-{
-    if (strlen(s) != 2 * n) {
-        return PV_ERR_FORMAT;
-    }
-    for (size_t i = 0; i < n; i++) {
-        int hi = hex_nibble(s[2 * i]), lo = hex_nibble(s[2 * i + 1]);
-        if (hi < 0 || lo < 0) {
-            return PV_ERR_FORMAT;
-        }
-        out[i] = (uint8_t)(hi << 4 | lo);
-    }
-    return PV_OK;
 }
 
 void pv_wipe(void *p, size_t n)

@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "pavise/err.h"
 
+#include "err_internal.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-
-#include <openssl/err.h>
 
 static const struct {
     int code;
@@ -54,7 +54,7 @@ void pv_err_clear(pv_err *e)
     }
 }
 
-static void vset(pv_err *e, int code, const char *fmt, va_list ap)
+void pv_err_vset(pv_err *e, int code, const char *fmt, va_list ap)
 {
     e->code = code;
     int n = vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
@@ -68,14 +68,14 @@ int pv_err_set(pv_err *e, int code, const char *fmt, ...)
     if (e != NULL) {
         va_list ap;
         va_start(ap, fmt);
-        vset(e, code, fmt, ap);
+        pv_err_vset(e, code, fmt, ap);
         va_end(ap);
     }
     return code;
 }
 
 /* Appends ": <text>" to the message, truncating safely. */
-static void append(pv_err *e, const char *text)
+void pv_err_append(pv_err *e, const char *text)
 {
     size_t used = strlen(e->msg);
     if (used < sizeof(e->msg)) {
@@ -83,33 +83,15 @@ static void append(pv_err *e, const char *text)
     }
 }
 
-int pv_err_ssl(pv_err *e, int code, const char *fmt, ...)
-{
-    if (e != NULL) {
-        va_list ap;
-        va_start(ap, fmt);
-        vset(e, code, fmt, ap);
-        va_end(ap);
-        unsigned long ec = ERR_peek_last_error();
-        if (ec != 0) {
-            char reason[256];
-            ERR_error_string_n(ec, reason, sizeof(reason));
-            append(e, reason);
-        }
-    }
-    ERR_clear_error();
-    return code;
-}
-
 int pv_err_sys(pv_err *e, int code, int errnum, const char *fmt, ...)
 {
     if (e != NULL) {
         va_list ap;
         va_start(ap, fmt);
-        vset(e, code, fmt, ap);
+        pv_err_vset(e, code, fmt, ap);
         va_end(ap);
         char tmp[128];
-        append(e, strerror_r(errnum, tmp, sizeof(tmp)));
+        pv_err_append(e, strerror_r(errnum, tmp, sizeof(tmp)));
     }
     return code;
 }
