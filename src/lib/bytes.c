@@ -4,6 +4,7 @@
 #include "pavise/crypto.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <string.h>
 #include <sys/random.h>
 
@@ -14,6 +15,9 @@
 int pv_random_bytes(void *p, size_t n)
 {
     unsigned char *o = p;
+    if (n > INT_MAX) { /* as large as any caller could mean: a length gone wrong */
+        return PV_ERR_INVALID_ARG;
+    }
     while (n > 0) {
         ssize_t got = getrandom(o, n, 0);
         if (got < 0) {
