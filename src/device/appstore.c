@@ -4,6 +4,7 @@
  * a uid per component, and the security-counter floor. See appstore.h.
  */
 #include "appstore.h"
+#include "appstore_internal.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -29,15 +30,6 @@
 #define UIDS_MAX   (64 * 1024)
 #define HEAD_MAX   (48 + PV_IMGPKG_MAX_SIGNED_MANIFEST + PV_IMGPKG_MAX_CHAIN)
 
-struct as_store {
-    char *dir; /* STATE/apps */
-    as_app *apps[AS_MAX_APPS];
-    size_t n;
-    /* component -> uid, for every component ever installed (loaded or not) */
-    char uid_cid[AS_MAX_APPS][AS_CID_LEN + 1];
-    bool uid_used[AS_MAX_APPS];
-};
-
 static int path_of(char *out, size_t size, pv_err *e, const char *fmt, ...) PV_PRINTF(4, 5);
 static int path_of(char *out, size_t size, pv_err *e, const char *fmt, ...)
 {
@@ -49,30 +41,6 @@ static int path_of(char *out, size_t size, pv_err *e, const char *fmt, ...)
         return pv_err_set(e, PV_ERR_INVALID_ARG, "path too long");
     }
     return PV_OK;
-}
-
-void as_app_free(as_app *a)
-{
-    if (a == NULL) {
-        return;
-    }
-    pv_manifest_free(&a->m);
-    free(a->image_dir);
-    free(a);
-}
-
-static bool cid_valid(const char *s)
-{
-    uint8_t u[PV_UUID_LEN];
-    if (strlen(s) != AS_CID_LEN || pv_uuid_parse(s, u) != PV_OK) {
-        return false;
-    }
-    for (const char *p = s; *p; p++) {
-        if (*p >= 'A' && *p <= 'F') {
-            return false; /* stored lowercase only: one name per component */
-        }
-    }
-    return true;
 }
 
 /* ---- uids ---- */
@@ -102,7 +70,7 @@ static int uids_load(as_store *s, pv_err *e)
     json_object_foreach(root, k, v)
     {
         json_int_t uid = json_is_integer(v) ? json_integer_value(v) : -1;
-        if (!cid_valid(k) || uid < (json_int_t)AS_UID_BASE ||
+        if (!as_id_valid(k) || uid < (json_int_t)AS_UID_BASE ||
             uid >= (json_int_t)(AS_UID_BASE + AS_MAX_APPS) || s->uid_used[uid - AS_UID_BASE]) {
             pv_err_set(e, r, "%s: bad entry '%s'", path, k);
             goto out;
@@ -203,7 +171,7 @@ static int record_load(const char *path, record *rec, pv_err *e)
             PV_OK) {
         goto out;
     }
-    if (!cid_valid(id)) {
+    if (!as_id_valid(id)) {
         r = pv_err_set(e, PV_ERR_FORMAT, "record: bad imageId");
         goto out;
     }
@@ -345,17 +313,10 @@ int as_open(const char *state_dir, const as_trust *trust,
     *out = NULL;
     char path[4096];
     DIR *d = NULL;
-    int r = PV_ERR_NOMEM;
-    as_store *s = calloc(1, sizeof(*s));
-    if (s == NULL) {
-        return pv_err_set(e, r, "out of memory");
-    }
-    if ((r = path_of(path, sizeof(path), e, "%s/apps", state_dir)) != PV_OK) {
-        goto out;
-    }
-    if ((s->dir = strdup(path)) == NULL) {
-        r = pv_err_set(e, PV_ERR_NOMEM, "out of memory");
-        goto out;
+    as_store *s = NULL;
+    int r = path_of(path, sizeof(path), e, "%s/apps", state_dir);
+    if (r != PV_OK || (r = as_new(path, &s, e)) != PV_OK) {
+        return r;
     }
     static const char *const subdirs[] = {"", "/images", "/installed"};
     for (size_t i = 0; i < sizeof(subdirs) / sizeof(subdirs[0]); i++) {
@@ -383,7 +344,7 @@ int as_open(const char *state_dir, const as_trust *trust,
         }
         memcpy(cid, de->d_name, AS_CID_LEN);
         cid[AS_CID_LEN] = '\0';
-        if (!cid_valid(cid) || s->n >= AS_MAX_APPS) {
+        if (!as_id_valid(cid) || s->n >= AS_MAX_APPS) {
             continue;
         }
         as_app *a = NULL;
@@ -406,38 +367,6 @@ out:
     }
     as_close(s);
     return r;
-}
-
-void as_close(as_store *s)
-{
-    if (s == NULL) {
-        return;
-    }
-    for (size_t i = 0; i < s->n; i++) {
-        as_app_free(s->apps[i]);
-    }
-    free(s->dir);
-    free(s);
-}
-
-size_t as_count(const as_store *s)
-{
-    return s->n;
-}
-
-as_app *as_get(as_store *s, size_t i)
-{
-    return i < s->n ? s->apps[i] : NULL;
-}
-
-as_app *as_find(as_store *s, const char *cid)
-{
-    for (size_t i = 0; i < s->n; i++) {
-        if (strcasecmp(s->apps[i]->cid, cid) == 0) {
-            return s->apps[i];
-        }
-    }
-    return NULL;
 }
 
 /* ---- install ---- */
@@ -564,7 +493,7 @@ static int check_others_on_disk(const as_store *s, const char *cid, const char *
         }
         memcpy(other, de->d_name, AS_CID_LEN);
         other[AS_CID_LEN] = '\0';
-        if (!cid_valid(other) || strcmp(other, cid) == 0) {
+        if (!as_id_valid(other) || strcmp(other, cid) == 0) {
             continue;
         }
         if ((r = path_of(path, sizeof(path), e, "%s/%s", dir, de->d_name)) != PV_OK ||
@@ -775,24 +704,6 @@ int as_remove(as_store *s, const char *cid, pv_err *e)
     pv_err ignored;
     pv_err_clear(&ignored);
     pv_fs_remove_tree(a->image_dir, &ignored);
-    for (size_t i = 0; i < s->n; i++) {
-        if (s->apps[i] == a) {
-            s->apps[i] = s->apps[--s->n];
-            break;
-        }
-    }
-    as_app_free(a);
+    as_app_free(as_take(s, a->cid));
     return PV_OK;
-}
-
-void as_unload_development(as_store *s)
-{
-    for (size_t i = 0; i < s->n;) {
-        if (s->apps[i]->development) {
-            as_app_free(s->apps[i]);
-            s->apps[i] = s->apps[--s->n];
-        } else {
-            i++;
-        }
-    }
 }

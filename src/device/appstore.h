@@ -13,6 +13,12 @@
  * Nothing under STATE is trusted by itself: at every load the head is verified again
  * against the trust anchors (and a development image only while the development
  * capability is applied), and the manifest comes from that verified head.
+ *
+ * Two halves. The store on disk (appstore.c: as_open, as_install, as_remove) verifies and
+ * extracts, with libcrypto and libarchive: only pavise-store (src/store) runs it, a short
+ * process of its own per operation. The table of loaded apps (appstore_table.c) is what
+ * pavised keeps: pavise-store describes each app it loaded or installed as JSON
+ * (as_app_to_json) and pavised reads it back (as_app_from_json) into its own table.
  */
 #ifndef PAVISE_DEVICE_APPSTORE_H
 #define PAVISE_DEVICE_APPSTORE_H
@@ -20,6 +26,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
+
+#include <jansson.h>
 
 #include "pavise/err.h"
 #include "pavise/manifest.h"
@@ -59,6 +67,23 @@ int as_open(const char *state_dir, const as_trust *trust,
             void (*warn)(const char *cid, const pv_err *why, void *ctx), void *ctx, as_store **out,
             pv_err *e);
 void as_close(as_store *s);
+
+/* An empty table for STATE/apps (pavised's, filled from pavise-store's descriptions).
+ * PV_ERR_NOMEM. */
+int as_new(const char *apps_dir, as_store **out, pv_err *e);
+/* Puts a (taken over) in the table; *old is the component's previous entry, taken out and
+ * handed to the caller, or NULL. PV_ERR_TOO_LARGE (a new component past AS_MAX_APPS: a is
+ * still the caller's). */
+int as_put(as_store *s, as_app *a, as_app **old, pv_err *e);
+/* Takes the component's entry out of the table (the caller frees it), or NULL. */
+as_app *as_take(as_store *s, const char *cid);
+
+/* An app described for pavised, or NULL (out of memory). */
+json_t *as_app_to_json(const as_app *a);
+/* Reads a description back: every field checked (IDs, index in range, an absolute image
+ * directory, a manifest that decodes and names the same component and image, an
+ * application). The uid follows from the index. PV_ERR_FORMAT, PV_ERR_NOMEM. */
+int as_app_from_json(const json_t *o, as_app **out, pv_err *e);
 
 size_t as_count(const as_store *s);
 as_app *as_get(as_store *s, size_t i);

@@ -29,7 +29,6 @@
 #include "storage.h"
 
 #define LA_MAX_REQUEST     (64 * 1024)
-#define LA_MAX_FILE        (64 * 1024) /* a capability file */
 #define LA_MAX_CONNECTIONS 16u
 
 typedef struct req {
@@ -46,9 +45,19 @@ static int need_cid(req *q, pv_err *e)
     return q->cid != NULL ? PV_OK : pv_err_set(e, PV_ERR_INVALID_ARG, "componentId is required");
 }
 
+bool devcap_active(pd *d)
+{
+    if (d->development && d->dev_expires != 0 && pv_time_now() >= d->dev_expires) {
+        pv_warn("the development capability has expired: development mode is off");
+        d->development = false;
+        d->dev_expires = 0;
+    }
+    return d->development;
+}
+
 static int need_development(req *q, pv_err *e)
 {
-    return devcap_roots(q->d) != NULL
+    return devcap_active(q->d)
                ? PV_OK
                : pv_err_set(e, PV_ERR_LOCKED,
                             "the device is not in development mode: apply a development "
@@ -59,10 +68,10 @@ static int op_show(req *q, json_t **result, pv_err *e)
 {
     pd *d = q->d;
     *result = json_pack("{s:s, s:s, s:b, s:s, s:i, s:I, s:s}", "deviceId", d->device_id,
-                        "rootOfTrust", pv_rot_kind_name(d->rot_kind), "developmentMode",
-                        devcap_roots(d) != NULL, "cgroup", cg_version_name(d->cgroups),
-                        "landlockAbi", sb_landlock_abi(), "apps", (json_int_t)as_count(d->store),
-                        "network", d->net != NULL ? "per-app firewall" : "none");
+                        "rootOfTrust", d->rot_kind, "developmentMode", devcap_active(d), "cgroup",
+                        cg_version_name(d->cgroups), "landlockAbi", sb_landlock_abi(), "apps",
+                        (json_int_t)as_count(d->store), "network",
+                        d->net != NULL ? "per-app firewall" : "none");
     return *result != NULL ? PV_OK : pv_err_set(e, PV_ERR_NOMEM, "out of memory");
 }
 
@@ -131,7 +140,8 @@ static int op_images(req *q, json_t **result, pv_err *e)
     return arr != NULL ? PV_OK : pv_err_set(e, PV_ERR_NOMEM, "out of memory");
 }
 
-static int fd_path(int fd, char out[64], pv_err *e)
+/* The passed file, checked: a regular file open for reading. */
+static int fd_check(int fd, pv_err *e)
 {
     struct stat st;
     if (fd < 0) {
@@ -141,13 +151,12 @@ static int fd_path(int fd, char out[64], pv_err *e)
         return pv_err_set(e, PV_ERR_INVALID_ARG, "the file passed is not a regular file");
     }
     /* Read only what the caller could read: an O_PATH or write-only descriptor is refused
-     * (reopening it through /proc would read it with pavised's rights). */
+     * (pavise-store reopens it through /proc, with root's rights). */
     int fl = fcntl(fd, F_GETFL);
     if (fl < 0 || (fl & O_PATH) != 0 ||
         ((fl & O_ACCMODE) != O_RDONLY && (fl & O_ACCMODE) != O_RDWR)) {
         return pv_err_set(e, PV_ERR_INVALID_ARG, "the file passed is not open for reading");
     }
-    snprintf(out, 64, "/proc/self/fd/%d", fd);
     return PV_OK;
 }
 
@@ -155,19 +164,19 @@ static int fd_path(int fd, char out[64], pv_err *e)
  * images under the capability's development roots; otherwise only the update root. */
 static int install(req *q, bool development, json_t **result, pv_err *e)
 {
-    char path[64];
     as_app *a = NULL, *old = NULL;
-    as_trust t = {.prod = q->d->update_root, .dev = development ? devcap_roots(q->d) : NULL};
-    int r = fd_path(q->fd, path, e);
-    if (r != PV_OK) {
+    bool replaced = false;
+    int r = fd_check(q->fd, e);
+    if (r != PV_OK ||
+        (r = sc_install(&q->d->store_cfg, q->fd, development, &a, &replaced, e)) != PV_OK) {
         return r;
     }
-    if ((r = as_install(q->d->store, path, &t, &a, &old, e)) != PV_OK) {
-        return pv_err_wrap(e, r, "image package refused");
+    if ((r = as_put(q->d->store, a, &old, e)) != PV_OK) {
+        as_app_free(a);
+        return r;
     }
     pv_info("installed %s %s (%s)%s", a->m.name, a->m.version, a->cid,
             a->development ? ", a development image" : "");
-    bool replaced = old != NULL;
     r = am_installed(q->d->apps, a, e); /* stops the old app, which uses old */
     as_app_free(old);
     if (r != PV_OK) {
@@ -206,8 +215,11 @@ static int op_delete(req *q, json_t **result, pv_err *e)
     pv_err ignored;
     pv_err_clear(&ignored);
     am_forget(q->d->apps, cid, &ignored);
-    if ((r = as_remove(q->d->store, cid, e)) != PV_OK ||
-        (r = st_delete(q->d->state_dir, cid, e)) != PV_OK) {
+    if ((r = sc_remove(&q->d->store_cfg, cid, e)) != PV_OK) {
+        return r;
+    }
+    as_app_free(as_take(q->d->store, cid));
+    if ((r = st_delete(q->d->state_dir, cid, e)) != PV_OK) {
         return r;
     }
     pv_info("deleted component %s", cid);
@@ -217,19 +229,15 @@ static int op_delete(req *q, json_t **result, pv_err *e)
 
 static int op_capability(req *q, json_t **result, pv_err *e)
 {
-    char path[64];
-    uint8_t *data = NULL;
-    size_t len = 0;
-    int r = fd_path(q->fd, path, e);
-    if (r != PV_OK || (r = pv_fs_read_file(path, LA_MAX_FILE, &data, &len, e)) != PV_OK) {
+    int64_t expires = 0;
+    int r = fd_check(q->fd, e);
+    if (r != PV_OK || (r = sc_capability(&q->d->store_cfg, q->fd, &expires, e)) != PV_OK) {
         return r;
     }
-    r = devcap_apply(q->d, data, len, e);
-    free(data);
-    if (r == PV_OK) {
-        r = op_show(q, result, e);
-    }
-    return r;
+    q->d->development = true;
+    q->d->dev_expires = expires;
+    pv_info("development capability applied: development images may be sideloaded");
+    return op_show(q, result, e);
 }
 
 typedef struct op {

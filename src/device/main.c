@@ -4,12 +4,13 @@
  *   pavised --state DIR [--socket PATH] [--dns-upstream IP[:PORT]] [--restart-min-ms N]
  *           [--stop-grace-ms N] [--ready-file FILE] [--log-level LEVEL] [--log-json]
  *
- * Opens the root of trust for the device ID and the update root, loads the installed apps
- * (each verified again), sets up the cgroups, the network policy and the seccomp filter,
+ * Has pavise-store (src/store) open the root of trust for the device ID and verify every
+ * installed app again, sets up the cgroups, the network policy and the seccomp filter,
  * starts every app in its compartment, and serves the local device API. SIGTERM/SIGINT stop
  * every app (SIGTERM, then SIGKILL after the grace period) and exit 0.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <arpa/inet.h>
 #include <signal.h>
 #include <stdio.h>
@@ -22,7 +23,6 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "pavise/devstate.h"
 #include "pavise/fs.h"
 #include "pavise/log.h"
 #include "pavise/manifest.h"
@@ -46,6 +46,8 @@ static const cli_opt opts[] = {
     {"ready-file", "FILE", false, "written once the API listens and the apps were started"},
     {"log-level", "LEVEL", false, "debug, info (default), warn or error"},
     {"log-json", NULL, false, "log as JSON lines"},
+    {"libexec", "DIR", false,
+     "where pavise-store and pavise-netd are (default: the directory of pavised)"},
     {NULL, NULL, false, NULL},
 };
 
@@ -118,25 +120,37 @@ static int parse_peripherals(char *list, const char **out, pv_err *e)
     return PV_OK;
 }
 
-static void warn_app(const char *cid, const pv_err *why, void *ctx)
+/* A helper program beside pavised (or in --libexec), opened once at start-up: what runs
+ * later is that file, whatever happens to the path. */
+static int open_helper(const char *dir, const char *name, int *out, pv_err *e)
 {
-    (void)ctx;
-    pv_warn("installed component %s is not loaded: %s", cid, pv_err_msg(why));
+    char path[4096];
+    int n = snprintf(path, sizeof(path), "%s/%s", dir, name);
+    if (n < 0 || (size_t)n >= sizeof(path)) {
+        return pv_err_set(e, PV_ERR_INVALID_ARG, "--libexec: path too long");
+    }
+    *out = open(path, O_PATH | O_CLOEXEC);
+    return *out >= 0 ? PV_OK : pv_err_sys(e, PV_ERR_IO, errno, "%s", path);
 }
 
-static int open_device(pd *d, pv_err *e)
+/* The directory of pavised's own executable. */
+static int self_dir(char out[4096], pv_err *e)
 {
-    pv_rot *rot = NULL;
-    int r = pv_devstate_open_rot(d->state_dir, NULL, NULL, &rot, e);
-    if (r == PV_OK) {
-        d->rot_kind = pv_rot_get_kind(rot);
-        r = pv_rot_device_id(rot, d->device_id, e);
+    ssize_t n = readlink("/proc/self/exe", out, 4095);
+    if (n <= 0) {
+        return pv_err_sys(e, PV_ERR_IO, errno, "/proc/self/exe");
     }
-    if (r == PV_OK) {
-        r = pv_devstate_update_root(d->state_dir, rot, &d->update_root, e);
+    out[n] = '\0';
+    char *slash = strrchr(out, '/');
+    if (slash == NULL) {
+        return pv_err_set(e, PV_ERR_IO, "/proc/self/exe: not a path");
     }
-    pv_rot_close(rot);
-    return r;
+    if (slash == out) {
+        out[1] = '\0'; /* "/" itself */
+    } else {
+        *slash = '\0';
+    }
+    return PV_OK;
 }
 
 /* The DNS stub's messages. The stub may be restarted by np_dispatch, with a new fd: the
@@ -234,8 +248,11 @@ static int watch_certs(pd *d, int *ifd, pv_err *e)
 
 static int run(const cli_cmd *cmd, const cli_args *args, pv_err *e)
 {
-    pd d = {
-        .state_dir = cli_get(cmd, args, "state"), .listen_fd = -1, .net_fd = -1, .certs_timer = -1};
+    pd d = {.state_dir = cli_get(cmd, args, "state"),
+            .store_cfg = {.exe_fd = -1},
+            .listen_fd = -1,
+            .net_fd = -1,
+            .certs_timer = -1};
     const char *socket_path = cli_get(cmd, args, "socket");
     const char *ready = cli_get(cmd, args, "ready-file");
     const char *level_s = cli_get(cmd, args, "log-level");
@@ -286,20 +303,34 @@ static int run(const cli_cmd *cmd, const cli_args *args, pv_err *e)
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGPIPE);
     sigprocmask(SIG_BLOCK, &set, NULL);
+    char libexec[4096];
+    if (cli_get(cmd, args, "libexec") != NULL) {
+        snprintf(libexec, sizeof(libexec), "%s", cli_get(cmd, args, "libexec"));
+    } else if ((r = self_dir(libexec, e)) != PV_OK) {
+        goto out;
+    }
+    d.store_cfg.state_dir = d.state_dir;
+    d.store_cfg.log_level = level_s;
+    d.store_cfg.log_json = cli_flag(cmd, args, "log-json");
+    if ((r = open_helper(libexec, "pavise-store", &d.store_cfg.exe_fd, e)) != PV_OK) {
+        goto out;
+    }
     /* The DNS stub is a fork of pavised: start it before anything of the device is loaded. */
     if ((r = np_init(&ncfg, &d.net, e)) != PV_OK) {
         /* Fail closed: without the firewall no app may run. */
         pv_err_wrap(e, r, "network policy");
         goto out;
     }
-    if ((r = open_device(&d, e)) != PV_OK) {
-        pv_err_wrap(e, r, "state directory %s", d.state_dir);
+    /* The device and its apps, as pavise-store verified them. */
+    sc_device dev = {0};
+    if ((r = sc_load(&d.store_cfg, &dev, &d.store, e)) != PV_OK) {
         goto out;
     }
-    devcap_load(&d);
-    as_trust t = pd_trust(&d);
+    memcpy(d.device_id, dev.device_id, sizeof(d.device_id) - 1);
+    memcpy(d.rot_kind, dev.rot_kind, sizeof(d.rot_kind));
+    d.development = dev.development;
+    d.dev_expires = dev.dev_expires;
     if ((r = lp_new(&d.loop, e)) != PV_OK || (r = fl_open(d.state_dir, &d.failures, e)) != PV_OK ||
-        (r = as_open(d.state_dir, &t, warn_app, NULL, &d.store, e)) != PV_OK ||
         (r = cg_init(NULL, &d.cgroups, e)) != PV_OK ||
         (r = sb_seccomp_build(&d.filter, e)) != PV_OK) {
         goto out;
@@ -360,8 +391,9 @@ out:
         lp_timer_free(d.loop, d.certs_timer);
     }
     lp_free(d.loop);
-    pv_trust_free(d.update_root);
-    pv_trust_free(d.dev_roots);
+    if (d.store_cfg.exe_fd >= 0) {
+        close(d.store_cfg.exe_fd);
+    }
     free(periph_list);
     return r;
 }

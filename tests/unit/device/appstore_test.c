@@ -417,6 +417,87 @@ static void test_damaged_state(void **state)
     free(pb);
 }
 
+/* The description pavise-store hands pavised: read back whole, and every field checked. */
+static void test_description(void **state)
+{
+    fx *f = *state;
+    as_store *s = open_store(f, false);
+    char *pkg = package(f, CID_A, 3, false, "/dev/ttyS1", PV_IMAGE_APPLICATION);
+    as_app *a = NULL, *b = NULL;
+    pv_err e;
+    assert_int_equal(install(f, s, pkg, false, &a, &e), PV_OK);
+    json_t *o = as_app_to_json(a);
+    assert_non_null(o);
+    assert_int_equal(as_app_from_json(o, &b, &e), PV_OK);
+    assert_string_equal(b->cid, a->cid);
+    assert_string_equal(b->image_id, a->image_id);
+    assert_string_equal(b->image_dir, a->image_dir);
+    assert_int_equal(b->uid, a->uid);
+    assert_int_equal(b->floor, 3);
+    assert_int_equal(b->installed_at, a->installed_at);
+    assert_string_equal(b->m.entry_point, "/bin/app");
+    assert_string_equal(b->m.caps.peripherals.v[0], "/dev/ttyS1");
+    as_app_free(b);
+
+    /* Each damaged field is refused by name or by check. */
+    static const struct {
+        const char *key;
+        const char *json; /* the field's new value, as JSON; NULL: removed */
+    } bad[] = {
+        {"componentId", "\"0B7C9D2E-1F3A-4C5D-8E6F-7A8B9C0D1E2F\""}, /* uppercase */
+        {"componentId", "\"" CID_B "\""},                            /* not the manifest's */
+        {"imageId", "\"not-a-uuid\""},
+        {"index", "256"},
+        {"index", "-1"},
+        {"imageDir", "\"relative/dir\""},
+        {"manifest", "\"!!!\""},
+        {"manifest", "\"AAAA\""},
+        {"floor", "\"3\""},
+        {"development", "1"},
+        {"installedAt", NULL},
+        {"extra", "1"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        json_t *c = json_deep_copy(o);
+        if (bad[i].json == NULL) {
+            json_object_del(c, bad[i].key);
+        } else {
+            json_object_set_new(c, bad[i].key, json_loads(bad[i].json, JSON_DECODE_ANY, NULL));
+        }
+        b = NULL;
+        pv_err_clear(&e);
+        assert_int_not_equal(as_app_from_json(c, &b, &e), PV_OK);
+        assert_null(b);
+        assert_true(strlen(pv_err_msg(&e)) > 0);
+        json_decref(c);
+    }
+    json_decref(o);
+
+    /* The table: a new entry, the same component again (handed back), taken out. */
+    as_store *t = NULL;
+    as_app *old = NULL;
+    assert_int_equal(as_new("/nonexistent/apps", &t, &e), PV_OK);
+    o = as_app_to_json(a);
+    assert_int_equal(as_app_from_json(o, &b, &e), PV_OK);
+    assert_int_equal(as_put(t, b, &old, &e), PV_OK);
+    assert_null(old);
+    as_app *b2 = NULL;
+    assert_int_equal(as_app_from_json(o, &b2, &e), PV_OK);
+    assert_int_equal(as_put(t, b2, &old, &e), PV_OK);
+    assert_ptr_equal(old, b);
+    as_app_free(old);
+    assert_int_equal(as_count(t), 1);
+    as_app *taken = as_take(t, CID_A);
+    assert_ptr_equal(taken, b2);
+    as_app_free(taken);
+    assert_null(as_take(t, CID_A));
+    assert_int_equal(as_count(t), 0);
+    as_close(t);
+    json_decref(o);
+    as_close(s);
+    free(pkg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -429,6 +510,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_others_on_disk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_floor_survives_removal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_state, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_description, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,54 @@
+// SPDX-License-Identifier: Apache-2.0
+/* See privdrop.h. capset through the raw syscall: no libcap for three calls. */
+#include "privdrop.h"
+
+#include <errno.h>
+#include <linux/capability.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static bool kept(int cap, const int *keep, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (keep[i] == cap) {
+            return true;
+        }
+    }
+    return false;
+}
+
+int pd_keep_caps(const int *keep, size_t n, pv_err *e)
+{
+    int last = CAP_LAST_CAP;
+    /* The kernel may know more capabilities than these headers: drop up to its last. */
+    for (int c = CAP_LAST_CAP + 1; c < 64 && prctl(PR_CAPBSET_READ, c, 0, 0, 0) >= 0; c++) {
+        last = c;
+    }
+    for (int c = 0; c <= last; c++) {
+        if (!kept(c, keep, n) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) != 0 && errno != EINVAL) {
+            return pv_err_sys(e, PV_ERR_IO, errno, "dropping capability %d", c);
+        }
+    }
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL) {
+        return pv_err_sys(e, PV_ERR_IO, errno, "clearing the ambient capabilities");
+    }
+    struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {{0}};
+    for (size_t i = 0; i < n; i++) {
+        if (keep[i] >= 0 && keep[i] < 32 * _LINUX_CAPABILITY_U32S_3) {
+            uint32_t bit = UINT32_C(1) << (keep[i] % 32);
+            data[keep[i] / 32].permitted |= bit;
+            data[keep[i] / 32].effective |= bit;
+        }
+    }
+    if (syscall(SYS_capset, &hdr, data) != 0) {
+        return pv_err_sys(e, PV_ERR_IO, errno, "capset");
+    }
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+        return pv_err_sys(e, PV_ERR_IO, errno, "no_new_privs");
+    }
+    return PV_OK;
+}

@@ -1,0 +1,331 @@
+// SPDX-License-Identifier: Apache-2.0
+/* See storeclient.h. */
+#include "storeclient.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <linux/close_range.h>
+
+#include "pavise/json.h"
+#include "pavise/platform.h"
+
+#include "storeproto.h"
+
+#define MAX_ARGS 16
+
+/* The environment pavise-store gets: only what the root of trust and extraction read. */
+static const char *const passed_env[] = {"PAVISE_TCTI", "TMPDIR"};
+
+static void child(const sc_config *c, char *const *argv, char *const *envp, int in_fd, int out_fd)
+{
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    int in = in_fd >= 0 ? in_fd : open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (in < 0 || dup2(in, 0) != 0 || dup2(out_fd, 1) != 1) {
+        _exit(127);
+    }
+    /* Nothing of pavised's reaches it: every other descriptor goes at exec (the program's
+     * own descriptor is needed until then). */
+    if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
+        for (int fd = 3; fd < 1024; fd++) {
+            if (fd != c->exe_fd) {
+                close(fd);
+            }
+        }
+    }
+    syscall(SYS_execveat, c->exe_fd, "", argv, envp, AT_EMPTY_PATH);
+    _exit(127);
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Reads the child's whole answer (at most SP_MAX_ANSWER bytes) until end of file or the
+ * deadline. */
+static int read_answer(int fd, unsigned timeout_ms, char **out, size_t *out_len, pv_err *e)
+{
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    int64_t deadline = now_ms() + timeout_ms;
+    int r = PV_ERR_NOMEM;
+    if (buf == NULL) {
+        return pv_err_set(e, r, "out of memory");
+    }
+    for (;;) {
+        int64_t left = deadline - now_ms();
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (left <= 0) {
+            r = pv_err_set(e, PV_ERR_IO, "pavise-store did not answer within %u ms", timeout_ms);
+            goto out;
+        }
+        int n = poll(&p, 1, (int)left);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            r = pv_err_sys(e, PV_ERR_IO, errno, "poll");
+            goto out;
+        }
+        if (n == 0) {
+            continue;
+        }
+        if (len + 1 >= cap) {
+            if (cap >= SP_MAX_ANSWER + 1) {
+                r = pv_err_set(e, PV_ERR_TOO_LARGE, "pavise-store's answer is too long");
+                goto out;
+            }
+            size_t ncap = cap * 2 > SP_MAX_ANSWER + 1 ? SP_MAX_ANSWER + 1 : cap * 2;
+            char *nb = realloc(buf, ncap);
+            if (nb == NULL) {
+                r = pv_err_set(e, PV_ERR_NOMEM, "out of memory");
+                goto out;
+            }
+            buf = nb;
+            cap = ncap;
+        }
+        ssize_t got = read(fd, buf + len, cap - 1 - len);
+        if (got < 0 && errno == EINTR) {
+            continue;
+        }
+        if (got < 0) {
+            r = pv_err_sys(e, PV_ERR_IO, errno, "reading pavise-store's answer");
+            goto out;
+        }
+        if (got == 0) {
+            break;
+        }
+        len += (size_t)got;
+    }
+    buf[len] = '\0';
+    *out = buf;
+    *out_len = len;
+    buf = NULL;
+    r = PV_OK;
+out:
+    free(buf);
+    return r;
+}
+
+/* A refusal's code, as pavise-store's pv_err codes; anything else is not believed. */
+static int refusal(const json_t *ans, pv_err *e)
+{
+    json_t *code = json_object_get(ans, "code");
+    const char *msg = json_string_value(json_object_get(ans, "error"));
+    json_int_t c = json_is_integer(code) ? json_integer_value(code) : 0;
+    if (c >= 0 || c < -100 || msg == NULL) {
+        return pv_err_set(e, PV_ERR_FORMAT, "pavise-store: a malformed refusal");
+    }
+    return pv_err_set(e, (int)c, "%s", msg);
+}
+
+int sc_run(const sc_config *c, const char *const *argv, int in_fd, json_t **out, pv_err *e)
+{
+    const char *args[MAX_ARGS + 8];
+    const char *envp[sizeof(passed_env) / sizeof(passed_env[0]) + 1];
+    char env_buf[sizeof(passed_env) / sizeof(passed_env[0])][4096];
+    size_t na = 0, ne = 0;
+    char *text = NULL;
+    size_t text_len = 0;
+    json_t *ans = NULL;
+    int fds[2] = {-1, -1}, status = 0;
+    *out = NULL;
+    for (; argv[na] != NULL; na++) {
+        if (na == MAX_ARGS) {
+            return pv_err_set(e, PV_ERR_INTERNAL, "too many arguments for pavise-store");
+        }
+        args[na] = argv[na];
+    }
+    args[na++] = "--state";
+    args[na++] = c->state_dir;
+    if (c->log_level != NULL) {
+        args[na++] = "--log-level";
+        args[na++] = c->log_level;
+    }
+    if (c->log_json) {
+        args[na++] = "--log-json";
+    }
+    args[na] = NULL;
+    for (size_t i = 0; i < sizeof(passed_env) / sizeof(passed_env[0]); i++) {
+        const char *v = getenv(passed_env[i]);
+        int n =
+            v != NULL ? snprintf(env_buf[ne], sizeof(env_buf[ne]), "%s=%s", passed_env[i], v) : -1;
+        if (n > 0 && (size_t)n < sizeof(env_buf[ne])) {
+            envp[ne] = env_buf[ne];
+            ne++;
+        }
+    }
+    envp[ne] = NULL;
+    if (pipe2(fds, O_CLOEXEC) != 0) {
+        return pv_err_sys(e, PV_ERR_IO, errno, "pipe");
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return pv_err_sys(e, PV_ERR_IO, errno, "fork");
+    }
+    if (pid == 0) {
+        child(c, (char *const *)args, (char *const *)envp, in_fd, fds[1]);
+    }
+    close(fds[1]);
+    int r = read_answer(fds[0], c->timeout_ms != 0 ? c->timeout_ms : SP_TIMEOUT_MS, &text,
+                        &text_len, e);
+    close(fds[0]);
+    if (r != PV_OK) {
+        kill(pid, SIGKILL);
+    }
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (r != PV_OK) {
+        goto out;
+    }
+    if (WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) > 1)) {
+        r = WIFSIGNALED(status)
+                ? pv_err_set(e, PV_ERR_IO, "pavise-store died (signal %d)", WTERMSIG(status))
+                : pv_err_set(e, PV_ERR_IO, "pavise-store could not run (exit status %d)",
+                             WEXITSTATUS(status));
+        goto out;
+    }
+    if ((r = pv_json_parse(text, text_len, &ans, e)) != PV_OK || !json_is_object(ans)) {
+        r = pv_err_set(e, PV_ERR_FORMAT, "pavise-store's answer is not a JSON object");
+        goto out;
+    }
+    json_t *ok = json_object_get(ans, "ok");
+    if (!json_is_boolean(ok) || json_is_true(ok) != (WEXITSTATUS(status) == 0)) {
+        r = pv_err_set(e, PV_ERR_FORMAT, "pavise-store's answer has no agreeing \"ok\"");
+        goto out;
+    }
+    if (!json_is_true(ok)) {
+        r = refusal(ans, e);
+        goto out;
+    }
+    json_object_del(ans, "ok");
+    *out = ans;
+    ans = NULL;
+    r = PV_OK;
+out:
+    json_decref(ans);
+    free(text);
+    return r;
+}
+
+int sc_load(const sc_config *c, sc_device *dev, as_store **store, pv_err *e)
+{
+    static const char *const fields[] = {"deviceId",           "rootOfTrust", "development",
+                                         "developmentExpires", "apps",        NULL};
+    static const char *const argv[] = {"pavise-store", "load", NULL};
+    json_t *ans = NULL;
+    const char *id = NULL, *kind = NULL;
+    uint64_t expires = 0;
+    as_store *s = NULL;
+    char apps_dir[4096];
+    *store = NULL;
+    int r = sc_run(c, argv, -1, &ans, e);
+    if (r != PV_OK) {
+        return r;
+    }
+    json_t *apps = json_object_get(ans, "apps");
+    if ((r = pv_json_check_fields(ans, fields, "load", e)) != PV_OK ||
+        (r = pv_json_get_string(ans, "deviceId", true, sizeof(dev->device_id) - 1, "load", &id,
+                                NULL, e)) != PV_OK ||
+        (r = pv_json_get_string(ans, "rootOfTrust", true, sizeof(dev->rot_kind) - 1, "load", &kind,
+                                NULL, e)) != PV_OK ||
+        (r = pv_json_get_bool(ans, "development", true, "load", &dev->development, NULL, e)) !=
+            PV_OK ||
+        (r = pv_json_get_uint(ans, "developmentExpires", true, 0, INT64_MAX, "load", &expires, NULL,
+                              e)) != PV_OK) {
+        r = pv_err_wrap(e, r == PV_ERR_NOMEM ? r : PV_ERR_FORMAT, "pavise-store's answer");
+        goto out;
+    }
+    if (!json_is_array(apps) || json_array_size(apps) > AS_MAX_APPS) {
+        r = pv_err_set(e, PV_ERR_FORMAT, "load: apps is not an array of at most %u", AS_MAX_APPS);
+        goto out;
+    }
+    int n = snprintf(apps_dir, sizeof(apps_dir), "%s/apps", c->state_dir);
+    if (n < 0 || (size_t)n >= sizeof(apps_dir)) {
+        r = pv_err_set(e, PV_ERR_INVALID_ARG, "state directory path too long");
+        goto out;
+    }
+    if ((r = as_new(apps_dir, &s, e)) != PV_OK) {
+        goto out;
+    }
+    for (size_t i = 0; i < json_array_size(apps); i++) {
+        as_app *a = NULL, *old = NULL;
+        if ((r = as_app_from_json(json_array_get(apps, i), &a, e)) != PV_OK ||
+            (r = as_put(s, a, &old, e)) != PV_OK || old != NULL) {
+            as_app_free(old != NULL ? old : (r != PV_OK ? a : NULL));
+            r = r != PV_OK ? pv_err_wrap(e, r, "pavise-store's answer, app %zu", i)
+                           : pv_err_set(e, PV_ERR_FORMAT, "load: a component twice");
+            goto out;
+        }
+    }
+    memcpy(dev->device_id, id, strlen(id) + 1);
+    memcpy(dev->rot_kind, kind, strlen(kind) + 1);
+    dev->dev_expires = (int64_t)expires;
+    *store = s;
+    s = NULL;
+    r = PV_OK;
+out:
+    as_close(s);
+    json_decref(ans);
+    return r;
+}
+
+int sc_install(const sc_config *c, int pkg_fd, bool development, as_app **out, bool *replaced,
+               pv_err *e)
+{
+    const char *const argv[] = {"pavise-store", "install", development ? "--development" : NULL,
+                                NULL};
+    json_t *ans = NULL;
+    *out = NULL;
+    *replaced = false;
+    int r = sc_run(c, argv, pkg_fd, &ans, e);
+    if (r != PV_OK) {
+        return r;
+    }
+    json_t *rep = json_object_get(ans, "replaced");
+    if (!json_is_boolean(rep) || json_object_size(ans) != 2) {
+        r = pv_err_set(e, PV_ERR_FORMAT, "install: a malformed answer");
+    } else if ((r = as_app_from_json(json_object_get(ans, "app"), out, e)) == PV_OK) {
+        *replaced = json_is_true(rep);
+    }
+    json_decref(ans);
+    return r;
+}
+
+int sc_remove(const sc_config *c, const char *cid, pv_err *e)
+{
+    const char *const argv[] = {"pavise-store", "remove", "--component-id", cid, NULL};
+    json_t *ans = NULL;
+    int r = sc_run(c, argv, -1, &ans, e);
+    json_decref(ans);
+    return r;
+}
+
+int sc_capability(const sc_config *c, int fd, int64_t *expires, pv_err *e)
+{
+    static const char *const argv[] = {"pavise-store", "capability", NULL};
+    json_t *ans = NULL;
+    uint64_t v = 0;
+    int r = sc_run(c, argv, fd, &ans, e);
+    if (r == PV_OK && (r = pv_json_get_uint(ans, "developmentExpires", true, 0, INT64_MAX,
+                                            "capability", &v, NULL, e)) == PV_OK) {
+        *expires = (int64_t)v;
+    }
+    json_decref(ans);
+    return r;
+}

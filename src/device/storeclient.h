@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * pavised's side of pavise-store (src/store/main.c): runs it for one operation and reads
+ * its answer. Everything that verifies or extracts (packages, certificates, the capability
+ * file, the root of trust) happens there; pavised keeps what it answered.
+ */
+#ifndef PAVISE_DEVICE_STORECLIENT_H
+#define PAVISE_DEVICE_STORECLIENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "pavise/err.h"
+
+#include "appstore.h"
+
+typedef struct sc_config {
+    int exe_fd;            /* pavise-store, opened O_PATH at start-up */
+    const char *state_dir; /* passed on */
+    const char *log_level; /* passed on: NULL for the default */
+    bool log_json;
+    unsigned timeout_ms; /* how long one operation may take; 0: SP_TIMEOUT_MS */
+} sc_config;
+
+/* What "load" answered. */
+typedef struct sc_device {
+    char device_id[65];
+    char rot_kind[16];
+    bool development;    /* a development capability is applied */
+    int64_t dev_expires; /* its expiry, 0: none */
+} sc_device;
+
+/* Runs "load": the device's fields, and a table of every installed app that verified (one
+ * that did not is logged by pavise-store and left out). PV_ERR_* of the store or of the
+ * answer (PV_ERR_FORMAT: a malformed answer, PV_ERR_IO: it could not be run or died). */
+int sc_load(const sc_config *c, sc_device *dev, as_store **store, pv_err *e);
+
+/* Runs "install" with the package open on pkg_fd (read from its start): the new entry (the
+ * caller puts it in its table) and whether it replaced an installed component. development:
+ * a sideload, which also accepts the capability's development roots. */
+int sc_install(const sc_config *c, int pkg_fd, bool development, as_app **out, bool *replaced,
+               pv_err *e);
+
+/* Runs "remove" for a component. */
+int sc_remove(const sc_config *c, const char *cid, pv_err *e);
+
+/* Runs "capability" with the file open on fd: once it is applied, *expires is its expiry
+ * (0: none). */
+int sc_capability(const sc_config *c, int fd, int64_t *expires, pv_err *e);
+
+/* The lower-level call: runs pavise-store with argv (argv[0] its name; --state and the log
+ * options are appended), in_fd as its standard input (-1: /dev/null), and parses the
+ * answer: *out is the answer of an "ok" run; a refusal is returned as its code and message. */
+int sc_run(const sc_config *c, const char *const *argv, int in_fd, json_t **out, pv_err *e);
+
+#endif
