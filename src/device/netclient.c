@@ -9,6 +9,7 @@
 #include "netclient.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -186,9 +187,50 @@ static void netd_detach(nc_ctx *nc)
     }
 }
 
-/* Kills pavise-netd and its DNS stub (one process group), and waits until both are gone:
- * the stub's sockets hold the apps' stub addresses, which the next one binds. Returns the
- * wait status. */
+/* True while a process of group pgid has not exited. A zombie has (its sockets are
+ * closed): whether init reaps it soon is not ours to wait for. */
+static bool group_running(pid_t pgid)
+{
+    if (kill(-pgid, 0) != 0) {
+        return false; /* gone, zombies included */
+    }
+    bool running = false;
+    DIR *d = opendir("/proc");
+    struct dirent *de;
+    while (d != NULL && !running && (de = readdir(d)) != NULL) {
+        char path[64], buf[512];
+        if (de->d_name[0] < '1' || de->d_name[0] > '9' ||
+            snprintf(path, sizeof(path), "/proc/%s/stat", de->d_name) >= (int)sizeof(path)) {
+            continue;
+        }
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+        if (fd >= 0) {
+            close(fd);
+        }
+        if (n <= 0) {
+            continue;
+        }
+        buf[n] = '\0';
+        /* "pid (comm) state ppid pgrp ...": comm may hold anything, ')' included */
+        char *p = strrchr(buf, ')'), *end = NULL;
+        if (p == NULL || p[1] != ' ' || p[2] == '\0' || p[3] != ' ') {
+            continue;
+        }
+        char state = p[2];
+        (void)strtol(p + 4, &end, 10); /* ppid */
+        long pgrp = end != NULL && *end == ' ' ? strtol(end + 1, NULL, 10) : 0;
+        running = pgrp == (long)pgid && state != 'Z' && state != 'X';
+    }
+    if (d != NULL) {
+        closedir(d);
+    }
+    return running;
+}
+
+/* Kills pavise-netd and its DNS stub (one process group), and waits until both have
+ * exited: the stub's sockets hold the apps' stub addresses, which the next one binds.
+ * Returns pavise-netd's wait status. */
 static int netd_kill(nc_ctx *nc)
 {
     int status = 0;
@@ -200,10 +242,10 @@ static int netd_kill(nc_ctx *nc)
     kill(nc->pid, SIGKILL);
     while (waitpid(nc->pid, &status, 0) < 0 && errno == EINTR) {
     }
-    /* The group outlives its leader while the stub (killed by the same signal, and by its
-     * parent-death signal) has not been reaped by init. */
+    /* The stub, killed by the same signal (and its parent-death signal), may take a moment
+     * to exit; once reparented to init it is no longer ours to wait for. */
     int64_t deadline = mono_ms() + NC_GROUP_MS;
-    while (kill(-nc->pid, 0) == 0 && mono_ms() < deadline) {
+    while (group_running(nc->pid) && mono_ms() < deadline) {
         sleep_ms(5);
     }
     nc->pid = -1;
