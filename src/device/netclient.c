@@ -147,7 +147,9 @@ static void child_exec(int netd_fd, int ctl, pid_t parent, char *const argv[])
     /* Moved out of the way of 0-3 first: either may have one of those numbers. */
     int c = fcntl(ctl, F_DUPFD_CLOEXEC, 10);
     int b = fcntl(netd_fd, F_DUPFD_CLOEXEC, 10);
-    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    /* Not close-on-exec: where it lands on 0 or 1 it must stay (dup2 onto itself keeps
+     * the flag); anywhere else, close_range marks it. */
+    int null = open("/dev/null", O_RDWR);
     if (c < 0 || b < 0 || null < 0 || dup2(null, 0) != 0 || dup2(null, 1) != 1 ||
         dup2(c, NC_CONTROL_FD) != NC_CONTROL_FD ||
         close_range(NC_CONTROL_FD + 1, ~0u, CLOSE_RANGE_CLOEXEC) != 0) {
@@ -401,7 +403,11 @@ static int netd_spawn(nc_ctx *nc, pv_err *e)
         (r = reply_result(hello, e)) != PV_OK) {
         char how[48];
         status_text(netd_kill(nc), how, sizeof(how));
-        r = pv_err_wrap(e, r == PV_ERR_FORMAT ? PV_ERR_IO : r, "pavise-netd (%s)", how);
+        if (r == PV_ERR_IO || r == PV_ERR_FORMAT) {
+            r = pv_err_wrap(e, PV_ERR_IO, "pavise-netd (%s)", how);
+        } else {
+            r = pv_err_wrap(e, r, "pavise-netd"); /* it said why it could not start */
+        }
         goto out;
     }
     pv_debug("pavise-netd started (pid %d)", (int)nc->pid);

@@ -460,7 +460,6 @@ static int run(const cli_cmd *cmd, const cli_args *args, pv_err *e)
     }
     d->ctl = ctl;
     if ((r = np_init(&cfg, &d->np, e)) != PV_OK) {
-        r = pv_err_wrap(e, r, "network policy");
         goto out;
     }
     if ((r = drop_privileges(parent, e)) != PV_OK) {

@@ -308,6 +308,17 @@ static void test_refused(void **state)
     assert_int_equal(add(APP3, 1024, ok, NULL, &a, &e), PV_ERR_INVALID_ARG);
     assert_int_equal(nc_netd_pid(F.nc), pid);
     assert_false(table_has("a70003"));
+    /* a pavise-netd that cannot start says why (np_init refuses before touching nftables) */
+    nc_config cfg = config();
+    cfg.upstream = "127.77.0.1";
+    nc_ctx *nc = NULL;
+    assert_int_equal(nc_start(&cfg, &nc, &e), PV_ERR_INVALID_ARG);
+    assert_null(nc);
+    assert_non_null(strstr(pv_err_msg(&e), "pavise-netd: network policy: the upstream resolver is "
+                                           "a DNS stub address"));
+    cfg.upstream = "192.0.2.1:99999";
+    assert_int_equal(nc_start(&cfg, &nc, &e), PV_ERR_USAGE);
+    assert_true(table_has("70001 : jump a70001"));
 }
 
 /* pavise-netd started by hand, in a network namespace of its own, sent what pavised never
