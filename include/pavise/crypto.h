@@ -38,6 +38,8 @@ bool pv_ct_equal(const void *a, const void *b, size_t n);
 void pv_hex_encode(const uint8_t *p, size_t n, char *out, size_t out_size);
 /* Parses exactly 2n hex characters into n bytes. PV_ERR_FORMAT. */
 int pv_hex_decode(const char *s, uint8_t *out, size_t n);
+/* The value of one hex digit (either case), or -1. */
+int pv_hex_digit(char c);
 /* Wipes memory so the compiler cannot elide it. */
 void pv_wipe(void *p, size_t n);
 

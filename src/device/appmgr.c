@@ -56,13 +56,13 @@ typedef struct app_rt {
     int listener, log_fd, chan_fd;
     cg_group *cg;
     uint64_t oom_before;
-    np_app_stats net_before;
+    nc_app_stats net_before;
     bool seccomp_hit, watchdog_fired, setup_failed, stop_requested;
     int app_status;
     bool have_app_status;
     int64_t started_ms;
     /* kept across runs */
-    np_app *np;
+    nc_app *nc;
     char *storage;
     sb_libs libs;
     bool libs_done;
@@ -456,8 +456,8 @@ static void reap(app_rt *rt, bool block)
     } else if (WIFEXITED(status) && WEXITSTATUS(status) != 0) {
         record(rt, FL_EXIT, 0, WEXITSTATUS(status), -1, NULL);
     }
-    np_app_stats net = rt->net_before;
-    if (rt->np != NULL && np_app_stats_get(m->cfg.net, rt->np, &net, &e) == PV_OK &&
+    nc_app_stats net = rt->net_before;
+    if (rt->nc != NULL && nc_app_stats_get(m->cfg.net, rt->nc, &net, &e) == PV_OK &&
         (net.dropped_packets > rt->net_before.dropped_packets ||
          net.refused_queries > rt->net_before.refused_queries)) {
         /* What the network policy refused during the run: one event per run (a fixed
@@ -729,9 +729,9 @@ static int start_run(app_rt *rt, pv_err *e)
     rt->oom_before = 0;
     cg_oom_kills(rt->cg, &rt->oom_before, e);
     memset(&rt->net_before, 0, sizeof(rt->net_before));
-    if (rt->np != NULL) {
+    if (rt->nc != NULL) {
         pv_err ignored;
-        np_app_stats_get(m->cfg.net, rt->np, &rt->net_before, &ignored);
+        nc_app_stats_get(m->cfg.net, rt->nc, &rt->net_before, &ignored);
     }
     /* environment, argv, /etc */
     add_env(b, &ne, "PAVISE_FD", "3");
@@ -761,7 +761,7 @@ static int start_run(app_rt *rt, pv_err *e)
     }
     size_t nf = 0;
     snprintf(b->resolv, sizeof(b->resolv), "nameserver %s\noptions timeout:2 attempts:2\n",
-             rt->np != NULL ? np_app_stub_address(rt->np) : "127.0.0.1");
+             rt->nc != NULL ? nc_app_stub_address(rt->nc) : "127.0.0.1");
     snprintf(b->passwd, sizeof(b->passwd), "app:x:%u:%u:%s:%s:/nonexistent\n", rt->a->uid,
              rt->a->uid, man->name, rt->storage != NULL ? SB_STORAGE_DIR : "/tmp");
     snprintf(b->group, sizeof(b->group), "app:x:%u:\n", rt->a->uid);
@@ -914,7 +914,7 @@ static void rt_free(am *m, app_rt *rt)
     lp_timer_free(m->cfg.loop, rt->wd_fd);
     return_peripherals(rt);
     if (m->cfg.net != NULL) {
-        np_app_remove(m->cfg.net, rt->np);
+        nc_app_remove(m->cfg.net, rt->nc);
     }
     if (rt->storage != NULL) {
         pv_err ignored;
@@ -949,7 +949,7 @@ static int rt_add(am *m, as_app *a, app_rt **out, pv_err *e)
         r = lp_timer_new(m->cfg.loop, on_watchdog, rt, &rt->wd_fd, e);
     }
     if (r == PV_OK && m->cfg.net != NULL) {
-        r = np_app_add(m->cfg.net, a->uid, a->index, &a->m.caps, &rt->np, e);
+        r = nc_app_add(m->cfg.net, a->uid, a->index, &a->m.caps, &rt->nc, e);
     }
     if (r != PV_OK) {
         rt_free(m, rt);

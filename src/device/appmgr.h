@@ -20,7 +20,7 @@
 #include "cgroup.h"
 #include "failures.h"
 #include "loop.h"
-#include "netpolicy.h"
+#include "netclient.h"
 #include "sandbox.h"
 
 #define AM_DEFAULT_MEMORY_KB (64u * 1024u)
@@ -35,7 +35,7 @@ typedef struct am_config {
     as_store *store;
     fl_queue *failures;
     cg_ctx *cgroups;
-    np_ctx *net; /* NULL: apps get no network at all (fail closed) */
+    nc_ctx *net; /* pavise-netd; NULL: apps get no network at all (fail closed) */
     const sb_filter *filter;
     uint32_t restart_min_ms; /* first restart delay (doubles up to AM_MAX_BACKOFF_MS) */
     uint32_t stop_grace_ms;  /* SIGTERM, then SIGKILL after this */

@@ -15,7 +15,7 @@
 #include "cgroup.h"
 #include "failures.h"
 #include "loop.h"
-#include "netpolicy.h"
+#include "netclient.h"
 #include "sandbox.h"
 #include "storeclient.h"
 
@@ -33,10 +33,10 @@ typedef struct pd {
     am *apps;
     fl_queue *failures;
     cg_ctx *cgroups;
-    np_ctx *net;
+    nc_ctx *net; /* pavise-netd, the network policy */
     sb_filter *filter;
     int listen_fd;
-    int net_fd;        /* the DNS stub's control socket as watched (it changes when restarted) */
+    int net_fd;        /* nc_fd(net), as watched */
     int certs_timer;   /* quiet period after STATE/certs changed */
     unsigned api_open; /* local API connections open now (at most LA_MAX_CONNECTIONS) */
     bool stopping;

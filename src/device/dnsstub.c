@@ -3,14 +3,14 @@
  * The per-app DNS stub: the one process of the runtime that parses DNS from apps and from
  * the network, so it runs with nothing: its own uid, no capabilities, no_new_privs, no
  * files, and a seccomp allow-list of the few socket calls it makes. What it learns goes to
- * pavised as control messages that pavised checks (netpolicy.c); it cannot change the
+ * pavise-netd as control messages that pavise-netd checks (netpolicy.c); it cannot change the
  * firewall itself.
  *
  * One thread, one epoll set: the control socket, each app's UDP and TCP sockets, TCP
  * clients, and one connected UDP socket per query in flight upstream (a fresh socket is a
  * fresh random source port; the ID is random too). Every queue is bounded: queries in
  * flight per app and in all, TCP clients per app and in all, message sizes, and time
- * (upstream and pavised's acknowledgement 2 s each, then SERVFAIL; idle TCP clients 10 s).
+ * (upstream and pavise-netd's acknowledgement 2 s each, then SERVFAIL; idle TCP clients 10 s).
  */
 #include "netpolicy.h"
 
@@ -65,7 +65,7 @@ typedef struct sapp {
     char **names;
     size_t n_names;
     unsigned n_pending, n_conns;
-    uint32_t unreported; /* refusals not yet told to pavised */
+    uint32_t unreported; /* refusals not yet told to pavise-netd */
     int64_t refused_window;
     unsigned refused_sent;
 } sapp;
@@ -149,7 +149,7 @@ static int ep_set(int op, int fd, uint32_t events, uint64_t key)
     return epoll_ctl(S.ep, op, fd, &ev);
 }
 
-/* Removes fd from the set before closing it: an app's sockets are shared with pavised,
+/* Removes fd from the set before closing it: an app's sockets are shared with pavise-netd,
  * so closing our copy alone would leave them registered. */
 static void ep_close(int fd)
 {
@@ -161,7 +161,7 @@ static void ep_close(int fd)
 
 static void ctl_send(const uint8_t *p, size_t n)
 {
-    /* Non-blocking: if pavised is behind, the message is lost and the query fails, but
+    /* Non-blocking: if pavise-netd is behind, the message is lost and the query fails, but
      * the stub never stalls on it. */
     (void)send(CTL_FD, p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
 }
@@ -298,7 +298,7 @@ static void pend_relay(unsigned i)
             p->resp_len = dns_response_strip_opt(p->resp, p->resp_len);
         }
         if (p->ttl_cap != 0) {
-            /* No record may outlive the set entry its address got in pavised. */
+            /* No record may outlive the set entry its address got in pavise-netd. */
             (void)dns_response_cap_ttl(p->resp, p->resp_len, p->ttl_cap);
         }
         deliver(&p->to, &p->q, p->app, p->resp, p->resp_len);
@@ -311,7 +311,7 @@ static uint32_t clamp_ttl(uint32_t ttl)
     return ttl < NP_MIN_TTL ? NP_MIN_TTL : ttl > NP_MAX_TTL ? NP_MAX_TTL : ttl;
 }
 
-/* The upstream answered: parse it, and either relay it now or first have pavised put
+/* The upstream answered: parse it, and either relay it now or first have pavise-netd put
  * its addresses in the app's set. */
 static void upstream_read(unsigned i, int64_t now)
 {
@@ -438,9 +438,9 @@ static bool app_lists(const sapp *a, const dns_question *q)
     return false;
 }
 
-/* Tells pavised about a refused name: at most REFUSED_PER_S messages a second per app, each
+/* Tells pavise-netd about a refused name: at most REFUSED_PER_S messages a second per app, each
  * carrying the refusals not yet told, so a flood of them can neither fill the control
- * socket that other apps' answers wait on nor pavised's log. */
+ * socket that other apps' answers wait on nor pavise-netd's log. */
 static void report_refused(sapp *a, const dns_question *q, int64_t now)
 {
     a->unreported++;
@@ -618,7 +618,7 @@ static uint32_t get32(const uint8_t *p)
     return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
 }
 
-/* NP_MSG_APP_ADD: pavised is trusted, but its message is still read with bounds. Takes
+/* NP_MSG_APP_ADD: pavise-netd is trusted, but its message is still read with bounds. Takes
  * the fds (closes them when the message is refused). */
 static void app_add(const uint8_t *p, size_t len, const int fds[2])
 {
@@ -679,7 +679,7 @@ static void ctl_read(void)
             return;
         }
         if (n <= 0) {
-            _exit(EXIT_PARENT_GONE); /* pavised is gone: so are we */
+            _exit(EXIT_PARENT_GONE); /* pavise-netd is gone: so are we */
         }
         for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c != NULL; c = CMSG_NXTHDR(&mh, c)) {
             if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
@@ -797,7 +797,7 @@ static int allow(scmp_filter_ctx f, int nr)
 
 /* The calls the loop makes, and no others: no open, no exec, no fork, no new
  * executable memory; sockets only UDP for the upstream; the control socket alone takes
- * messages with descriptors. A call outside the list kills the stub; pavised restarts it. */
+ * messages with descriptors. A call outside the list kills the stub; pavise-netd restarts it. */
 static int load_seccomp(void)
 {
     int r = -1;
@@ -844,7 +844,7 @@ out:
     return r;
 }
 
-/* Everything a forked copy of pavised holds that the stub must not: fds, signal
+/* Everything a forked copy of pavise-netd holds that the stub must not: fds, signal
  * handlers, uid 0, capabilities. Returns 0, or -1 (the stub exits). */
 static int drop_privileges(int ctl_fd, uid_t uid, gid_t gid)
 {
@@ -905,7 +905,7 @@ static int drop_privileges(int ctl_fd, uid_t uid, gid_t gid)
         prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
         return -1;
     }
-    /* Set after the uid change, which clears it; then make sure pavised did not die
+    /* Set after the uid change, which clears it; then make sure pavise-netd did not die
      * before it took effect. */
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0 || getppid() != parent) {
         return -1;

@@ -3,15 +3,15 @@
  * pavised: the device runtime (docs/device-runtime.md).
  *   pavised --state DIR [--socket PATH] [--dns-upstream IP[:PORT]] [--restart-min-ms N]
  *           [--stop-grace-ms N] [--ready-file FILE] [--log-level LEVEL] [--log-json]
+ *           [--libexec DIR]
  *
- * Has pavise-store (src/store) open the root of trust for the device ID and verify every
- * installed app again, sets up the cgroups, the network policy and the seccomp filter,
+ * Has pavise-store open the root of trust for the device ID and verify every installed app
+ * again, sets up the cgroups, the network policy (pavise-netd) and the seccomp filter,
  * starts every app in its compartment, and serves the local device API. SIGTERM/SIGINT stop
  * every app (SIGTERM, then SIGKILL after the grace period) and exit 0.
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <arpa/inet.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,7 +47,8 @@ static const cli_opt opts[] = {
     {"log-level", "LEVEL", false, "debug, info (default), warn or error"},
     {"log-json", NULL, false, "log as JSON lines"},
     {"libexec", "DIR", false,
-     "where pavise-store and pavise-netd are (default: the directory of pavised)"},
+     "where pavised's helper programs (pavise-store, pavise-netd) are (default: pavised's own "
+     "directory)"},
     {NULL, NULL, false, NULL},
 };
 
@@ -63,41 +64,6 @@ static const cli_cmd pavised_cmd = {
     false,
     run,
 };
-
-static int parse_upstream(const char *s, np_config *cfg, pv_err *e)
-{
-    char host[INET6_ADDRSTRLEN + 1];
-    unsigned port = 53;
-    const char *colon = strrchr(s, ':');
-    size_t hl = colon != NULL && strchr(s, ':') == colon ? (size_t)(colon - s) : strlen(s);
-    if (hl == 0 || hl >= sizeof(host)) {
-        return pv_err_set(e, PV_ERR_USAGE, "--dns-upstream '%s': not an IPv4 address[:port]", s);
-    }
-    memcpy(host, s, hl);
-    host[hl] = '\0';
-    if (hl != strlen(s)) {
-        uint64_t p = 0;
-        if (cli_parse_uint(colon + 1, "--dns-upstream port", 65535, &p, e) != PV_OK || p == 0) {
-            return pv_err_set(e, PV_ERR_USAGE, "--dns-upstream '%s': bad port", s);
-        }
-        port = (unsigned)p;
-    }
-    struct sockaddr_in *in4 = (struct sockaddr_in *)&cfg->upstream;
-    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&cfg->upstream;
-    memset(&cfg->upstream, 0, sizeof(cfg->upstream));
-    if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
-        in4->sin_family = AF_INET;
-        in4->sin_port = htons((uint16_t)port);
-        cfg->upstream_len = sizeof(*in4);
-    } else if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
-        in6->sin6_family = AF_INET6;
-        in6->sin6_port = htons((uint16_t)port);
-        cfg->upstream_len = sizeof(*in6);
-    } else {
-        return pv_err_set(e, PV_ERR_USAGE, "--dns-upstream '%s': not an IP address", s);
-    }
-    return PV_OK;
-}
 
 #define MAX_BOARD_PERIPHERALS 64
 
@@ -120,46 +86,55 @@ static int parse_peripherals(char *list, const char **out, pv_err *e)
     return PV_OK;
 }
 
-/* A helper program beside pavised (or in --libexec), opened once at start-up: what runs
- * later is that file, whatever happens to the path. */
-static int open_helper(const char *dir, const char *name, int *out, pv_err *e)
+/* A helper program (pavise-store, pavise-netd), opened once at start-up: what runs later is this
+ * file, whatever happens to the path. It must be root's, and writable by no one else. */
+static int open_helper(const char *libexec, const char *name, int *out, pv_err *e)
 {
-    char path[4096];
-    int n = snprintf(path, sizeof(path), "%s/%s", dir, name);
+    char self[4096], path[4096];
+    struct stat st;
+    *out = -1;
+    if (libexec == NULL) {
+        ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+        if (n <= 0 || n >= (ssize_t)sizeof(self) - 1) {
+            return pv_err_sys(e, PV_ERR_IO, n < 0 ? errno : ENAMETOOLONG, "/proc/self/exe");
+        }
+        self[n] = '\0';
+        char *slash = strrchr(self, '/');
+        if (slash == NULL) {
+            return pv_err_set(e, PV_ERR_IO, "/proc/self/exe: %s is not a path", self);
+        }
+        slash[slash == self ? 1 : 0] = '\0';
+        libexec = self;
+    }
+    int n = snprintf(path, sizeof(path), "%s/%s", libexec, name);
     if (n < 0 || (size_t)n >= sizeof(path)) {
         return pv_err_set(e, PV_ERR_INVALID_ARG, "--libexec: path too long");
     }
-    *out = open(path, O_PATH | O_CLOEXEC);
-    return *out >= 0 ? PV_OK : pv_err_sys(e, PV_ERR_IO, errno, "%s", path);
-}
-
-/* The directory of pavised's own executable. */
-static int self_dir(char out[4096], pv_err *e)
-{
-    ssize_t n = readlink("/proc/self/exe", out, 4095);
-    if (n <= 0) {
-        return pv_err_sys(e, PV_ERR_IO, errno, "/proc/self/exe");
+    int fd = open(path, O_PATH | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        int err = errno;
+        if (fd >= 0) {
+            close(fd);
+        }
+        return pv_err_sys(e, PV_ERR_IO, err, "%s", path);
     }
-    out[n] = '\0';
-    char *slash = strrchr(out, '/');
-    if (slash == NULL) {
-        return pv_err_set(e, PV_ERR_IO, "/proc/self/exe: not a path");
+    if (!S_ISREG(st.st_mode) || st.st_uid != 0 || (st.st_mode & (S_IWGRP | S_IWOTH)) != 0 ||
+        (st.st_mode & S_IXUSR) == 0) {
+        close(fd);
+        return pv_err_set(e, PV_ERR_UNSAFE,
+                          "%s: not an executable file of root's that only root can write", path);
     }
-    if (slash == out) {
-        out[1] = '\0'; /* "/" itself */
-    } else {
-        *slash = '\0';
-    }
+    *out = fd;
     return PV_OK;
 }
 
-/* The DNS stub's messages. The stub may be restarted by np_dispatch, with a new fd: the
- * registration follows it. */
+/* pavise-netd's control socket: readable when it died (nc_dispatch starts another). nc_fd
+ * stays the same fd across restarts. */
 static void on_net(void *ctx, int fd, uint32_t events);
 
 static void net_watch(pd *d)
 {
-    int fd = np_fd(d->net);
+    int fd = nc_fd(d->net);
     if (fd == d->net_fd) {
         return;
     }
@@ -172,7 +147,7 @@ static void net_watch(pd *d)
     if (fd >= 0 && lp_add(d->loop, fd, EPOLLIN, on_net, d, &e) == PV_OK) {
         d->net_fd = fd;
     } else if (fd >= 0) {
-        pv_error("DNS stub: %s", pv_err_msg(&e));
+        pv_error("network policy: %s", pv_err_msg(&e));
     }
 }
 
@@ -181,8 +156,8 @@ static void on_net(void *ctx, int fd, uint32_t events)
     pd *d = ctx;
     pv_err e;
     pv_err_clear(&e);
-    if (np_dispatch(d->net, &e) != PV_OK) {
-        pv_warn("DNS stub: %s", pv_err_msg(&e));
+    if (nc_dispatch(d->net, &e) != PV_OK) {
+        pv_error("network policy: %s", pv_err_msg(&e));
     }
     net_watch(d);
 }
@@ -257,12 +232,17 @@ static int run(const cli_cmd *cmd, const cli_args *args, pv_err *e)
     const char *ready = cli_get(cmd, args, "ready-file");
     const char *level_s = cli_get(cmd, args, "log-level");
     pv_log_level level = PV_LOG_INFO;
-    np_config ncfg = {.stub_uid = AS_UID_BASE - 1,
+    nc_config ncfg = {.netd_fd = -1,
+                      .upstream = cli_get(cmd, args, "dns-upstream"),
+                      .stub_uid = AS_UID_BASE - 1,
                       .stub_gid = AS_UID_BASE - 1,
                       .app_uid_first = AS_UID_BASE,
-                      .app_uid_last = AS_UID_BASE + AS_MAX_APPS - 1};
+                      .app_uid_last = AS_UID_BASE + AS_MAX_APPS - 1,
+                      .log_json = cli_flag(cmd, args, "log-json")};
     uint64_t restart_ms = 1000, grace_ms = 5000;
     int sfd = -1, ifd = -1;
+    struct sockaddr_storage upstream;
+    socklen_t upstream_len = 0;
     int r = PV_OK;
     const char *peripherals[MAX_BOARD_PERIPHERALS + 1] = {NULL};
     char *periph_list = NULL;
@@ -270,6 +250,7 @@ static int run(const cli_cmd *cmd, const cli_args *args, pv_err *e)
         return pv_err_set(e, PV_ERR_USAGE, "--log-level '%s': debug, info, warn or error", level_s);
     }
     pv_log_init(level, cli_flag(cmd, args, "log-json"), NULL, "pavised");
+    ncfg.log_level = level;
     if ((cli_get(cmd, args, "restart-min-ms") != NULL &&
          (r = cli_parse_uint(cli_get(cmd, args, "restart-min-ms"), "--restart-min-ms", 3600000,
                              &restart_ms, e)) != PV_OK) ||
@@ -278,10 +259,10 @@ static int run(const cli_cmd *cmd, const cli_args *args, pv_err *e)
                              &grace_ms, e)) != PV_OK)) {
         return r;
     }
-    /* Without --dns-upstream, upstream_len stays 0: np_init takes the first nameserver of
-     * /etc/resolv.conf. */
-    if (cli_get(cmd, args, "dns-upstream") != NULL &&
-        (r = parse_upstream(cli_get(cmd, args, "dns-upstream"), &ncfg, e)) != PV_OK) {
+    /* Checked here for a usage error; pavise-netd parses it again. Without it, pavise-netd
+     * takes the first nameserver of /etc/resolv.conf. */
+    if (ncfg.upstream != NULL &&
+        (r = nc_parse_upstream(ncfg.upstream, &upstream, &upstream_len, e)) != PV_OK) {
         return r;
     }
     if (cli_get(cmd, args, "peripherals") != NULL &&
@@ -303,20 +284,18 @@ static int run(const cli_cmd *cmd, const cli_args *args, pv_err *e)
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGPIPE);
     sigprocmask(SIG_BLOCK, &set, NULL);
-    char libexec[4096];
-    if (cli_get(cmd, args, "libexec") != NULL) {
-        snprintf(libexec, sizeof(libexec), "%s", cli_get(cmd, args, "libexec"));
-    } else if ((r = self_dir(libexec, e)) != PV_OK) {
-        goto out;
-    }
+    /* The network policy runs in pavise-netd (which forks the DNS stub): started first, so
+     * it holds nothing of the device's. */
     d.store_cfg.state_dir = d.state_dir;
     d.store_cfg.log_level = level_s;
     d.store_cfg.log_json = cli_flag(cmd, args, "log-json");
-    if ((r = open_helper(libexec, "pavise-store", &d.store_cfg.exe_fd, e)) != PV_OK) {
+    if ((r = open_helper(cli_get(cmd, args, "libexec"), "pavise-store", &d.store_cfg.exe_fd, e)) !=
+        PV_OK) {
         goto out;
     }
-    /* The DNS stub is a fork of pavised: start it before anything of the device is loaded. */
-    if ((r = np_init(&ncfg, &d.net, e)) != PV_OK) {
+    if ((r = open_helper(cli_get(cmd, args, "libexec"), "pavise-netd", &ncfg.netd_fd, e)) !=
+            PV_OK ||
+        (r = nc_start(&ncfg, &d.net, e)) != PV_OK) {
         /* Fail closed: without the firewall no app may run. */
         pv_err_wrap(e, r, "network policy");
         goto out;
@@ -373,7 +352,10 @@ static int run(const cli_cmd *cmd, const cli_args *args, pv_err *e)
     r = PV_OK;
 out:
     am_free(d.apps);
-    np_free(d.net);
+    nc_free(d.net);
+    if (ncfg.netd_fd >= 0) {
+        close(ncfg.netd_fd);
+    }
     sb_filter_free(d.filter);
     cg_free(d.cgroups);
     as_close(d.store);

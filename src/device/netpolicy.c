@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * pavised's side of the network policy: the nftables table, the apps' chains and sets, the
+ * pavise-netd's side of the network policy: the nftables table, the apps' chains and sets, the
  * stub sockets, and the control messages of the DNS stub (which is untrusted once it has
  * parsed a packet: every message is checked here before nftables is asked anything).
  */

@@ -21,14 +21,18 @@
  * the reply-direction rule above keeps an app from answering anything it was sent on a
  * port it was not granted, UDP included.
  *
+ * All of it runs in pavise-netd (src/netd/main.c), the only process that asks nftables
+ * anything; pavised asks pavise-netd through netclient.h and never links libnftables.
+ *
  * The DNS stub (dnsstub.c): one unprivileged process forked by np_init (its own uid, no
  * capabilities, no_new_privs, a seccomp allow-list) with one UDP and one TCP socket per
- * app, bound by pavised on the app's stub address and passed to it. A query for a name the
- * app lists is forwarded to the upstream resolver; the A/AAAA answers (after any CNAMEs)
- * are sent to pavised, which adds them to the app's set for their TTL (clamped to
- * [NP_MIN_TTL, NP_MAX_TTL]), and only then is the answer relayed to the app. Any other
- * name is answered REFUSED. The stub never touches nftables: pavised checks every message
- * it is sent (the app exists, the family, address and TTL are sane) before adding anything.
+ * app, bound by pavise-netd on the app's stub address and passed to it. A query for a
+ * name the app lists is forwarded to the upstream resolver; the A/AAAA answers (after any
+ * CNAMEs) are sent to pavise-netd, which adds them to the app's set for their TTL (clamped
+ * to [NP_MIN_TTL, NP_MAX_TTL]), and only then is the answer relayed to the app. Any other
+ * name is answered REFUSED. The stub never touches nftables: pavise-netd checks every
+ * message it is sent (the app exists, the family, address and TTL are sane) before adding
+ * anything.
  */
 #ifndef PAVISE_DEVICE_NETPOLICY_H
 #define PAVISE_DEVICE_NETPOLICY_H
@@ -66,19 +70,19 @@ typedef struct np_config {
 } np_config;
 
 /* Creates (replacing one left by an earlier run) the table, and forks the DNS stub. Call
- * it early, before pavised holds anything secret: the stub starts as a copy of pavised.
+ * it early, before the process holds anything secret: the stub starts as a copy of it.
  * PV_ERR_INVALID_ARG (stub uid 0 or in the app range, bad upstream), PV_ERR_IO (nftables
  * refused, fork), PV_ERR_UNSUPPORTED (no nf_tables). */
 int np_init(const np_config *cfg, np_ctx **out, pv_err *e);
 /* Deletes the table and stops the stub. Accepts NULL. */
 void np_free(np_ctx *np);
 
-/* The fd pavised polls (POLLIN) for the stub's messages, -1 when there is no stub;
+/* The fd pavise-netd polls (POLLIN) for the stub's messages, -1 when there is no stub;
  * np_dispatch reads one and applies it: PV_OK (applied, or nothing to read),
  * PV_ERR_FORMAT / PV_ERR_NOT_FOUND (a message refused: nothing changed; the stub was
  * told), PV_ERR_IO (nftables failed; or the stub died and could not be restarted — a stub
  * that dies is restarted, at most 5 times a minute, and given every app's sockets again),
- * PV_ERR_NOMEM. pavised logs a refusal and carries on: the stub is untrusted, and one bad
+ * PV_ERR_NOMEM. pavise-netd logs a refusal and carries on: the stub is untrusted, and one bad
  * message is no reason to stop. */
 int np_fd(const np_ctx *np);
 int np_dispatch(np_ctx *np, pv_err *e);
@@ -109,25 +113,25 @@ typedef struct np_app_stats {
 int np_app_stats_get(np_ctx *np, const np_app *a, np_app_stats *out, pv_err *e);
 
 /*
- * ==== Inside the module: the control protocol between pavised and the stub ====
+ * ==== Inside the module: the control protocol between pavise-netd and the stub ====
  *
  * One message per SOCK_SEQPACKET packet, integers big-endian, first byte the type.
- *   stub -> pavised
+ *   stub -> pavise-netd
  *     NP_MSG_ADDRS    seq(4) index(2) generation(4) count(1, 1..NP_MSG_MAX_ADDRS)
  *                     count x { family(1: 4 or 6) address(16: IPv4 in the first 4, the
  *                     rest zero) ttl(4, NP_MIN_TTL..NP_MAX_TTL) }
- *                     pavised answers NP_MSG_ACK with the same seq once the set holds
+ *                     pavise-netd answers NP_MSG_ACK with the same seq once the set holds
  *                     them (ok 1) or when it refused them (ok 0).
  *     NP_MSG_REFUSED  index(2) generation(4) count(4, >= 1: the refusals this message
  *                     stands for) qtype(2) name(the rest: the last name refused, wire form)
  *     NP_MSG_APP_GONE index(2) generation(4): the answer to NP_MSG_APP_DEL, once the
  *                     stub has closed the app's sockets (np_app_remove waits for it)
- *   pavised -> stub
+ *   pavise-netd -> stub
  *     NP_MSG_APP_ADD  index(2) generation(4) count(1) count x { length(1) host name },
  *                     with the app's UDP and TCP sockets (SCM_RIGHTS, in that order)
  *     NP_MSG_APP_DEL  index(2) generation(4)
  *     NP_MSG_ACK      seq(4) ok(1)
- * The generation is pavised's number for one np_app_add, so a message about an app that
+ * The generation is pavise-netd's number for one np_app_add, so a message about an app that
  * was removed is never applied to another app given the same index later.
  */
 enum {

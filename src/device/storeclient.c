@@ -18,6 +18,7 @@
 #include "pavise/json.h"
 #include "pavise/platform.h"
 
+#include "helperproc.h"
 #include "storeproto.h"
 
 #define MAX_ARGS 16
@@ -47,26 +48,19 @@ static void child(const sc_config *c, char *const *argv, char *const *envp, int 
     _exit(127);
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Reads the child's whole answer (at most SP_MAX_ANSWER bytes) until end of file or the
  * deadline. */
 static int read_answer(int fd, unsigned timeout_ms, char **out, size_t *out_len, pv_err *e)
 {
     size_t cap = 4096, len = 0;
     char *buf = malloc(cap);
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = hp_now_ms() + timeout_ms;
     int r = PV_ERR_NOMEM;
     if (buf == NULL) {
         return pv_err_set(e, r, "out of memory");
     }
     for (;;) {
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - hp_now_ms();
         struct pollfd p = {.fd = fd, .events = POLLIN};
         if (left <= 0) {
             r = pv_err_set(e, PV_ERR_IO, "pavise-store did not answer within %u ms", timeout_ms);
@@ -118,18 +112,6 @@ static int read_answer(int fd, unsigned timeout_ms, char **out, size_t *out_len,
 out:
     free(buf);
     return r;
-}
-
-/* A refusal's code, as pavise-store's pv_err codes; anything else is not believed. */
-static int refusal(const json_t *ans, pv_err *e)
-{
-    json_t *code = json_object_get(ans, "code");
-    const char *msg = json_string_value(json_object_get(ans, "error"));
-    json_int_t c = json_is_integer(code) ? json_integer_value(code) : 0;
-    if (c >= 0 || c < -100 || msg == NULL) {
-        return pv_err_set(e, PV_ERR_FORMAT, "pavise-store: a malformed refusal");
-    }
-    return pv_err_set(e, (int)c, "%s", msg);
 }
 
 int sc_run(const sc_config *c, const char *const *argv, int in_fd, json_t **out, pv_err *e)
@@ -209,8 +191,7 @@ int sc_run(const sc_config *c, const char *const *argv, int in_fd, json_t **out,
         r = pv_err_set(e, PV_ERR_FORMAT, "pavise-store's answer has no agreeing \"ok\"");
         goto out;
     }
-    if (!json_is_true(ok)) {
-        r = refusal(ans, e);
+    if ((r = hp_answer_result(ans, "pavise-store", e)) != PV_OK) {
         goto out;
     }
     json_object_del(ans, "ok");

@@ -46,7 +46,7 @@ void pv_hex_encode(const uint8_t *p, size_t n, char *out, size_t out_size)
     out[o] = '\0';
 }
 
-static int hex_nibble(char c)
+int pv_hex_digit(char c)
 {
     if (c >= '0' && c <= '9') {
         return c - '0';
@@ -66,7 +66,7 @@ int pv_hex_decode(const char *s, uint8_t *out, size_t n)
         return PV_ERR_FORMAT;
     }
     for (size_t i = 0; i < n; i++) {
-        int hi = hex_nibble(s[2 * i]), lo = hex_nibble(s[2 * i + 1]);
+        int hi = pv_hex_digit(s[2 * i]), lo = pv_hex_digit(s[2 * i + 1]);
         if (hi < 0 || lo < 0) {
             return PV_ERR_FORMAT;
         }

@@ -6,20 +6,6 @@
 
 #include "pavise/crypto.h"
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 int pv_uuid_parse(const char *s, uint8_t out[PV_UUID_LEN])
 {
     uint8_t u[PV_UUID_LEN];
@@ -35,7 +21,7 @@ int pv_uuid_parse(const char *s, uint8_t out[PV_UUID_LEN])
             i++;
             continue;
         }
-        int hi = hexval(s[i]), lo = hexval(s[i + 1]);
+        int hi = pv_hex_digit(s[i]), lo = pv_hex_digit(s[i + 1]);
         if (hi < 0 || lo < 0) {
             return PV_ERR_FORMAT;
         }

@@ -307,7 +307,8 @@ typedef struct tree {
 static void mkdirs(const char *base, const char *rel)
 {
     char p[PATH_MAX];
-    snprintf(p, sizeof(p), "%s/%s", base, rel);
+    int n = snprintf(p, sizeof(p), "%s/%s", base, rel);
+    assert_true(n > 0 && (size_t)n < sizeof(p));
     for (char *c = p + strlen(base) + 1; (c = strchr(c, '/')) != NULL; c++) {
         *c = '\0';
         mkdir(p, 0755);

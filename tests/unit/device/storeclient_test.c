@@ -191,7 +191,7 @@ static void test_bad_answers(void **state)
         {"truncated", PV_ERR_FORMAT, "not a JSON object"},
         {"garbage", PV_ERR_FORMAT, "not a JSON object"},
         {"refusal", PV_ERR_ROLLBACK, "image package refused: no"},
-        {"bad-code", PV_ERR_FORMAT, "malformed refusal"},
+        {"bad-code", PV_ERR_FORMAT, "malformed answer"},
         {"ok-but-failed", PV_ERR_FORMAT, "agreeing"},
         {"bad-app", PV_ERR_FORMAT, "app"},
         {"extra-field", PV_ERR_FORMAT, "more"},
