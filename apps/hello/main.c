@@ -3,14 +3,18 @@
  * hello: the smallest Pavise app. Logs a heartbeat through the SDK every few seconds and
  * counts its starts in its mutable storage.
  *
- *   hello [--interval SECONDS] [--once]
+ *   hello [--interval SECONDS] [--once] [--defer-updates SECONDS]
  *
  * --interval sets the heartbeat period (1..86400, default 5; the manifest's CmdArgs can
  * set it). --once logs one heartbeat, also prints it on stdout (a quick check that the
- * binary runs, with or without the runtime) and exits.
+ * binary runs, with or without the runtime) and exits. --defer-updates (the manifest must
+ * grant SoftwareUpdateDeferral and SystemEventNotifications) asks for the update events,
+ * puts the first notice of each update off by SECONDS, agrees when asked again, and logs
+ * when the update starts.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -114,9 +118,50 @@ static void log_storage(void)
     }
 }
 
+/* The update events: the first notice of an update is put off by *defer_s, the next one
+ * agreed to. */
+static void on_event(const pv_app_event *ev, void *ctx)
+{
+    const unsigned *defer_s = ctx;
+    static uint64_t deferred_id;
+    if (ev->kind == PV_APP_EVENT_UPDATE_READY) {
+        uint32_t s = ev->id != deferred_id && ev->seconds_left > 0
+                         ? (*defer_s < ev->seconds_left ? *defer_s : ev->seconds_left)
+                         : 0;
+        int r = pv_app_defer(ev->id, s);
+        pv_app_log(PV_APP_LOG_INFO, "update %llu ready: %s %u s (%s)", (unsigned long long)ev->id,
+                   s > 0 ? "deferring it by" : "agreeing, after", s > 0 ? s : *defer_s,
+                   pv_app_strerror(r));
+        deferred_id = ev->id;
+    } else if (ev->kind == PV_APP_EVENT_UPDATE_STARTED) {
+        pv_app_log(PV_APP_LOG_INFO, "update starting: saving state");
+    }
+}
+
+/* Sleeps seconds, or less when SIGTERM comes; delivers the runtime's events meanwhile. */
+static void wait_beat(unsigned seconds, unsigned *defer_s)
+{
+    struct timespec end;
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    end.tv_sec += seconds;
+    int fd = *defer_s > 0 ? pv_app_fd() : -1;
+    while (!stop) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long ms = (long)(end.tv_sec - now.tv_sec) * 1000 + (end.tv_nsec - now.tv_nsec) / 1000000;
+        if (ms <= 0) {
+            return;
+        }
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, fd >= 0 ? 1 : 0, (int)ms) > 0 && pv_app_dispatch(on_event, defer_s) < 0) {
+            fd = -1; /* the runtime closed the channel: heartbeats only */
+        }
+    }
+}
+
 int main(int argc, char **argv)
 {
-    unsigned interval = 5;
+    unsigned interval = 5, defer_s = 0;
     int once = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--once") == 0) {
@@ -124,8 +169,12 @@ int main(int argc, char **argv)
         } else if (strcmp(argv[i], "--interval") == 0 && i + 1 < argc &&
                    parse_seconds(argv[i + 1], &interval) == 0) {
             i++;
+        } else if (strcmp(argv[i], "--defer-updates") == 0 && i + 1 < argc &&
+                   parse_seconds(argv[i + 1], &defer_s) == 0) {
+            i++;
         } else {
-            fprintf(stderr, "usage: hello [--interval SECONDS] [--once]\n");
+            fprintf(stderr,
+                    "usage: hello [--interval SECONDS] [--once] [--defer-updates SECONDS]\n");
             return 2;
         }
     }
@@ -141,6 +190,13 @@ int main(int argc, char **argv)
                pv_app_component_id() != NULL ? pv_app_component_id() : "(no runtime)", starts,
                interval);
     log_storage();
+    if (defer_s > 0) {
+        int r = pv_app_events_register(PV_APP_EVENT_UPDATE_READY | PV_APP_EVENT_UPDATE_STARTED);
+        pv_app_log(PV_APP_LOG_INFO, "update events: %s", pv_app_strerror(r));
+        if (r != PV_APP_OK) {
+            defer_s = 0;
+        }
+    }
     for (unsigned long beat = 1; !stop; beat++) {
         pv_app_log(PV_APP_LOG_INFO, "heartbeat %lu (start %lu)", beat, starts);
         if (once) {
@@ -148,9 +204,10 @@ int main(int argc, char **argv)
             fflush(stdout);
             break;
         }
-        struct timespec ts = {.tv_sec = interval, .tv_nsec = 0};
-        while (!stop && nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-        }
+        wait_beat(interval, &defer_s);
+    }
+    if (stop && defer_s > 0) {
+        pv_app_dispatch(on_event, &defer_s); /* update-started comes just before SIGTERM */
     }
     if (stop) {
         pv_app_log(PV_APP_LOG_INFO, "stopping");

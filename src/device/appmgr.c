@@ -82,7 +82,23 @@ typedef struct app_rt {
     uint64_t log_dropped;
     /* policy failures are recorded once per run and kind of request */
     uint32_t policy_seen;
+    /* the entry it runs is the manager's to free (it was handed over by am_installed) */
+    bool own_a;
+    /* an update staged for it and not yet applied (docs/protocol/app-channel.md §4.2) */
+    struct pending_update *upd;
 } app_rt;
+
+/* An update of a running app that asked for UPDATE_READY: the new image waits until the app
+ * agrees, its deferral runs out (at most AM_MAX_DEFER_S in all), it does not answer within
+ * AM_ANSWER_MS, or it is no longer running. */
+typedef struct pending_update {
+    uint64_t id;     /* the event id the app names in its defer */
+    as_app *next;    /* the new entry (the store's table holds it) */
+    uint32_t left_s; /* deferral left */
+    int64_t due_ms;  /* when the manager acts next */
+    bool deferring;  /* due_ms ends a deferral (else: the wait for an answer) */
+    bool agreed;     /* the app said go ahead */
+} pending_update;
 
 static int64_t now_ms(void)
 {
@@ -120,7 +136,13 @@ struct am {
     am_config cfg;
     app_rt *apps[AS_MAX_APPS];
     size_t n;
+    uint64_t next_event_id;
+    int upd_timer; /* the next pending update that is due */
 };
+
+static void updates_rearm(am *m);
+static void on_updates(void *ctx, int fd, uint32_t events);
+static void send_event(app_rt *rt, uint32_t kind, uint64_t id, uint32_t seconds_left);
 
 static app_rt *find_rt(am *m, const char *cid)
 {
@@ -267,14 +289,32 @@ static void on_chan(void *ctx, int fd, uint32_t events)
         reply_result(rt, AC_EVENTS_REGISTER, PV_APP_OK);
         break;
     }
-    case AC_DEFER:
-        /* No update is pending until the update agent stages one: no event ID is valid. */
+    case AC_DEFER: {
+        pending_update *u = rt->upd;
         if (!caps->software_update_deferral) {
             record_denied(rt, AC_DEFER, "update deferral not granted by the manifest");
+            reply_result(rt, AC_DEFER, PV_APP_ERR_DENIED);
+        } else if (u == NULL || u->id != msg.event_id || u->agreed) {
+            reply_result(rt, AC_DEFER, PV_APP_ERR_NOT_READY);
+        } else if (msg.seconds > u->left_s) {
+            reply_result(rt, AC_DEFER, PV_APP_ERR_LIMIT);
+        } else {
+            if (msg.seconds == 0) {
+                u->agreed = true;
+                u->due_ms = now_ms();
+                pv_info("app %s: agrees to its update", rt->a->m.name);
+            } else {
+                u->left_s -= msg.seconds;
+                u->due_ms = now_ms() + (int64_t)msg.seconds * 1000;
+                u->deferring = true;
+                pv_info("app %s: defers its update by %u s (%u s left)", rt->a->m.name, msg.seconds,
+                        u->left_s);
+            }
+            reply_result(rt, AC_DEFER, PV_APP_OK);
+            updates_rearm(rt->m);
         }
-        reply_result(rt, AC_DEFER,
-                     caps->software_update_deferral ? PV_APP_ERR_INVALID : PV_APP_ERR_DENIED);
         break;
+    }
     case AC_WATCHDOG_SET:
         rt->wd_ms = msg.timeout_ms;
         lp_timer_arm(rt->wd_fd, msg.timeout_ms);
@@ -478,6 +518,14 @@ static void reap(app_rt *rt, bool block)
             WIFSIGNALED(status) ? "signal" : "exit",
             WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
     close_fd(m, &rt->listener);
+    /* What the app sent before it went (its last log lines) is read before the channel
+     * closes; bounded, as everything from an app. */
+    uint8_t peek;
+    for (int i = 0;
+         i < 256 && rt->chan_fd >= 0 && recv(rt->chan_fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+         i++) {
+        on_chan(rt, rt->chan_fd, EPOLLIN);
+    }
     close_fd(m, &rt->chan_fd);
     if (rt->log_fd >= 0) {
         on_log(rt, rt->log_fd, EPOLLIN);
@@ -495,6 +543,13 @@ static void reap(app_rt *rt, bool block)
     rt->wd_ms = 0;
     lp_timer_arm(rt->wd_fd, 0);
     lp_timer_arm(rt->timer_fd, 0);
+    if (rt->upd != NULL) {
+        /* Nobody left to defer it: the update goes ahead instead of a restart. */
+        rt->upd->due_ms = now_ms();
+        updates_rearm(m);
+        rt->state = ST_STOPPED;
+        return;
+    }
     if (!rt->wanted) {
         rt->state = ST_STOPPED;
         return;
@@ -923,6 +978,10 @@ static void rt_free(am *m, app_rt *rt)
     }
     sb_libs_free(&rt->libs);
     json_decref(rt->last_exit);
+    free(rt->upd); /* its next entry is the store's */
+    if (rt->own_a) {
+        as_app_free(rt->a);
+    }
     free(rt);
 }
 
@@ -974,6 +1033,12 @@ int am_new(const am_config *cfg, am **out, pv_err *e)
     if (m->cfg.stop_grace_ms == 0) {
         m->cfg.stop_grace_ms = 5000;
     }
+    m->upd_timer = -1;
+    int tr = lp_timer_new(m->cfg.loop, on_updates, m, &m->upd_timer, e);
+    if (tr != PV_OK) {
+        free(m);
+        return tr;
+    }
     for (size_t i = 0; i < as_count(cfg->store); i++) {
         app_rt *rt = NULL;
         int r = rt_add(m, as_get(cfg->store, i), &rt, e);
@@ -993,6 +1058,9 @@ void am_free(am *m)
     }
     for (size_t i = 0; i < m->n; i++) {
         rt_free(m, m->apps[i]);
+    }
+    if (m->upd_timer >= 0) {
+        lp_timer_free(m->cfg.loop, m->upd_timer);
     }
     free(m);
 }
@@ -1098,19 +1166,133 @@ int am_forget(am *m, const char *cid, pv_err *e)
     return pv_err_set(e, PV_ERR_NOT_FOUND, "component %s is not installed", cid);
 }
 
-int am_installed(am *m, as_app *a, pv_err *e)
+/* Replaces the component's run with a new entry now: update-started to an app that asked
+ * for it, the old run stopped and forgotten (its entry freed when it is the manager's), the
+ * new one started. */
+static int update_apply(am *m, app_rt *rt, as_app *next, pv_err *e)
 {
-    pv_err ignored;
-    pv_err_clear(&ignored);
-    am_forget(m, a->cid, &ignored); /* the old image's run, if any */
-    app_rt *rt = NULL;
-    int r = rt_add(m, a, &rt, e);
+    if (rt != NULL) {
+        if (rt->live && (rt->event_mask & PV_APP_EVENT_UPDATE_STARTED) != 0) {
+            send_event(rt, PV_APP_EVENT_UPDATE_STARTED, ++m->next_event_id, 0);
+        }
+        pv_err ignored;
+        pv_err_clear(&ignored);
+        am_forget(m, rt->cid, &ignored); /* the old image's run */
+    }
+    app_rt *nrt = NULL;
+    int r = rt_add(m, next, &nrt, e);
     if (r != PV_OK) {
         return r;
     }
-    rt->wanted = true;
-    begin(rt);
+    nrt->wanted = true;
+    begin(nrt);
     return PV_OK;
+}
+
+int am_installed(am *m, as_app *a, as_app *old, bool *pending, pv_err *e)
+{
+    app_rt *rt = find_rt(m, a->cid);
+    *pending = false;
+    if (rt == NULL) {
+        as_app_free(old);
+        return update_apply(m, NULL, a, e);
+    }
+    if (old != NULL && old != rt->a) {
+        /* old was an update still waiting for this app: a newer one takes its place, with
+         * what is left of the same deferral. */
+        as_app_free(old);
+    } else if (old == rt->a) {
+        rt->own_a = true;
+    }
+    if (rt->upd != NULL) {
+        rt->upd->next = a;
+        *pending = true;
+        return PV_OK;
+    }
+    if (rt->live && rt->chan_fd >= 0 && (rt->event_mask & PV_APP_EVENT_UPDATE_READY) != 0 &&
+        rt->a->m.caps.software_update_deferral) {
+        pending_update *u = calloc(1, sizeof(*u));
+        if (u == NULL) {
+            return pv_err_set(e, PV_ERR_NOMEM, "out of memory");
+        }
+        u->id = ++m->next_event_id;
+        u->next = a;
+        u->left_s = AM_MAX_DEFER_S;
+        u->due_ms = now_ms() + AM_ANSWER_MS;
+        rt->upd = u;
+        send_event(rt, PV_APP_EVENT_UPDATE_READY, u->id, u->left_s);
+        pv_info("app %s: update to %s staged; the app may defer it", rt->a->m.name, a->m.version);
+        updates_rearm(m);
+        *pending = true;
+        return PV_OK;
+    }
+    return update_apply(m, rt, a, e);
+}
+
+static void send_event(app_rt *rt, uint32_t kind, uint64_t id, uint32_t seconds_left)
+{
+    uint8_t out[AC_MAX_MSG];
+    ac_msg ev = {.type = AC_EVENT, .kind = kind, .event_id = id, .seconds = seconds_left};
+    size_t len = ac_encode(&ev, out);
+    if (len > 0 && rt->chan_fd >= 0) {
+        send(rt->chan_fd, out, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    }
+}
+
+/* Arms the manager's timer for the earliest pending update. */
+static void updates_rearm(am *m)
+{
+    int64_t due = INT64_MAX, now = now_ms();
+    for (size_t i = 0; i < m->n; i++) {
+        if (m->apps[i]->upd != NULL && m->apps[i]->upd->due_ms < due) {
+            due = m->apps[i]->upd->due_ms;
+        }
+    }
+    lp_timer_arm(m->upd_timer, due == INT64_MAX ? 0 : (uint64_t)(due > now ? due - now : 1));
+}
+
+/* The pending updates that are due: a deferral that ran out asks again with what is left;
+ * an answer that did not come, an agreement, no deferral left or an app no longer running
+ * lets the update go ahead. */
+static void on_updates(void *ctx, int fd, uint32_t events)
+{
+    am *m = ctx;
+    uint64_t n;
+    if (read(fd, &n, sizeof(n)) != sizeof(n)) {
+        return;
+    }
+    for (bool again = true; again;) {
+        again = false;
+        int64_t now = now_ms();
+        for (size_t i = 0; i < m->n; i++) {
+            app_rt *rt = m->apps[i];
+            pending_update *u = rt->upd;
+            if (u == NULL || (u->due_ms > now && rt->live)) {
+                continue;
+            }
+            if (u->deferring && u->left_s > 0 && rt->live && rt->chan_fd >= 0) {
+                u->deferring = false;
+                u->due_ms = now + AM_ANSWER_MS;
+                send_event(rt, PV_APP_EVENT_UPDATE_READY, u->id, u->left_s);
+                continue;
+            }
+            if (u->deferring && rt->live) {
+                send_event(rt, PV_APP_EVENT_UPDATE_READY, u->id, 0); /* nothing left */
+            }
+            as_app *next = u->next;
+            free(u);
+            rt->upd = NULL;
+            pv_info("app %s: applying its update to %s", rt->a->m.name, next->m.version);
+            pv_err e;
+            pv_err_clear(&e);
+            if (update_apply(m, rt, next, &e) != PV_OK) {
+                pv_error("app %s: the update cannot start: %s", next->m.name, pv_err_msg(&e));
+            }
+            again = true; /* the set of apps changed */
+            break;
+        }
+    }
+    updates_rearm(m);
 }
 
 void am_device_certs_changed(am *m)
@@ -1128,14 +1310,8 @@ void am_device_certs_changed(am *m)
             pv_error("app %s: cannot refresh its device certificate: %s", rt->cid, pv_err_msg(&e));
             continue;
         }
-        if (rt->live && rt->chan_fd >= 0 && (rt->event_mask & PV_APP_EVENT_DEVICE_AUTH) != 0) {
-            static uint64_t next_id = 1;
-            uint8_t out[AC_MAX_MSG];
-            ac_msg ev = {.type = AC_EVENT, .kind = PV_APP_EVENT_DEVICE_AUTH, .event_id = next_id++};
-            size_t len = ac_encode(&ev, out);
-            if (len > 0) {
-                send(rt->chan_fd, out, len, MSG_DONTWAIT | MSG_NOSIGNAL);
-            }
+        if (rt->live && (rt->event_mask & PV_APP_EVENT_DEVICE_AUTH) != 0) {
+            send_event(rt, PV_APP_EVENT_DEVICE_AUTH, ++m->next_event_id, 0);
         }
     }
 }
@@ -1166,6 +1342,15 @@ static json_t *status_one(app_rt *rt)
     json_t *f = fl_to_json(rt->m->cfg.failures, rt->cid);
     if (f != NULL) {
         json_object_set_new(o, "failureEvents", f);
+    }
+    if (rt->upd != NULL) {
+        int64_t wait = rt->upd->due_ms - now_ms();
+        json_object_set_new(o, "updatePending",
+                            json_pack("{s:s, s:s, s:b, s:I, s:I}", "imageId",
+                                      rt->upd->next->image_id, "version", rt->upd->next->m.version,
+                                      "deferred", rt->upd->deferring, "seconds",
+                                      (json_int_t)(wait > 0 ? (wait + 999) / 1000 : 0),
+                                      "deferralLeftSeconds", (json_int_t)rt->upd->left_s));
     }
     return o;
 }

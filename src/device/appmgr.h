@@ -28,6 +28,8 @@
 #define AM_DEFAULT_NOFILE    256u
 #define AM_MAX_BACKOFF_MS    (300u * 1000u)
 #define AM_STABLE_MS         (60u * 1000u) /* running this long resets the backoff */
+#define AM_MAX_DEFER_S       (24u * 3600u) /* deferral of one update, in all */
+#define AM_ANSWER_MS         (60 * 1000)   /* an app silent this long agrees to an update */
 
 typedef struct am_config {
     const char *state_dir;
@@ -60,10 +62,15 @@ int am_stop(am *m, const char *cid, pv_err *e);
 void am_stop_all(am *m);
 bool am_all_stopped(const am *m);
 
-/* Called after as_install, before the caller frees the replaced entry: stops the
- * component's old app if it runs (SIGTERM, then SIGKILL after the grace period), then
- * starts the new image. */
-int am_installed(am *m, as_app *a, pv_err *e);
+/* A component was installed: a is the store's new entry, old the entry it replaced (or
+ * NULL), which the manager takes over and frees once no run uses it. A new component
+ * starts at once. An update of a running app that registered for UPDATE_READY (and may
+ * defer) is staged: *pending, the app is sent UPDATE_READY and the update goes ahead when
+ * it agrees, when its deferral (AM_MAX_DEFER_S per update in all) runs out, when it does not
+ * answer within AM_ANSWER_MS, or when it stops running (docs/protocol/app-channel.md §4.2).
+ * Otherwise the old run is stopped (UPDATE_STARTED first to an app that asked for it;
+ * SIGTERM, then SIGKILL after the grace period) and the new image starts. */
+int am_installed(am *m, as_app *a, as_app *old, bool *pending, pv_err *e);
 /* Stops (SIGTERM, then SIGKILL after the grace period) and forgets the component: before
  * as_remove, or before a replaced entry is freed. */
 int am_forget(am *m, const char *cid, pv_err *e);

@@ -177,14 +177,15 @@ static int install(req *q, bool development, json_t **result, pv_err *e)
     }
     pv_info("installed %s %s (%s)%s", a->m.name, a->m.version, a->cid,
             a->development ? ", a development image" : "");
-    r = am_installed(q->d->apps, a, e); /* stops the old app, which uses old */
-    as_app_free(old);
-    if (r != PV_OK) {
+    bool pending = false;
+    /* the manager takes old over: the app may still run it while it defers the update */
+    if ((r = am_installed(q->d->apps, a, old, &pending, e)) != PV_OK) {
         return r;
     }
     *result = image_json(a);
     if (*result != NULL) {
         json_object_set_new(*result, "replaced", json_boolean(replaced));
+        json_object_set_new(*result, "updatePending", json_boolean(pending));
     }
     return *result != NULL ? PV_OK : pv_err_set(e, PV_ERR_NOMEM, "out of memory");
 }

@@ -136,6 +136,39 @@ kill -0 "$old_pid" 2>/dev/null && fail "the old version's init is still alive"
 [ "$(D image list-installed --output json | python3 -c "import json,sys; print(len(json.load(sys.stdin)))")" = 2 ] ||
     fail "the old image was not removed"
 
+# ---- an app that may defer updates: update-ready, a deferral, update-started, then the update ----
+DEFER=5e7a0c1d-2b3c-4d5e-8f60-718293a4b5c6
+defer_manifest() { # VERSION COUNTER
+    printf '{"SchemaVersion": 1, "Name": "deferrer", "ComponentId": "%s", "EntryPoint": "/bin/hello",
+ "CmdArgs": ["--interval", "60", "--defer-updates", "2"], "Version": "%s", "SecurityCounter": %s,
+ "Capabilities": {"SoftwareUpdateDeferral": true, "SystemEventNotifications": true}}' "$DEFER" "$1" "$2"
+}
+fx_pack deferrer1 "$(defer_manifest 1.0.0 1)" hello
+fx_pack deferrer2 "$(defer_manifest 2.0.0 2)" hello
+expect 0 D image install --image-package apps/deferrer1.imagepackage
+fx_wait_for 20 grep -q "app deferrer: update events: " pavised.log || fail "the deferrer did not register"
+grep "app deferrer: update events: " pavised.log | grep -qi "ok\|success" || { grep "app deferrer" pavised.log; fail "registration refused"; }
+dpid=$(D app show-status --component-id "$DEFER" --output json | python3 -c "import json,sys; print(json.load(sys.stdin)['pid'])")
+expect 0 D image install --image-package apps/deferrer2.imagepackage --output json
+[ "$(field "['updatePending']")" = True ] || { cat out.txt; fail "the update was not staged for the app to defer"; }
+fx_wait_for 10 grep -q "app deferrer: defers its update by 2 s" pavised.log || fail "the app did not defer"
+expect 0 D app show-status --component-id "$DEFER" --output json
+[ "$(field "['version']")" = 1.0.0 ] && [ "$(field "['pid']")" = "$dpid" ] || fail "the deferred update stopped the app"
+[ "$(field "['updatePending']['version']")" = 2.0.0 ] || fail "the pending update is not shown"
+[ "$(field "['updatePending']['deferralLeftSeconds']")" = 86398 ] || fail "the deferral left"
+deferred_new() { D app show-status --component-id "$DEFER" --output json | python3 -c "
+import json,sys; d=json.load(sys.stdin); sys.exit(0 if d['state']=='running' and d['version']=='2.0.0' and 'updatePending' not in d else 1)"; }
+fx_wait_for 20 deferred_new || fail "the update did not go ahead after the deferral"
+grep -q "app deferrer: agrees to its update" pavised.log || fail "the app was not asked again"
+grep -q "app deferrer: update starting: saving state" pavised.log || fail "no update-started event"
+kill -0 "$dpid" 2>/dev/null && fail "the deferring version's init is still alive"
+# an app that does not ask for the events is updated at once (the hello update above), and
+# one that is not running has nobody to defer: stopped, then updated at once
+expect 0 D app stop --component-id "$DEFER"
+fx_pack deferrer3 "$(defer_manifest 3.0.0 3)" hello
+expect 0 D image install --image-package apps/deferrer3.imagepackage --output json
+[ "$(field "['updatePending']")" = False ] || fail "an update of a stopped app was staged"
+
 # ---- the local API refuses bad requests, and changes nothing ----
 before_api=$(D image list-installed --output json)
 python3 - "$T/pavised.sock" apps/hello.imagepackage >api.txt 2>&1 <<'PY' || { cat api.txt; fail "local API bad input"; }
