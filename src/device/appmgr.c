@@ -357,12 +357,17 @@ static void on_chan(void *ctx, int fd, uint32_t events)
         if (!granted) {
             record_denied(rt, AC_POWER, "power control not granted by the manifest");
             reply_result(rt, AC_POWER, PV_APP_ERR_DENIED);
-        } else {
-            /* The power actions belong to the OS integration (pavised as the board's init);
-             * until a board integration provides them they are refused, not faked. */
+        } else if (rt->m->cfg.power == NULL ||
+                   rt->m->cfg.power(rt->m->cfg.power_ctx, msg.action, false) != PV_OK) {
+            /* What the board cannot do (--power none, no cpufreq) is refused, not faked. */
             pv_warn("app %s asks for %s: not available on this device", rt->a->m.name,
                     names[msg.action]);
             reply_result(rt, AC_POWER, PV_APP_ERR_NOT_READY);
+        } else {
+            /* The answer first, as the protocol says: a reboot stops this app too. */
+            pv_warn("app %s asks for %s", rt->a->m.name, names[msg.action]);
+            reply_result(rt, AC_POWER, PV_APP_OK);
+            rt->m->cfg.power(rt->m->cfg.power_ctx, msg.action, true);
         }
         break;
     }

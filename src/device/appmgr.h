@@ -44,6 +44,11 @@ typedef struct am_config {
     /* The device nodes this board lets apps have (from the board's integration, never from
      * the state directory): a manifest may declare only these. NULL-terminated; NULL: none. */
     const char *const *peripherals;
+    /* The power actions apps with PowerControls may ask for (PV_APP_POWER_*): called with
+     * act false to ask whether it can be done now (PV_OK, or PV_ERR_UNSUPPORTED: the app is
+     * answered NOT_READY), then, once the app has its answer, with act true. NULL: none. */
+    int (*power)(void *ctx, int action, bool act);
+    void *power_ctx;
 } am_config;
 
 typedef struct am am;

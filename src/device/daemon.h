@@ -40,6 +40,8 @@ typedef struct pd {
     int certs_timer;   /* quiet period after STATE/certs changed */
     unsigned api_open; /* local API connections open now (at most LA_MAX_CONNECTIONS) */
     bool stopping;
+    bool power_kernel; /* --power kernel: apps' power actions are carried out */
+    int power_action;  /* PV_APP_POWER_REBOOT or _POWER_DOWN once asked for, else 0 */
 } pd;
 
 /* Whether the development capability is applied and not expired: one that expires while

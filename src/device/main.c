@@ -10,6 +10,7 @@
  * starts every app in its compartment, and serves the local device API. SIGTERM/SIGINT stop
  * every app (SIGTERM, then SIGKILL after the grace period) and exit 0.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -18,11 +19,13 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/inotify.h>
+#include <sys/reboot.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "pavise/app.h"
 #include "pavise/fs.h"
 #include "pavise/log.h"
 #include "pavise/manifest.h"
@@ -46,11 +49,78 @@ static const cli_opt opts[] = {
     {"ready-file", "FILE", false, "written once the API listens and the apps were started"},
     {"log-level", "LEVEL", false, "debug, info (default), warn or error"},
     {"log-json", NULL, false, "log as JSON lines"},
+    {"power", "MODE", false,
+     "what an app's power action does: none (default: refused) or kernel (every app stopped, "
+     "then reboot(2): for a device whose init is pavised or that has no service manager)"},
     {"libexec", "DIR", false,
      "where pavised's helper programs (pavise-store, pavise-netd) are (default: pavised's own "
      "directory)"},
     {NULL, NULL, false, NULL},
 };
+
+/* The power actions (--power kernel). A reboot or power-down stops every app as SIGTERM
+ * does; run() then syncs and calls reboot(2) once they are all stopped. The low-power
+ * profile is the cpufreq "powersave" governor on every CPU policy that offers it. */
+#define CPUFREQ_DIR "/sys/devices/system/cpu/cpufreq"
+
+static int powersave(bool act)
+{
+    DIR *dir = opendir(CPUFREQ_DIR);
+    int found = 0, set = 0;
+    struct dirent *de;
+    while (dir != NULL && (de = readdir(dir)) != NULL) {
+        char path[512], avail[512] = "";
+        if (strncmp(de->d_name, "policy", 6) != 0) {
+            continue;
+        }
+        snprintf(path, sizeof(path), CPUFREQ_DIR "/%s/scaling_available_governors", de->d_name);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        ssize_t n = fd >= 0 ? read(fd, avail, sizeof(avail) - 1) : -1;
+        if (fd >= 0) {
+            close(fd);
+        }
+        if (n <= 0 || strstr(avail, "powersave") == NULL) {
+            continue;
+        }
+        found++;
+        snprintf(path, sizeof(path), CPUFREQ_DIR "/%s/scaling_governor", de->d_name);
+        if (act && (fd = open(path, O_WRONLY | O_CLOEXEC)) >= 0) {
+            set += write(fd, "powersave", 9) == 9;
+            close(fd);
+        }
+    }
+    if (dir != NULL) {
+        closedir(dir);
+    }
+    if (act) {
+        pv_info("power: low-power profile on %d of %d CPU policies", set, found);
+    }
+    return found > 0 ? PV_OK : PV_ERR_UNSUPPORTED;
+}
+
+static int on_power(void *ctx, int action, bool act)
+{
+    pd *d = ctx;
+    if (!d->power_kernel) {
+        return PV_ERR_UNSUPPORTED;
+    }
+    if (action == PV_APP_POWER_PROFILE_LOW) {
+        return powersave(act);
+    }
+    if (action != PV_APP_POWER_REBOOT && action != PV_APP_POWER_POWER_DOWN) {
+        return PV_ERR_UNSUPPORTED;
+    }
+    if (act && d->power_action == 0) {
+        d->power_action = action;
+        pv_warn("power: %s asked for: stopping every app",
+                action == PV_APP_POWER_REBOOT ? "reboot" : "power-down");
+        if (!d->stopping) {
+            d->stopping = true;
+            am_stop_all(d->apps);
+        }
+    }
+    return PV_OK;
+}
 
 static int run(const cli_cmd *cmd, const cli_args *args, pv_err *e);
 
@@ -265,6 +335,11 @@ static int run(const cli_cmd *cmd, const cli_args *args, pv_err *e)
         (r = nc_parse_upstream(ncfg.upstream, &upstream, &upstream_len, e)) != PV_OK) {
         return r;
     }
+    const char *power = cli_get(cmd, args, "power");
+    if (power != NULL && strcmp(power, "kernel") != 0 && strcmp(power, "none") != 0) {
+        return pv_err_set(e, PV_ERR_USAGE, "--power '%s': none or kernel", power);
+    }
+    d.power_kernel = power != NULL && strcmp(power, "kernel") == 0;
     if (cli_get(cmd, args, "peripherals") != NULL &&
         ((periph_list = strdup(cli_get(cmd, args, "peripherals"))) == NULL ||
          (r = parse_peripherals(periph_list, peripherals, e)) != PV_OK)) {
@@ -323,7 +398,9 @@ static int run(const cli_cmd *cmd, const cli_args *args, pv_err *e)
                       .filter = d.filter,
                       .restart_min_ms = (uint32_t)restart_ms,
                       .stop_grace_ms = (uint32_t)grace_ms,
-                      .peripherals = peripherals};
+                      .peripherals = peripherals,
+                      .power = on_power,
+                      .power_ctx = &d};
     if ((r = am_new(&acfg, &d.apps, e)) != PV_OK ||
         (r = la_listen(&d, socket_path != NULL ? socket_path : PD_DEFAULT_SOCKET, e)) != PV_OK) {
         goto out;
@@ -377,6 +454,15 @@ out:
         close(d.store_cfg.exe_fd);
     }
     free(periph_list);
+    if (r == PV_OK && d.power_action != 0) {
+        /* Every app has stopped and every helper is gone: what is written stays written. */
+        pv_warn("power: %s now",
+                d.power_action == PV_APP_POWER_REBOOT ? "rebooting" : "powering down");
+        sync();
+        if (reboot(d.power_action == PV_APP_POWER_REBOOT ? RB_AUTOBOOT : RB_POWER_OFF) != 0) {
+            r = pv_err_sys(e, PV_ERR_IO, errno, "reboot");
+        }
+    }
     return r;
 }
 
