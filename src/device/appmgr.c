@@ -84,6 +84,7 @@ typedef struct app_rt {
     uint32_t policy_seen;
     /* the entry it runs is the manager's to free (it was handed over by am_installed) */
     bool own_a;
+    bool draining; /* reading what a finished run left on its channel */
     /* an update staged for it and not yet applied (docs/protocol/app-channel.md §4.2) */
     struct pending_update *upd;
 } app_rt;
@@ -92,12 +93,13 @@ typedef struct app_rt {
  * agrees, its deferral runs out (at most AM_MAX_DEFER_S in all), it does not answer within
  * AM_ANSWER_MS, or it is no longer running. */
 typedef struct pending_update {
-    uint64_t id;     /* the event id the app names in its defer */
-    as_app *next;    /* the new entry (the store's table holds it) */
-    uint32_t left_s; /* deferral left */
-    int64_t due_ms;  /* when the manager acts next */
-    bool deferring;  /* due_ms ends a deferral (else: the wait for an answer) */
-    bool agreed;     /* the app said go ahead */
+    uint64_t id;         /* the event id the app names in its defer */
+    as_app *next;        /* the new entry (the store's table holds it) */
+    uint32_t left_s;     /* deferral left */
+    int64_t due_ms;      /* when the manager acts next */
+    int64_t deadline_ms; /* staged + AM_MAX_DEFER_S: the waits for answers count too */
+    bool deferring;      /* due_ms ends a deferral (else: the wait for an answer) */
+    bool agreed;         /* the app said go ahead */
 } pending_update;
 
 static int64_t now_ms(void)
@@ -138,6 +140,7 @@ struct am {
     size_t n;
     uint64_t next_event_id;
     int upd_timer; /* the next pending update that is due */
+    bool stopping; /* am_stop_all was called: nothing starts any more */
 };
 
 static void updates_rearm(am *m);
@@ -239,6 +242,16 @@ static void reply_result(app_rt *rt, ac_type request, int32_t result)
     }
 }
 
+/* What is left of an update's deferral: its budget, and never past a day since it was
+ * staged (the waits for the app's answers count, so answering late does not stretch it). */
+static uint32_t defer_left(const pending_update *u)
+{
+    int64_t to_deadline = (u->deadline_ms - now_ms()) / 1000;
+    return to_deadline <= 0                   ? 0
+           : to_deadline < (int64_t)u->left_s ? (uint32_t)to_deadline
+                                              : u->left_s;
+}
+
 static void on_chan(void *ctx, int fd, uint32_t events)
 {
     app_rt *rt = ctx;
@@ -260,6 +273,9 @@ static void on_chan(void *ctx, int fd, uint32_t events)
         return;
     }
     const pv_capabilities *caps = &rt->a->m.caps;
+    if (rt->draining && msg.type != AC_LOG) {
+        return;
+    }
     switch (msg.type) {
     case AC_LOG: {
         if (!log_allowed(rt)) {
@@ -296,7 +312,7 @@ static void on_chan(void *ctx, int fd, uint32_t events)
             reply_result(rt, AC_DEFER, PV_APP_ERR_DENIED);
         } else if (u == NULL || u->id != msg.event_id || u->agreed) {
             reply_result(rt, AC_DEFER, PV_APP_ERR_NOT_READY);
-        } else if (msg.seconds > u->left_s) {
+        } else if ((u->left_s = defer_left(u)) < msg.seconds) {
             reply_result(rt, AC_DEFER, PV_APP_ERR_LIMIT);
         } else {
             if (msg.seconds == 0) {
@@ -526,11 +542,13 @@ static void reap(app_rt *rt, bool block)
     /* What the app sent before it went (its last log lines) is read before the channel
      * closes; bounded, as everything from an app. */
     uint8_t peek;
+    rt->draining = true; /* logs only: a finished run asks for nothing */
     for (int i = 0;
          i < 256 && rt->chan_fd >= 0 && recv(rt->chan_fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
          i++) {
         on_chan(rt, rt->chan_fd, EPOLLIN);
     }
+    rt->draining = false;
     close_fd(m, &rt->chan_fd);
     if (rt->log_fd >= 0) {
         on_log(rt, rt->log_fd, EPOLLIN);
@@ -1061,8 +1079,8 @@ void am_free(am *m)
     if (m == NULL) {
         return;
     }
-    for (size_t i = 0; i < m->n; i++) {
-        rt_free(m, m->apps[i]);
+    while (m->n > 0) {
+        rt_free(m, m->apps[--m->n]); /* out of the set first: rt_free may look at the rest */
     }
     if (m->upd_timer >= 0) {
         lp_timer_free(m->cfg.loop, m->upd_timer);
@@ -1110,6 +1128,7 @@ int am_stop(am *m, const char *cid, pv_err *e)
 
 void am_stop_all(am *m)
 {
+    m->stopping = true;
     for (size_t i = 0; i < m->n; i++) {
         stop_run(m->apps[i]);
     }
@@ -1174,7 +1193,7 @@ int am_forget(am *m, const char *cid, pv_err *e)
 /* Replaces the component's run with a new entry now: update-started to an app that asked
  * for it, the old run stopped and forgotten (its entry freed when it is the manager's), the
  * new one started. */
-static int update_apply(am *m, app_rt *rt, as_app *next, pv_err *e)
+static int update_apply(am *m, app_rt *rt, as_app *next, bool start, pv_err *e)
 {
     if (rt != NULL) {
         if (rt->live && (rt->event_mask & PV_APP_EVENT_UPDATE_STARTED) != 0) {
@@ -1189,8 +1208,10 @@ static int update_apply(am *m, app_rt *rt, as_app *next, pv_err *e)
     if (r != PV_OK) {
         return r;
     }
-    nrt->wanted = true;
-    begin(nrt);
+    if (start) {
+        nrt->wanted = true;
+        begin(nrt);
+    }
     return PV_OK;
 }
 
@@ -1200,7 +1221,7 @@ int am_installed(am *m, as_app *a, as_app *old, bool *pending, pv_err *e)
     *pending = false;
     if (rt == NULL) {
         as_app_free(old);
-        return update_apply(m, NULL, a, e);
+        return update_apply(m, NULL, a, !m->stopping, e);
     }
     if (old != NULL && old != rt->a) {
         /* old was an update still waiting for this app: a newer one takes its place, with
@@ -1224,6 +1245,7 @@ int am_installed(am *m, as_app *a, as_app *old, bool *pending, pv_err *e)
         u->next = a;
         u->left_s = AM_MAX_DEFER_S;
         u->due_ms = now_ms() + AM_ANSWER_MS;
+        u->deadline_ms = now_ms() + (int64_t)AM_MAX_DEFER_S * 1000;
         rt->upd = u;
         send_event(rt, PV_APP_EVENT_UPDATE_READY, u->id, u->left_s);
         pv_info("app %s: update to %s staged; the app may defer it", rt->a->m.name, a->m.version);
@@ -1231,7 +1253,7 @@ int am_installed(am *m, as_app *a, as_app *old, bool *pending, pv_err *e)
         *pending = true;
         return PV_OK;
     }
-    return update_apply(m, rt, a, e);
+    return update_apply(m, rt, a, !m->stopping, e);
 }
 
 static void send_event(app_rt *rt, uint32_t kind, uint64_t id, uint32_t seconds_left)
@@ -1272,9 +1294,14 @@ static void on_updates(void *ctx, int fd, uint32_t events)
         for (size_t i = 0; i < m->n; i++) {
             app_rt *rt = m->apps[i];
             pending_update *u = rt->upd;
-            if (u == NULL || (u->due_ms > now && rt->live)) {
-                continue;
+            if (u == NULL || (rt->live && (u->due_ms > now || rt->state == ST_STOPPING))) {
+                continue; /* not due, or being stopped: its end decides */
             }
+            if (now >= u->deadline_ms) {
+                u->deferring = true; /* a day since it was staged: nothing is left */
+                u->left_s = 0;
+            }
+            u->left_s = defer_left(u);
             if (u->deferring && u->left_s > 0 && rt->live && rt->chan_fd >= 0) {
                 u->deferring = false;
                 u->due_ms = now + AM_ANSWER_MS;
@@ -1285,12 +1312,13 @@ static void on_updates(void *ctx, int fd, uint32_t events)
                 send_event(rt, PV_APP_EVENT_UPDATE_READY, u->id, 0); /* nothing left */
             }
             as_app *next = u->next;
+            bool start = rt->wanted && !m->stopping; /* a stopped app stays stopped */
             free(u);
             rt->upd = NULL;
             pv_info("app %s: applying its update to %s", rt->a->m.name, next->m.version);
             pv_err e;
             pv_err_clear(&e);
-            if (update_apply(m, rt, next, &e) != PV_OK) {
+            if (update_apply(m, rt, next, start, &e) != PV_OK) {
                 pv_error("app %s: the update cannot start: %s", next->m.name, pv_err_msg(&e));
             }
             again = true; /* the set of apps changed */

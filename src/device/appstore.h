@@ -75,6 +75,11 @@ int as_new(const char *apps_dir, as_store **out, pv_err *e);
  * handed to the caller, or NULL. PV_ERR_TOO_LARGE (a new component past AS_MAX_APPS: a is
  * still the caller's). */
 int as_put(as_store *s, as_app *a, as_app **old, pv_err *e);
+/* Whether a (a description pavise-store gave) fits the table: its image directory is
+ * STATE/apps/images/<its image ID>, and no other component has its uid, its image ID or one
+ * of its peripherals (an entry of the same component is the one it replaces).
+ * PV_ERR_FORMAT naming the clash. */
+int as_check_fits(const as_store *s, const as_app *a, pv_err *e);
 /* Takes the component's entry out of the table (the caller frees it), or NULL. */
 as_app *as_take(as_store *s, const char *cid);
 
@@ -105,7 +110,8 @@ int as_install(as_store *s, const char *path, const as_trust *trust, as_app **ou
 /* Frees an entry handed out by as_install. Accepts NULL. */
 void as_app_free(as_app *a);
 
-/* Removes a component: its record and image (the storage is storage.c's). PV_ERR_NOT_FOUND. */
+/* Removes a component, loaded or only on disk: its record and image (the storage is
+ * storage.c's). PV_ERR_NOT_FOUND. */
 int as_remove(as_store *s, const char *cid, pv_err *e);
 
 /* Drops from memory the development apps (the capability was removed); their files stay. */

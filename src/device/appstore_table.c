@@ -102,6 +102,35 @@ int as_put(as_store *s, as_app *a, as_app **old, pv_err *e)
     return PV_OK;
 }
 
+int as_check_fits(const as_store *s, const as_app *a, pv_err *e)
+{
+    char dir[4096];
+    int n = snprintf(dir, sizeof(dir), "%s/images/%s", s->dir, a->image_id);
+    if (n < 0 || (size_t)n >= sizeof(dir) || strcmp(dir, a->image_dir) != 0) {
+        return pv_err_set(e, PV_ERR_FORMAT, "app %s: its image directory is not %s", a->cid,
+                          (size_t)n < sizeof(dir) ? dir : "its own");
+    }
+    for (size_t i = 0; i < s->n; i++) {
+        const as_app *o = s->apps[i];
+        if (strcmp(o->cid, a->cid) == 0) {
+            continue; /* the entry it replaces */
+        }
+        if (o->index == a->index || strcmp(o->image_id, a->image_id) == 0) {
+            return pv_err_set(e, PV_ERR_FORMAT, "app %s: its uid or image is also %s's", a->cid,
+                              o->cid);
+        }
+        for (size_t j = 0; j < a->m.caps.peripherals.n; j++) {
+            for (size_t k = 0; k < o->m.caps.peripherals.n; k++) {
+                if (strcmp(a->m.caps.peripherals.v[j], o->m.caps.peripherals.v[k]) == 0) {
+                    return pv_err_set(e, PV_ERR_FORMAT, "app %s: peripheral %s is also %s's",
+                                      a->cid, a->m.caps.peripherals.v[j], o->cid);
+                }
+            }
+        }
+    }
+    return PV_OK;
+}
+
 as_app *as_take(as_store *s, const char *cid)
 {
     for (size_t i = 0; i < s->n; i++) {

@@ -171,9 +171,10 @@ static int install(req *q, bool development, json_t **result, pv_err *e)
         (r = sc_install(&q->d->store_cfg, q->fd, development, &a, &replaced, e)) != PV_OK) {
         return r;
     }
-    if ((r = as_put(q->d->store, a, &old, e)) != PV_OK) {
+    if ((r = as_check_fits(q->d->store, a, e)) != PV_OK ||
+        (r = as_put(q->d->store, a, &old, e)) != PV_OK) {
         as_app_free(a);
-        return r;
+        return pv_err_wrap(e, r, "pavise-store's answer");
     }
     pv_info("installed %s %s (%s)%s", a->m.name, a->m.version, a->cid,
             a->development ? ", a development image" : "");
@@ -215,10 +216,11 @@ static int op_delete(req *q, json_t **result, pv_err *e)
     memcpy(cid, a->cid, sizeof(cid));
     pv_err ignored;
     pv_err_clear(&ignored);
-    am_forget(q->d->apps, cid, &ignored);
+    /* The store first: a refusal there leaves the app as it was, running. */
     if ((r = sc_remove(&q->d->store_cfg, cid, e)) != PV_OK) {
         return r;
     }
+    am_forget(q->d->apps, cid, &ignored);
     as_app_free(as_take(q->d->store, cid));
     if ((r = st_delete(q->d->state_dir, cid, e)) != PV_OK) {
         return r;

@@ -13,6 +13,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -361,6 +362,25 @@ static int run(const cli_cmd *cmd, const cli_args *args, pv_err *e)
     sigprocmask(SIG_BLOCK, &set, NULL);
     /* The network policy runs in pavise-netd (which forks the DNS stub): started first, so
      * it holds nothing of the device's. */
+    /* The helpers run as uid 0, whom the local API serves: in their mount namespaces the
+     * socket's directory is covered (made now, so it is there before the first helper
+     * starts), or the socket itself where that directory also holds the state directory. */
+    const char *api_path = socket_path != NULL ? socket_path : PD_DEFAULT_SOCKET;
+    char api_dir[4096], state_real[PATH_MAX], dir_real[PATH_MAX];
+    snprintf(api_dir, sizeof(api_dir), "%s", api_path);
+    char *slash = strrchr(api_dir, '/');
+    if (slash != NULL && slash != api_dir) {
+        *slash = '\0';
+        if (mkdir(api_dir, 0700) != 0 && errno != EEXIST) {
+            r = pv_err_sys(e, PV_ERR_IO, errno, "%s", api_dir);
+            goto out;
+        }
+        size_t dl = realpath(api_dir, dir_real) != NULL ? strlen(dir_real) : 0;
+        bool holds_state = dl == 0 || (realpath(d.state_dir, state_real) != NULL &&
+                                       strncmp(state_real, dir_real, dl) == 0 &&
+                                       (state_real[dl] == '/' || state_real[dl] == '\0'));
+        d.store_cfg.hide_dir = ncfg.hide_dir = holds_state ? api_path : api_dir;
+    }
     d.store_cfg.state_dir = d.state_dir;
     d.store_cfg.log_level = level_s;
     d.store_cfg.log_json = cli_flag(cmd, args, "log-json");

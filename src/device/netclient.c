@@ -9,6 +9,7 @@
 #include "netclient.h"
 
 #include "helperproc.h"
+#include "privdrop.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -56,8 +57,9 @@ struct nc_ctx {
     pv_log_level log_level;
     bool log_json;
     uint32_t reply_ms;
-    int ep;  /* what nc_fd gives: an epoll fd over ctl, so it never changes */
-    int ctl; /* the control socket, -1 while no pavise-netd runs */
+    char *hide_dir; /* covered in pavise-netd's mount namespace, or NULL */
+    int ep;         /* what nc_fd gives: an epoll fd over ctl, so it never changes */
+    int ctl;        /* the control socket, -1 while no pavise-netd runs */
     pid_t pid;
     nc_app *apps[NC_MAX_APPS]; /* by index */
     time_t restart_window;     /* start of the current minute of restarts */
@@ -131,10 +133,10 @@ static const char *level_name(pv_log_level l)
 /* In the child, between fork and exec: only async-signal-safe calls. The control socket
  * becomes fd 3, stdin and stdout /dev/null, stderr stays (pavised's log); everything else
  * is closed by the exec. */
-static void child_exec(int netd_fd, int ctl, pid_t parent, char *const argv[])
+static void child_exec(int netd_fd, int ctl, pid_t parent, const char *hide_dir, char *const argv[])
     __attribute__((noreturn));
 
-static void child_exec(int netd_fd, int ctl, pid_t parent, char *const argv[])
+static void child_exec(int netd_fd, int ctl, pid_t parent, const char *hide_dir, char *const argv[])
 {
     static char *const envp[] = {NULL};
     sigset_t none;
@@ -151,8 +153,13 @@ static void child_exec(int netd_fd, int ctl, pid_t parent, char *const argv[])
         _exit(126);
     }
     /* Its own process group: a terminal's ^C is for pavised, which stops it in order, and
-     * killing the group takes its DNS stub too. */
+     * killing the group takes its DNS stub too. A mount namespace with /proc/sys and /sys
+     * read-only and the API socket's directory covered (privdrop.h). */
     (void)setpgid(0, 0);
+    const char *const hide[] = {hide_dir, NULL};
+    if (pd_confine(hide_dir != NULL ? hide : NULL) != 0) {
+        _exit(126);
+    }
     (void)sigprocmask(SIG_SETMASK, &none, NULL);
     /* Survives the exec (not a set-uid file); the check covers pavised dying first. */
     if (prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0) != 0 || getppid() != parent) {
@@ -364,7 +371,7 @@ static int netd_spawn(nc_ctx *nc, pv_err *e)
         goto out;
     }
     if (pid == 0) {
-        child_exec(nc->netd_fd, sv[1], parent, argv);
+        child_exec(nc->netd_fd, sv[1], parent, nc->hide_dir, argv);
     }
     (void)setpgid(pid, pid); /* as the child does: whichever runs first */
     nc->pid = pid;
@@ -741,7 +748,8 @@ int nc_start(const nc_config *cfg, nc_ctx **out, pv_err *e)
     nc->log_level = cfg->log_level;
     nc->log_json = cfg->log_json;
     nc->reply_ms = cfg->reply_ms != 0 ? cfg->reply_ms : NC_REPLY_MS;
-    if (cfg->upstream != NULL && (nc->upstream = strdup(cfg->upstream)) == NULL) {
+    if ((cfg->upstream != NULL && (nc->upstream = strdup(cfg->upstream)) == NULL) ||
+        (cfg->hide_dir != NULL && (nc->hide_dir = strdup(cfg->hide_dir)) == NULL)) {
         r = pv_err_set(e, PV_ERR_NOMEM, "out of memory");
         goto out;
     }
@@ -798,6 +806,7 @@ void nc_free(nc_ctx *nc)
         close(nc->netd_fd);
     }
     free(nc->upstream);
+    free(nc->hide_dir);
     free(nc);
 }
 

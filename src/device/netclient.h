@@ -57,7 +57,8 @@ typedef struct nc_config {
     uid_t app_uid_last;
     pv_log_level log_level; /* passed on to pavise-netd */
     bool log_json;
-    uint32_t reply_ms; /* 0: NC_REPLY_MS (tests shorten it) */
+    uint32_t reply_ms;    /* 0: NC_REPLY_MS (tests shorten it) */
+    const char *hide_dir; /* covered in its mount namespace (the API socket's), or NULL */
 } nc_config;
 
 /* Parses "IPv4[:PORT]" or "IPv6" (a bare IPv6 address: its colons are not a port) into ss

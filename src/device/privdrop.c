@@ -6,7 +6,12 @@
 #include <linux/capability.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <fcntl.h>
+#include <linux/mount.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -51,4 +56,37 @@ int pd_keep_caps(const int *keep, size_t n, pv_err *e)
         return pv_err_sys(e, PV_ERR_IO, errno, "no_new_privs");
     }
     return PV_OK;
+}
+
+/* path and every mount below it read-only (in this mount namespace only). /proc/sys is
+ * part of the proc mount: it is bound onto itself first to be a mount of its own. */
+static int readonly_tree(const char *path, bool bind)
+{
+    struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV};
+    if (bind && mount(path, path, NULL, MS_BIND | MS_REC, NULL) != 0) {
+        return -1;
+    }
+    return (int)syscall(SYS_mount_setattr, AT_FDCWD, path, AT_RECURSIVE, &attr, sizeof(attr));
+}
+
+int pd_confine(const char *const *hide)
+{
+    if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+        readonly_tree("/proc/sys", true) != 0 || readonly_tree("/sys", false) != 0) {
+        return -1;
+    }
+    for (size_t i = 0; hide != NULL && hide[i] != NULL; i++) {
+        struct stat st;
+        if (stat(hide[i], &st) != 0) {
+            continue; /* nothing there to reach */
+        }
+        int r = S_ISDIR(st.st_mode)
+                    ? mount("pavise-hidden", hide[i], "tmpfs",
+                            MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=000")
+                    : mount("/dev/null", hide[i], NULL, MS_BIND, NULL);
+        if (r != 0) {
+            return -1;
+        }
+    }
+    return 0;
 }

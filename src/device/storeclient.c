@@ -19,6 +19,7 @@
 #include "pavise/platform.h"
 
 #include "helperproc.h"
+#include "privdrop.h"
 #include "storeproto.h"
 
 #define MAX_ARGS 16
@@ -30,31 +31,57 @@ static void child(const sc_config *c, char *const *argv, char *const *envp, int 
 {
     sigset_t none;
     sigemptyset(&none);
+    /* Moved above 0-2 first: either may hold one of those numbers. */
+    int in =
+        in_fd >= 0 ? fcntl(in_fd, F_DUPFD_CLOEXEC, 10) : open("/dev/null", O_RDONLY | O_CLOEXEC);
+    int out = fcntl(out_fd, F_DUPFD_CLOEXEC, 10);
+    int exe = fcntl(c->exe_fd, F_DUPFD_CLOEXEC, 10);
+    if (in < 0 || out < 0 || exe < 0 || dup2(in, 0) != 0 || dup2(out, 1) != 1 ||
+        /* Nothing else of pavised's reaches it: every other descriptor goes at exec. */
+        syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
+        _exit(126);
+    }
+    /* Its own process group, so a kill takes anything it started; a mount namespace with
+     * /proc/sys and /sys read-only and the API socket's directory covered. */
+    const char *const hide[] = {c->hide_dir, NULL};
+    if (setpgid(0, 0) != 0 || pd_confine(c->hide_dir != NULL ? hide : NULL) != 0) {
+        _exit(126);
+    }
     sigprocmask(SIG_SETMASK, &none, NULL);
-    int in = in_fd >= 0 ? in_fd : open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (in < 0 || dup2(in, 0) != 0 || dup2(out_fd, 1) != 1) {
-        _exit(127);
-    }
-    /* Nothing of pavised's reaches it: every other descriptor goes at exec (the program's
-     * own descriptor is needed until then). */
-    if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
-        for (int fd = 3; fd < 1024; fd++) {
-            if (fd != c->exe_fd) {
-                close(fd);
-            }
-        }
-    }
-    syscall(SYS_execveat, c->exe_fd, "", argv, envp, AT_EMPTY_PATH);
+    syscall(SYS_execveat, exe, "", argv, envp, AT_EMPTY_PATH);
     _exit(127);
+}
+
+/* Waits for the child until the deadline, then kills its group and waits for good. */
+static void reap_child(pid_t pid, int64_t deadline, int *status)
+{
+    int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    int64_t left = deadline - hp_now_ms();
+    if (pfd >= 0) {
+        struct pollfd p = {.fd = pfd, .events = POLLIN};
+        while (left > 0 && poll(&p, 1, (int)left) < 0 && errno == EINTR) {
+            left = deadline - hp_now_ms();
+        }
+        if (poll(&p, 1, 0) != 1) {
+            kill(-pid, SIGKILL);
+            kill(pid, SIGKILL);
+        }
+        close(pfd);
+    } else {
+        kill(-pid, SIGKILL);
+        kill(pid, SIGKILL);
+    }
+    while (waitpid(pid, status, 0) < 0 && errno == EINTR) {
+    }
 }
 
 /* Reads the child's whole answer (at most SP_MAX_ANSWER bytes) until end of file or the
  * deadline. */
-static int read_answer(int fd, unsigned timeout_ms, char **out, size_t *out_len, pv_err *e)
+static int read_answer(int fd, int64_t deadline, size_t max, char **out, size_t *out_len, pv_err *e)
 {
     size_t cap = 4096, len = 0;
     char *buf = malloc(cap);
-    int64_t deadline = hp_now_ms() + timeout_ms;
+    unsigned timeout_ms = (unsigned)(deadline - hp_now_ms());
     int r = PV_ERR_NOMEM;
     if (buf == NULL) {
         return pv_err_set(e, r, "out of memory");
@@ -78,11 +105,11 @@ static int read_answer(int fd, unsigned timeout_ms, char **out, size_t *out_len,
             continue;
         }
         if (len + 1 >= cap) {
-            if (cap >= SP_MAX_ANSWER + 1) {
+            if (cap >= max + 1) {
                 r = pv_err_set(e, PV_ERR_TOO_LARGE, "pavise-store's answer is too long");
                 goto out;
             }
-            size_t ncap = cap * 2 > SP_MAX_ANSWER + 1 ? SP_MAX_ANSWER + 1 : cap * 2;
+            size_t ncap = cap * 2 > max + 1 ? max + 1 : cap * 2;
             char *nb = realloc(buf, ncap);
             if (nb == NULL) {
                 r = pv_err_set(e, PV_ERR_NOMEM, "out of memory");
@@ -116,6 +143,8 @@ out:
 
 int sc_run(const sc_config *c, const char *const *argv, int in_fd, json_t **out, pv_err *e)
 {
+    /* Only "load" describes every app; the others answer one app or a few fields. */
+    size_t max = strcmp(argv[1], "load") == 0 ? SP_MAX_ANSWER : SP_MAX_SMALL_ANSWER;
     const char *args[MAX_ARGS + 8];
     const char *envp[sizeof(passed_env) / sizeof(passed_env[0]) + 1];
     char env_buf[sizeof(passed_env) / sizeof(passed_env[0])][4096];
@@ -164,14 +193,13 @@ int sc_run(const sc_config *c, const char *const *argv, int in_fd, json_t **out,
         child(c, (char *const *)args, (char *const *)envp, in_fd, fds[1]);
     }
     close(fds[1]);
-    int r = read_answer(fds[0], c->timeout_ms != 0 ? c->timeout_ms : SP_TIMEOUT_MS, &text,
-                        &text_len, e);
+    (void)setpgid(pid, pid); /* as the child does: whichever runs first */
+    int64_t deadline = hp_now_ms() + (c->timeout_ms != 0 ? c->timeout_ms : SP_TIMEOUT_MS);
+    int r = read_answer(fds[0], deadline, max, &text, &text_len, e);
     close(fds[0]);
-    if (r != PV_OK) {
-        kill(pid, SIGKILL);
-    }
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
+    /* The same deadline covers its exit: a helper that answered, then hangs (a stuck mount,
+     * a TPM that does not answer) is killed, not waited on for ever. */
+    reap_child(pid, r == PV_OK ? deadline : 0, &status);
     if (r != PV_OK) {
         goto out;
     }
@@ -247,7 +275,8 @@ int sc_load(const sc_config *c, sc_device *dev, as_store **store, pv_err *e)
     for (size_t i = 0; i < json_array_size(apps); i++) {
         as_app *a = NULL, *old = NULL;
         if ((r = as_app_from_json(json_array_get(apps, i), &a, e)) != PV_OK ||
-            (r = as_put(s, a, &old, e)) != PV_OK || old != NULL) {
+            (r = as_check_fits(s, a, e)) != PV_OK || (r = as_put(s, a, &old, e)) != PV_OK ||
+            old != NULL) {
             as_app_free(old != NULL ? old : (r != PV_OK ? a : NULL));
             r = r != PV_OK ? pv_err_wrap(e, r, "pavise-store's answer, app %zu", i)
                            : pv_err_set(e, PV_ERR_FORMAT, "load: a component twice");

@@ -21,7 +21,8 @@ typedef struct sc_config {
     const char *state_dir; /* passed on */
     const char *log_level; /* passed on: NULL for the default */
     bool log_json;
-    unsigned timeout_ms; /* how long one operation may take; 0: SP_TIMEOUT_MS */
+    unsigned timeout_ms;  /* how long one operation may take; 0: SP_TIMEOUT_MS */
+    const char *hide_dir; /* covered in its mount namespace (the API socket's), or NULL */
 } sc_config;
 
 /* What "load" answered. */

@@ -12,6 +12,9 @@
  * its paths) and the device's fields. */
 #define SP_MAX_ANSWER ((size_t)AS_MAX_APPS * (PV_MANIFEST_MAX_SIZE / 3 * 4 + 8192) + 8192)
 
+/* The longest answer of the other operations: one app's description at most. */
+#define SP_MAX_SMALL_ANSWER ((size_t)PV_MANIFEST_MAX_SIZE / 3 * 4 + 16384)
+
 /* How long one operation may take (a large package is verified and extracted). */
 #define SP_TIMEOUT_MS 120000
 

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * A test app for the power actions: asks the runtime for each action named on its command
- * line (reboot, power-down, low-power), in order, logs each answer, then waits for SIGTERM.
+ * line (reboot, power-down, low-power), in order, logs each answer, then waits for SIGTERM;
+ * "wait" between them waits a second.
  *
- *   power-app ACTION...
+ *   power-app ACTION|wait...
  */
 #include <signal.h>
 #include <stdio.h>
@@ -35,6 +36,10 @@ int main(int argc, char **argv)
     sa.sa_handler = on_term;
     sigaction(SIGTERM, &sa, NULL);
     for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "wait") == 0) {
+            sleep(1);
+            continue;
+        }
         int action = 0;
         for (size_t j = 0; j < sizeof(actions) / sizeof(actions[0]); j++) {
             if (strcmp(argv[i], actions[j].name) == 0) {
@@ -42,7 +47,7 @@ int main(int argc, char **argv)
             }
         }
         if (action == 0) {
-            fprintf(stderr, "usage: power-app [reboot|power-down|low-power]...\n");
+            fprintf(stderr, "usage: power-app [reboot|power-down|low-power|wait]...\n");
             return 2;
         }
         int r = pv_app_power(action);

@@ -51,7 +51,7 @@ power_manifest() { # COUNTER CONTROLS-JSON ACTION...
 # ---- without a board integration (--power none): refused, not faked; a control the
 # manifest does not list: denied ----
 fx_pavised --dns-upstream 127.0.0.1:5353 --stop-grace-ms 1000
-fx_pack power1 "$(power_manifest 1 '["ForceReboot", "SetPowerProfile"]' low-power power-down reboot)" power
+fx_pack power1 "$(power_manifest 1 '["ForceReboot", "SetPowerProfile"]' low-power power-down wait reboot)" power
 expect 0 D image install --image-package apps/power1.imagepackage
 fx_wait_for 20 grep -q "app power: power reboot: " pavised.log || fail "the app did not ask"
 has() { grep -q "$1" pavised.log || { grep "app power" pavised.log >&2; fail "$2"; }; }
@@ -73,14 +73,16 @@ start_in_pidns() { # EXPECTED-SIGNAL
         --dns-upstream 127.0.0.1:5353 --stop-grace-ms 1000 --power kernel --ready-file "$T/ready" \
         >>pavised.log 2>&1 &
     PAVISED_PID=$!
+    # While it runs (the app waits a second before it asks): pavised is PID 1 of a namespace
+    # of its own, as unshare --pid --fork makes it. The status below proves it again: on the
+    # machine's own namespace reboot(2) would not come back as a signal.
     local inner=
-    fx_wait_for 10 pgrep -P "$PAVISED_PID" || fail "pavised did not start"
-    inner=$(pgrep -P "$PAVISED_PID" | head -1)
-    # pavised is PID 1 of a namespace of its own (what unshare --pid --fork gives)
-    [ "$(readlink "/proc/$inner/ns/pid")" != "$(readlink /proc/self/ns/pid)" ] || {
-        kill -KILL "$PAVISED_PID"; fail "pavised is not in a PID namespace of its own"; }
-    [ "$(awk '/^NSpid:/ {print $NF}' "/proc/$inner/status")" = 1 ] || {
-        kill -KILL "$PAVISED_PID"; fail "pavised is not its namespace's init"; }
+    fx_wait_for 5 pgrep -P "$PAVISED_PID" && inner=$(pgrep -P "$PAVISED_PID" | head -1) || true
+    if [ -n "$inner" ] && [ -e "/proc/$inner/ns/pid" ]; then
+        [ "$(readlink "/proc/$inner/ns/pid")" != "$(readlink /proc/self/ns/pid)" ] &&
+            [ "$(awk '/^NSpid:/ {print $NF}' "/proc/$inner/status")" = 1 ] || {
+            kill -KILL "$PAVISED_PID"; fail "pavised is not the init of a PID namespace of its own"; }
+    fi
     local rc=0
     wait "$PAVISED_PID" || rc=$?
     PAVISED_PID=
@@ -100,7 +102,7 @@ has "power: rebooting now" "no reboot"
 # ---- a power-down, by an update that grants it ----
 : >pavised.log
 fx_pavised --dns-upstream 127.0.0.1:5353 --stop-grace-ms 1000 # --power none: the app is refused
-fx_pack power2 "$(power_manifest 2 '["ForcePowerDown"]' power-down)" power
+fx_pack power2 "$(power_manifest 2 '["ForcePowerDown"]' wait power-down)" power
 expect 0 D image install --image-package apps/power2.imagepackage
 fx_wait_for 20 grep -q "app power: power power-down: " pavised.log || fail "the updated app did not ask"
 kill -TERM "$PAVISED_PID"

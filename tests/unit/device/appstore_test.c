@@ -473,6 +473,42 @@ static void test_description(void **state)
     }
     json_decref(o);
 
+    /* A description that clashes with the table is refused: another component's uid,
+     * image or peripheral, or an image directory that is not its own. */
+    {
+        as_store *t = NULL;
+        as_app *mine = NULL, *other = NULL;
+        char *pkg_b = package(f, CID_B, 1, false, NULL, PV_IMAGE_APPLICATION);
+        as_app *ab = NULL;
+        assert_int_equal(install(f, s, pkg_b, false, &ab, &e), PV_OK);
+        char apps_dir[4096];
+        snprintf(apps_dir, sizeof(apps_dir), "%s/apps", f->state);
+        assert_int_equal(as_new(apps_dir, &t, &e), PV_OK);
+        json_t *ob = as_app_to_json(ab), *oa = as_app_to_json(a);
+        assert_int_equal(as_app_from_json(oa, &mine, &e), PV_OK);
+        assert_int_equal(as_check_fits(t, mine, &e), PV_OK);
+        as_app *none = NULL;
+        assert_int_equal(as_put(t, mine, &none, &e), PV_OK);
+        assert_int_equal(as_app_from_json(ob, &other, &e), PV_OK);
+        assert_int_equal(as_check_fits(t, other, &e), PV_OK);
+        unsigned index = other->index;
+        other->index = mine->index;
+        assert_int_equal(as_check_fits(t, other, &e), PV_ERR_FORMAT);
+        other->index = index;
+        assert_int_equal(pv_strlist_add(&other->m.caps.peripherals, "/dev/ttyS1"), PV_OK);
+        assert_int_equal(as_check_fits(t, other, &e), PV_ERR_FORMAT);
+        assert_non_null(strstr(pv_err_msg(&e), "/dev/ttyS1"));
+        free(other->image_dir);
+        other->image_dir = strdup("/");
+        pv_strlist_free(&other->m.caps.peripherals);
+        assert_int_equal(as_check_fits(t, other, &e), PV_ERR_FORMAT);
+        as_app_free(other);
+        json_decref(ob);
+        json_decref(oa);
+        as_close(t);
+        free(pkg_b);
+    }
+
     /* The table: a new entry, the same component again (handed back), taken out. */
     as_store *t = NULL;
     as_app *old = NULL;

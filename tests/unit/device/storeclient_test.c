@@ -108,6 +108,14 @@ static int fake(const char *mode)
         }
         return 0;
     }
+    if (strcmp(mode, "answer-then-hang") == 0) {
+        /* a whole answer, then it never exits (a stuck mount, a TPM that does not answer) */
+        printf("{\"ok\":true,\"deviceId\":\"ab\",\"rootOfTrust\":\"soft\","
+               "\"development\":false,\"developmentExpires\":0,\"apps\":[]}");
+        fflush(stdout);
+        close(1);
+        pause();
+    }
     if (strcmp(mode, "killed") == 0) {
         kill(getpid(), SIGKILL);
     }
@@ -199,6 +207,7 @@ static void test_bad_answers(void **state)
         {"killed", PV_ERR_IO, "died (signal 9)"},
         {"unknown-mode", PV_ERR_IO, "exit status 3"},
         {"hang", PV_ERR_IO, "did not answer"},
+        {"answer-then-hang", PV_ERR_IO, "died (signal 9)"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         sc_device dev;
