@@ -6,6 +6,7 @@
 
 #include "cli.h"
 #include "pavise/json.h"
+#include "pavise/log.h"
 
 static int opt_index(const cli_cmd *cmd, const char *name, size_t len)
 {
@@ -123,6 +124,34 @@ static void print_wrapped(const char *text, int width)
 }
 
 const char *cli_program = "pavise";
+
+int cli_main(const cli_cmd *cmd, const char *program, const char *version, int argc, char **argv)
+{
+    cli_args args;
+    bool help = false;
+    pv_err e;
+    pv_err_clear(&e);
+    cli_program = program;
+    pv_log_init(PV_LOG_INFO, false, NULL, program);
+    if (argc > 1 && strcmp(argv[1], "--version") == 0) {
+        printf("%s %s\n", program, version);
+        return 0;
+    }
+    if (cli_parse(cmd, argc - 1, argv + 1, &args, &help, &e) != PV_OK) {
+        fprintf(stderr, "%s: %s\nRun '%s --help' for usage.\n", program, pv_err_msg(&e), program);
+        return 2;
+    }
+    if (help) {
+        cli_print_help(cmd);
+        return 0;
+    }
+    int r = cmd->run(cmd, &args, &e);
+    if (r != PV_OK) {
+        fprintf(stderr, "%s: %s\n", program, pv_err_msg(&e));
+        return r == PV_ERR_USAGE ? 2 : 1;
+    }
+    return 0;
+}
 
 void cli_print_help(const cli_cmd *cmd)
 {

@@ -89,6 +89,10 @@ bool cli_flag(const cli_cmd *cmd, const cli_args *args, const char *name);
  * *help is set when --help was given (then nothing else is checked). */
 int cli_parse(const cli_cmd *cmd, int argc, char **argv, cli_args *args, bool *help, pv_err *e);
 void cli_print_help(const cli_cmd *cmd);
+/* The main() of a program with one command (a daemon): --version, the options, --help,
+ * then cmd->run; an error is printed as "<program>: <message>". The exit status: 0, 2 for
+ * a usage error, 1 for any other. */
+int cli_main(const cli_cmd *cmd, const char *program, const char *version, int argc, char **argv);
 
 /* Maps a pv_code to an exit code. */
 int cli_exit_code(int code);

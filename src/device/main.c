@@ -488,28 +488,5 @@ out:
 
 int main(int argc, char **argv)
 {
-    cli_args args;
-    bool help = false;
-    pv_err e;
-    pv_err_clear(&e);
-    cli_program = "pavised";
-    pv_log_init(PV_LOG_INFO, false, NULL, "pavised");
-    if (argc > 1 && strcmp(argv[1], "--version") == 0) {
-        printf("pavised %s\n", PAVISE_VERSION);
-        return 0;
-    }
-    if (cli_parse(&pavised_cmd, argc - 1, argv + 1, &args, &help, &e) != PV_OK) {
-        fprintf(stderr, "pavised: %s\nRun 'pavised --help' for usage.\n", pv_err_msg(&e));
-        return 2;
-    }
-    if (help) {
-        cli_print_help(&pavised_cmd);
-        return 0;
-    }
-    int r = run(&pavised_cmd, &args, &e);
-    if (r != PV_OK) {
-        fprintf(stderr, "pavised: %s\n", pv_err_msg(&e));
-        return r == PV_ERR_USAGE ? 2 : 1;
-    }
-    return 0;
+    return cli_main(&pavised_cmd, "pavised", PAVISE_VERSION, argc, argv);
 }

@@ -482,28 +482,5 @@ out:
 
 int main(int argc, char **argv)
 {
-    cli_args args;
-    bool help = false;
-    pv_err e;
-    pv_err_clear(&e);
-    cli_program = "pavise-netd";
-    pv_log_init(PV_LOG_INFO, false, NULL, "pavise-netd");
-    if (argc > 1 && strcmp(argv[1], "--version") == 0) {
-        printf("pavise-netd %s\n", PAVISE_VERSION);
-        return 0;
-    }
-    if (cli_parse(&netd_cmd, argc - 1, argv + 1, &args, &help, &e) != PV_OK) {
-        fprintf(stderr, "pavise-netd: %s\nRun 'pavise-netd --help' for usage.\n", pv_err_msg(&e));
-        return 2;
-    }
-    if (help) {
-        cli_print_help(&netd_cmd);
-        return 0;
-    }
-    int r = run(&netd_cmd, &args, &e);
-    if (r != PV_OK) {
-        pv_error("%s", pv_err_msg(&e));
-        return r == PV_ERR_USAGE ? 2 : 1;
-    }
-    return 0;
+    return cli_main(&netd_cmd, "pavise-netd", PAVISE_VERSION, argc, argv);
 }
