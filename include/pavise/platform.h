@@ -14,6 +14,9 @@
 /* Seconds since the Unix epoch (the override when one is set). */
 int64_t pv_time_now(void);
 
+/* Milliseconds of the monotonic clock (for deadlines and intervals; no override). */
+int64_t pv_monotonic_ms(void);
+
 /* Sets a fixed time for pv_time_now(); 0 removes the override. For tests. */
 void pv_time_set_override(int64_t t);
 

@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "pavise/platform.h"
 #include "pavise/fs.h"
 #include "pavise/log.h"
 
@@ -102,20 +103,13 @@ typedef struct pending_update {
     bool agreed;         /* the app said go ahead */
 } pending_update;
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 #define LOG_RATE  50.0 /* lines a second */
 #define LOG_BURST 200.0
 
 /* Whether the app may log one more line now. */
 static bool log_allowed(app_rt *rt)
 {
-    int64_t now = now_ms();
+    int64_t now = pv_monotonic_ms();
     rt->log_tokens += (double)(now - rt->log_ms) * LOG_RATE / 1000.0;
     rt->log_ms = now;
     if (rt->log_tokens > LOG_BURST) {
@@ -246,7 +240,7 @@ static void reply_result(app_rt *rt, ac_type request, int32_t result)
  * staged (the waits for the app's answers count, so answering late does not stretch it). */
 static uint32_t defer_left(const pending_update *u)
 {
-    int64_t to_deadline = (u->deadline_ms - now_ms()) / 1000;
+    int64_t to_deadline = (u->deadline_ms - pv_monotonic_ms()) / 1000;
     return to_deadline <= 0                   ? 0
            : to_deadline < (int64_t)u->left_s ? (uint32_t)to_deadline
                                               : u->left_s;
@@ -317,11 +311,11 @@ static void on_chan(void *ctx, int fd, uint32_t events)
         } else {
             if (msg.seconds == 0) {
                 u->agreed = true;
-                u->due_ms = now_ms();
+                u->due_ms = pv_monotonic_ms();
                 pv_info("app %s: agrees to its update", rt->a->m.name);
             } else {
                 u->left_s -= msg.seconds;
-                u->due_ms = now_ms() + (int64_t)msg.seconds * 1000;
+                u->due_ms = pv_monotonic_ms() + (int64_t)msg.seconds * 1000;
                 u->deferring = true;
                 pv_info("app %s: defers its update by %u s (%u s left)", rt->a->m.name, msg.seconds,
                         u->left_s);
@@ -568,7 +562,7 @@ static void reap(app_rt *rt, bool block)
     lp_timer_arm(rt->timer_fd, 0);
     if (rt->upd != NULL) {
         /* Nobody left to defer it: the update goes ahead instead of a restart. */
-        rt->upd->due_ms = now_ms();
+        rt->upd->due_ms = pv_monotonic_ms();
         updates_rearm(m);
         rt->state = ST_STOPPED;
         return;
@@ -577,7 +571,7 @@ static void reap(app_rt *rt, bool block)
         rt->state = ST_STOPPED;
         return;
     }
-    int64_t ran = now_ms() - rt->started_ms;
+    int64_t ran = pv_monotonic_ms() - rt->started_ms;
     if (ran >= (int64_t)AM_STABLE_MS) {
         rt->backoff_ms = m->cfg.restart_min_ms;
     }
@@ -884,7 +878,7 @@ static int start_run(app_rt *rt, pv_err *e)
         goto out;
     }
     rt->live = true;
-    rt->started_ms = now_ms();
+    rt->started_ms = pv_monotonic_ms();
     rt->state = ST_RUNNING;
     rt->log_fd = logp[0];
     rt->chan_fd = chan[0];
@@ -1025,7 +1019,7 @@ static int rt_add(am *m, as_app *a, app_rt **out, pv_err *e)
     rt->proc.pidfd = rt->proc.status_fd = -1;
     rt->backoff_ms = m->cfg.restart_min_ms;
     rt->log_tokens = LOG_BURST;
-    rt->log_ms = now_ms();
+    rt->log_ms = pv_monotonic_ms();
     int r = lp_timer_new(m->cfg.loop, on_timer, rt, &rt->timer_fd, e);
     if (r == PV_OK) {
         r = lp_timer_new(m->cfg.loop, on_watchdog, rt, &rt->wd_fd, e);
@@ -1157,9 +1151,10 @@ static void stop_now(app_rt *rt)
     rt->state = ST_STOPPING;
     sb_signal(&rt->proc, SIGTERM);
     struct pollfd p = {.fd = rt->proc.pidfd, .events = POLLIN};
-    int64_t deadline = now_ms() + rt->m->cfg.stop_grace_ms;
+    int64_t deadline = pv_monotonic_ms() + rt->m->cfg.stop_grace_ms;
     int64_t left;
-    while ((left = deadline - now_ms()) > 0 && poll(&p, 1, (int)left) < 0 && errno == EINTR) {
+    while ((left = deadline - pv_monotonic_ms()) > 0 && poll(&p, 1, (int)left) < 0 &&
+           errno == EINTR) {
     }
     if (poll(&p, 1, 0) != 1) {
         pv_warn("app %s (%s) did not stop in time: SIGKILL", rt->a->m.name, rt->cid);
@@ -1244,8 +1239,8 @@ int am_installed(am *m, as_app *a, as_app *old, bool *pending, pv_err *e)
         u->id = ++m->next_event_id;
         u->next = a;
         u->left_s = AM_MAX_DEFER_S;
-        u->due_ms = now_ms() + AM_ANSWER_MS;
-        u->deadline_ms = now_ms() + (int64_t)AM_MAX_DEFER_S * 1000;
+        u->due_ms = pv_monotonic_ms() + AM_ANSWER_MS;
+        u->deadline_ms = pv_monotonic_ms() + (int64_t)AM_MAX_DEFER_S * 1000;
         rt->upd = u;
         send_event(rt, PV_APP_EVENT_UPDATE_READY, u->id, u->left_s);
         pv_info("app %s: update to %s staged; the app may defer it", rt->a->m.name, a->m.version);
@@ -1269,7 +1264,7 @@ static void send_event(app_rt *rt, uint32_t kind, uint64_t id, uint32_t seconds_
 /* Arms the manager's timer for the earliest pending update. */
 static void updates_rearm(am *m)
 {
-    int64_t due = INT64_MAX, now = now_ms();
+    int64_t due = INT64_MAX, now = pv_monotonic_ms();
     for (size_t i = 0; i < m->n; i++) {
         if (m->apps[i]->upd != NULL && m->apps[i]->upd->due_ms < due) {
             due = m->apps[i]->upd->due_ms;
@@ -1290,18 +1285,17 @@ static void on_updates(void *ctx, int fd, uint32_t events)
     }
     for (bool again = true; again;) {
         again = false;
-        int64_t now = now_ms();
+        int64_t now = pv_monotonic_ms();
         for (size_t i = 0; i < m->n; i++) {
             app_rt *rt = m->apps[i];
             pending_update *u = rt->upd;
             if (u == NULL || (rt->live && (u->due_ms > now || rt->state == ST_STOPPING))) {
                 continue; /* not due, or being stopped: its end decides */
             }
-            if (now >= u->deadline_ms) {
-                u->deferring = true; /* a day since it was staged: nothing is left */
-                u->left_s = 0;
-            }
             u->left_s = defer_left(u);
+            if (u->left_s == 0) {
+                u->deferring = true; /* a day since it was staged: it is told nothing is left */
+            }
             if (u->deferring && u->left_s > 0 && rt->live && rt->chan_fd >= 0) {
                 u->deferring = false;
                 u->due_ms = now + AM_ANSWER_MS;
@@ -1377,7 +1371,7 @@ static json_t *status_one(app_rt *rt)
         json_object_set_new(o, "failureEvents", f);
     }
     if (rt->upd != NULL) {
-        int64_t wait = rt->upd->due_ms - now_ms();
+        int64_t wait = rt->upd->due_ms - pv_monotonic_ms();
         json_object_set_new(o, "updatePending",
                             json_pack("{s:s, s:s, s:b, s:I, s:I}", "imageId",
                                       rt->upd->next->image_id, "version", rt->upd->next->m.version,

@@ -684,52 +684,40 @@ out:
     return r;
 }
 
-/* A component installed but not loaded (its image no longer verifies, a development
- * image under other roots than the capability's now): its record and image, by what the
- * record names. */
-static int remove_unloaded(as_store *s, const char *cid, pv_err *e)
+int as_remove(as_store *s, const char *cid, pv_err *e)
 {
-    char path[4096];
+    /* A loaded component, or one only on disk (its image no longer verifies, a development
+     * image under other roots than the capability's now): what its record names goes. */
+    const as_app *a = as_find(s, cid);
+    char id[AS_CID_LEN + 1], lower[AS_CID_LEN + 1], path[4096];
     record rec;
     pv_err ignored;
     pv_err_clear(&ignored);
-    if (!as_id_valid(cid) ||
-        path_of(path, sizeof(path), &ignored, "%s/installed/%s.json", s->dir, cid) != PV_OK ||
-        record_load(path, &rec, &ignored) != PV_OK) {
+    if (a != NULL) {
+        memcpy(id, a->image_id, sizeof(id));
+        memcpy(lower, a->cid, sizeof(lower));
+    } else if (as_id_valid(cid) &&
+               path_of(path, sizeof(path), &ignored, "%s/installed/%s.json", s->dir, cid) ==
+                   PV_OK &&
+               record_load(path, &rec, &ignored) == PV_OK) {
+        memcpy(id, rec.image_id, sizeof(id));
+        memcpy(lower, cid, sizeof(lower));
+    } else {
         return pv_err_set(e, PV_ERR_NOT_FOUND, "component %s is not installed", cid);
     }
-    if (unlink(path) != 0 && errno != ENOENT) {
-        return pv_err_sys(e, PV_ERR_IO, errno, "%s", path);
-    }
-    if (path_of(path, sizeof(path), &ignored, "%s/images/%s.head", s->dir, rec.image_id) == PV_OK) {
-        unlink(path);
-    }
-    if (path_of(path, sizeof(path), &ignored, "%s/images/%s", s->dir, rec.image_id) == PV_OK) {
-        pv_fs_remove_tree(path, &ignored);
-    }
-    return PV_OK;
-}
-
-int as_remove(as_store *s, const char *cid, pv_err *e)
-{
-    as_app *a = as_find(s, cid);
-    char path[4096];
-    if (a == NULL) {
-        return remove_unloaded(s, cid, e);
-    }
-    int r = path_of(path, sizeof(path), e, "%s/installed/%s.json", s->dir, a->cid);
+    int r = path_of(path, sizeof(path), e, "%s/installed/%s.json", s->dir, lower);
     if (r != PV_OK) {
         return r;
     }
     if (unlink(path) != 0 && errno != ENOENT) {
         return pv_err_sys(e, PV_ERR_IO, errno, "%s", path);
     }
-    if (path_of(path, sizeof(path), e, "%s/images/%s.head", s->dir, a->image_id) == PV_OK) {
+    if (path_of(path, sizeof(path), &ignored, "%s/images/%s.head", s->dir, id) == PV_OK) {
         unlink(path);
     }
-    pv_err ignored;
-    pv_err_clear(&ignored);
-    pv_fs_remove_tree(a->image_dir, &ignored);
-    as_app_free(as_take(s, a->cid));
+    if (path_of(path, sizeof(path), &ignored, "%s/images/%s", s->dir, id) == PV_OK) {
+        pv_fs_remove_tree(path, &ignored);
+    }
+    as_app_free(as_take(s, lower));
     return PV_OK;
 }

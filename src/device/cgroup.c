@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "pavise/platform.h"
 #include "pavise/log.h"
 
 /* How long cg_create (taking over) and cg_destroy wait for a group to empty. Killed
@@ -33,13 +34,6 @@
 #define CG_EMPTY_TIMEOUT_MS 5000
 #define CG_LINE_MAX         4096
 #define CG_MOUNTINFO        "/proc/self/mountinfo"
-
-int64_t cg_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- parsing ---- */
 
@@ -449,7 +443,7 @@ static void cg_wait_round(cg_kill_round *k, int64_t deadline_ms)
 {
     for (size_t i = 0; i < k->n; i++) {
         for (;;) {
-            int64_t left = deadline_ms - cg_now_ms();
+            int64_t left = deadline_ms - pv_monotonic_ms();
             int pr = poll(&k->pfd[i], 1, left > 0 ? (int)left : 0);
             if (pr >= 0 || errno != EINTR) {
                 break;
@@ -483,7 +477,7 @@ int cg_kill_listed(const int *fds, size_t n, const char *where, int64_t deadline
         }
         /* A process forked between the read and the kill is caught by the next round; the
          * pids limit bounds how many there can be. */
-        int64_t left = deadline_ms - cg_now_ms();
+        int64_t left = deadline_ms - pv_monotonic_ms();
         if (left <= 0) {
             return pv_err_set(e, PV_ERR_IO, "%s: %zu processes still there after SIGKILL", where,
                               total);
@@ -679,7 +673,7 @@ int cg_create(cg_ctx *c, const char *name, uint64_t memory_bytes, uint32_t pids_
         /* Left over by a runtime that died without cleaning up: whatever runs there is no
          * longer ours to manage. */
         pv_warn("cgroup %s/%s: left over from an earlier run; emptying it", c->base[0], name);
-        if ((r = c->be->empty(g, cg_now_ms() + CG_EMPTY_TIMEOUT_MS, e)) != PV_OK) {
+        if ((r = c->be->empty(g, pv_monotonic_ms() + CG_EMPTY_TIMEOUT_MS, e)) != PV_OK) {
             goto out;
         }
         /* The kernel's counter is not reset; count from here. */
@@ -772,7 +766,7 @@ int cg_destroy(cg_group *g, pv_err *e)
         return PV_OK;
     }
     cg_ctx *c = g->c;
-    int r = c->be->empty(g, cg_now_ms() + CG_EMPTY_TIMEOUT_MS, e);
+    int r = c->be->empty(g, pv_monotonic_ms() + CG_EMPTY_TIMEOUT_MS, e);
     cg_group_close(g);
     for (size_t i = 0; r == PV_OK && i < c->n; i++) {
         r = cg_remove_dir(g, i, e);

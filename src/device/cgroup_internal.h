@@ -65,9 +65,6 @@ struct cg_group {
     char name[CG_MAX_NAME + 1];
 };
 
-/* Milliseconds of CLOCK_MONOTONIC. */
-int64_t cg_now_ms(void);
-
 /* Finds the cgroup mounts in a mountinfo file (the kernel's format, octal escapes in mount
  * points undone). Lines that do not parse are skipped. PV_ERR_IO, PV_ERR_NOMEM. */
 int cg_find_mounts(const char *mountinfo, cg_mounts *out, pv_err *e);

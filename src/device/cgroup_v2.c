@@ -33,6 +33,8 @@
 #include <sys/vfs.h>
 #include <unistd.h>
 
+#include "pavise/platform.h"
+
 #include <linux/magic.h>
 
 #include "cgroup_internal.h"
@@ -254,7 +256,7 @@ int cg_v2_empty_dir(const cg_ctx *c, int dirfd, const char *where, int64_t deadl
                 goto out;
             }
         }
-        int64_t left = deadline_ms - cg_now_ms();
+        int64_t left = deadline_ms - pv_monotonic_ms();
         if (left <= 0) {
             r = pv_err_set(e, PV_ERR_IO, "%s: still populated after SIGKILL", where);
             goto out;

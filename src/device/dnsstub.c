@@ -31,6 +31,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "pavise/platform.h"
+
 #include <seccomp.h>
 
 #include "dnsmsg.h"
@@ -122,13 +124,6 @@ static struct stub {
     uint8_t buf[DNS_MAX_MSG + 1];
     uint8_t ctl[NP_MSG_MAX];
 } S;
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static uint32_t new_serial(void)
 {
@@ -222,7 +217,7 @@ static void deliver(const target *to, const dns_query *q, unsigned app, uint8_t 
         c->out_len = len + 2;
         c->out_off = 0;
         c->state = CONN_WRITE;
-        conn_flush(to->conn, now_ms());
+        conn_flush(to->conn, pv_monotonic_ms());
         return;
     }
     if (a == NULL) {
@@ -932,11 +927,11 @@ void np_stub_main(int ctl_fd, uid_t uid, gid_t gid, const struct sockaddr_storag
     }
     struct epoll_event evs[MAX_EVENTS];
     for (;;) {
-        int n = epoll_wait(S.ep, evs, MAX_EVENTS, next_timeout(now_ms()));
+        int n = epoll_wait(S.ep, evs, MAX_EVENTS, next_timeout(pv_monotonic_ms()));
         if (n < 0 && errno != EINTR) {
             _exit(EXIT_LOOP);
         }
-        int64_t now = now_ms();
+        int64_t now = pv_monotonic_ms();
         for (int i = 0; i < n; i++) {
             event(&evs[i], now);
         }

@@ -2,15 +2,6 @@
 /* See helperproc.h. */
 #include "helperproc.h"
 
-#include <time.h>
-
-int64_t hp_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int hp_answer_result(const json_t *ans, const char *who, pv_err *e)
 {
     json_t *ok = json_object_get(ans, "ok");

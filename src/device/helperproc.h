@@ -9,9 +9,6 @@
 
 #include "pavise/err.h"
 
-/* Milliseconds of the monotonic clock. */
-int64_t hp_now_ms(void);
-
 /* A helper's answer {"ok": true, ...} or {"ok": false, "code": N, "error": "..."}: PV_OK,
  * or the refusal's code (a pv_err code: negative and in range) and message; PV_ERR_FORMAT,
  * naming who, for anything else. */

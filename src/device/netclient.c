@@ -28,6 +28,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "pavise/platform.h"
+
 #include <jansson.h>
 #include <linux/close_range.h>
 
@@ -248,8 +250,8 @@ static int netd_kill(nc_ctx *nc)
     }
     /* The stub, killed by the same signal (and its parent-death signal), may take a moment
      * to exit; once reparented to init it is no longer ours to wait for. */
-    int64_t deadline = hp_now_ms() + NC_GROUP_MS;
-    while (group_running(nc->pid) && hp_now_ms() < deadline) {
+    int64_t deadline = pv_monotonic_ms() + NC_GROUP_MS;
+    while (group_running(nc->pid) && pv_monotonic_ms() < deadline) {
         sleep_ms(5);
     }
     nc->pid = -1;
@@ -275,10 +277,10 @@ static int recv_json(nc_ctx *nc, uint32_t ms, json_t **out, pv_err *e)
     if (buf == NULL) {
         return pv_err_set(e, PV_ERR_NOMEM, "out of memory");
     }
-    int64_t deadline = hp_now_ms() + ms;
+    int64_t deadline = pv_monotonic_ms() + ms;
     ssize_t n = -1;
     for (;;) {
-        int64_t left = deadline - hp_now_ms();
+        int64_t left = deadline - pv_monotonic_ms();
         if (left <= 0) {
             r = pv_err_set(e, PV_ERR_IO, "pavise-netd did not answer within %u ms", ms);
             goto out;
@@ -782,8 +784,8 @@ void nc_free(nc_ctx *nc)
         netd_detach(nc);
         int status = 0;
         pid_t w = 0;
-        int64_t deadline = hp_now_ms() + NC_REPLY_MS;
-        while ((w = waitpid(nc->pid, &status, WNOHANG)) == 0 && hp_now_ms() < deadline) {
+        int64_t deadline = pv_monotonic_ms() + NC_REPLY_MS;
+        while ((w = waitpid(nc->pid, &status, WNOHANG)) == 0 && pv_monotonic_ms() < deadline) {
             sleep_ms(5);
         }
         if (w == nc->pid) {

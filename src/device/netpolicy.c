@@ -25,6 +25,7 @@
 #include <jansson.h>
 #include <nftables/libnftables.h>
 
+#include "pavise/platform.h"
 #include "pavise/buf.h"
 #include "pavise/fs.h"
 #include "pavise/log.h"
@@ -442,13 +443,6 @@ static int stub_restart(np_ctx *np, pv_err *e)
     return PV_OK;
 }
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Waits until the stub has closed a removed app's sockets (NP_MSG_APP_GONE), so the stub
  * address can be bound again at once; the messages that come first are applied as
  * np_dispatch would. A stub that does not answer within STUB_GONE_MS is killed and
@@ -457,10 +451,10 @@ static void stub_wait_gone(np_ctx *np, unsigned index, uint32_t generation)
 {
     pv_err e;
     pv_err_clear(&e);
-    int64_t deadline = mono_ms() + STUB_GONE_MS;
+    int64_t deadline = pv_monotonic_ms() + STUB_GONE_MS;
     uint8_t *msg = malloc(NP_MSG_MAX);
     while (msg != NULL && np->ctl_fd >= 0) {
-        int64_t left = deadline - mono_ms();
+        int64_t left = deadline - pv_monotonic_ms();
         if (left <= 0) {
             pv_warn("network policy: the DNS stub did not release app %u's sockets", index);
             kill(np->stub_pid, SIGKILL);

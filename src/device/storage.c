@@ -54,6 +54,7 @@
 #include <linux/magic.h>
 #include <linux/major.h>
 
+#include "pavise/platform.h"
 #include "pavise/fs.h"
 #include "pavise/log.h"
 #include "pavise/manifest.h"
@@ -149,13 +150,6 @@ static int st_mkdirs(const char *state_dir, pv_err *e)
         }
     }
     return PV_OK;
-}
-
-static int64_t st_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void st_nap_ms(long ms)
@@ -513,7 +507,7 @@ static int st_find_loop(const struct stat *st, int *lfd, char *dev, size_t cap, 
  * autoclear to run. PV_ERR_IO when one still is (an app's namespace still holds it). */
 static int st_wait_detached(const char *img, const struct stat *st, pv_err *e)
 {
-    int64_t deadline = st_now_ms() + ST_DETACH_WAIT_MS;
+    int64_t deadline = pv_monotonic_ms() + ST_DETACH_WAIT_MS;
     long nap = 1;
     for (;;) {
         int lfd;
@@ -527,7 +521,7 @@ static int st_wait_detached(const char *img, const struct stat *st, pv_err *e)
             return r;
         }
         close(lfd);
-        if (st_now_ms() >= deadline) {
+        if (pv_monotonic_ms() >= deadline) {
             return pv_err_set(e, PV_ERR_IO,
                               "%s: still attached to %s (mounted in a running app's namespace?)",
                               img, dev);

@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <linux/close_range.h>
@@ -56,11 +55,11 @@ static void child(const sc_config *c, char *const *argv, char *const *envp, int 
 static void reap_child(pid_t pid, int64_t deadline, int *status)
 {
     int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
-    int64_t left = deadline - hp_now_ms();
+    int64_t left = deadline - pv_monotonic_ms();
     if (pfd >= 0) {
         struct pollfd p = {.fd = pfd, .events = POLLIN};
         while (left > 0 && poll(&p, 1, (int)left) < 0 && errno == EINTR) {
-            left = deadline - hp_now_ms();
+            left = deadline - pv_monotonic_ms();
         }
         if (poll(&p, 1, 0) != 1) {
             kill(-pid, SIGKILL);
@@ -75,19 +74,18 @@ static void reap_child(pid_t pid, int64_t deadline, int *status)
     }
 }
 
-/* Reads the child's whole answer (at most SP_MAX_ANSWER bytes) until end of file or the
- * deadline. */
+/* Reads the child's whole answer (at most max bytes) until end of file or the deadline. */
 static int read_answer(int fd, int64_t deadline, size_t max, char **out, size_t *out_len, pv_err *e)
 {
     size_t cap = 4096, len = 0;
     char *buf = malloc(cap);
-    unsigned timeout_ms = (unsigned)(deadline - hp_now_ms());
+    unsigned timeout_ms = (unsigned)(deadline - pv_monotonic_ms());
     int r = PV_ERR_NOMEM;
     if (buf == NULL) {
         return pv_err_set(e, r, "out of memory");
     }
     for (;;) {
-        int64_t left = deadline - hp_now_ms();
+        int64_t left = deadline - pv_monotonic_ms();
         struct pollfd p = {.fd = fd, .events = POLLIN};
         if (left <= 0) {
             r = pv_err_set(e, PV_ERR_IO, "pavise-store did not answer within %u ms", timeout_ms);
@@ -194,7 +192,7 @@ int sc_run(const sc_config *c, const char *const *argv, int in_fd, json_t **out,
     }
     close(fds[1]);
     (void)setpgid(pid, pid); /* as the child does: whichever runs first */
-    int64_t deadline = hp_now_ms() + (c->timeout_ms != 0 ? c->timeout_ms : SP_TIMEOUT_MS);
+    int64_t deadline = pv_monotonic_ms() + (c->timeout_ms != 0 ? c->timeout_ms : SP_TIMEOUT_MS);
     int r = read_answer(fds[0], deadline, max, &text, &text_len, e);
     close(fds[0]);
     /* The same deadline covers its exit: a helper that answered, then hangs (a stuck mount,

@@ -23,6 +23,13 @@ static pthread_mutex_t boot_id_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool boot_id_overridden;
 static char boot_id_override[BOOT_ID_BUF];
 
+int64_t pv_monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 int64_t pv_time_now(void)
 {
     int64_t t = atomic_load(&time_override);
