@@ -230,22 +230,17 @@ out:
     return r;
 }
 
-int sc_load(const sc_config *c, sc_device *dev, as_store **store, pv_err *e)
+int sc_load_answer(const json_t *ans, const char *apps_dir, sc_device *dev, as_store **store,
+                   pv_err *e)
 {
     static const char *const fields[] = {"deviceId",           "rootOfTrust", "development",
                                          "developmentExpires", "apps",        NULL};
-    static const char *const argv[] = {"pavise-store", "load", NULL};
-    json_t *ans = NULL;
     const char *id = NULL, *kind = NULL;
     uint64_t expires = 0;
     as_store *s = NULL;
-    char apps_dir[4096];
     *store = NULL;
-    int r = sc_run(c, argv, -1, &ans, e);
-    if (r != PV_OK) {
-        return r;
-    }
     json_t *apps = json_object_get(ans, "apps");
+    int r;
     if ((r = pv_json_check_fields(ans, fields, "load", e)) != PV_OK ||
         (r = pv_json_get_string(ans, "deviceId", true, sizeof(dev->device_id) - 1, "load", &id,
                                 NULL, e)) != PV_OK ||
@@ -255,20 +250,14 @@ int sc_load(const sc_config *c, sc_device *dev, as_store **store, pv_err *e)
             PV_OK ||
         (r = pv_json_get_uint(ans, "developmentExpires", true, 0, INT64_MAX, "load", &expires, NULL,
                               e)) != PV_OK) {
-        r = pv_err_wrap(e, r == PV_ERR_NOMEM ? r : PV_ERR_FORMAT, "pavise-store's answer");
-        goto out;
+        return pv_err_wrap(e, r == PV_ERR_NOMEM ? r : PV_ERR_FORMAT, "pavise-store's answer");
     }
     if (!json_is_array(apps) || json_array_size(apps) > AS_MAX_APPS) {
-        r = pv_err_set(e, PV_ERR_FORMAT, "load: apps is not an array of at most %u", AS_MAX_APPS);
-        goto out;
-    }
-    int n = snprintf(apps_dir, sizeof(apps_dir), "%s/apps", c->state_dir);
-    if (n < 0 || (size_t)n >= sizeof(apps_dir)) {
-        r = pv_err_set(e, PV_ERR_INVALID_ARG, "state directory path too long");
-        goto out;
+        return pv_err_set(e, PV_ERR_FORMAT, "load: apps is not an array of at most %u",
+                          AS_MAX_APPS);
     }
     if ((r = as_new(apps_dir, &s, e)) != PV_OK) {
-        goto out;
+        return r;
     }
     for (size_t i = 0; i < json_array_size(apps); i++) {
         as_app *a = NULL, *old = NULL;
@@ -278,17 +267,31 @@ int sc_load(const sc_config *c, sc_device *dev, as_store **store, pv_err *e)
             as_app_free(old != NULL ? old : (r != PV_OK ? a : NULL));
             r = r != PV_OK ? pv_err_wrap(e, r, "pavise-store's answer, app %zu", i)
                            : pv_err_set(e, PV_ERR_FORMAT, "load: a component twice");
-            goto out;
+            as_close(s);
+            return r;
         }
     }
     memcpy(dev->device_id, id, strlen(id) + 1);
     memcpy(dev->rot_kind, kind, strlen(kind) + 1);
     dev->dev_expires = (int64_t)expires;
     *store = s;
-    s = NULL;
-    r = PV_OK;
-out:
-    as_close(s);
+    return PV_OK;
+}
+
+int sc_load(const sc_config *c, sc_device *dev, as_store **store, pv_err *e)
+{
+    static const char *const argv[] = {"pavise-store", "load", NULL};
+    json_t *ans = NULL;
+    char apps_dir[4096];
+    *store = NULL;
+    int n = snprintf(apps_dir, sizeof(apps_dir), "%s/apps", c->state_dir);
+    if (n < 0 || (size_t)n >= sizeof(apps_dir)) {
+        return pv_err_set(e, PV_ERR_INVALID_ARG, "state directory path too long");
+    }
+    int r = sc_run(c, argv, -1, &ans, e);
+    if (r == PV_OK) {
+        r = sc_load_answer(ans, apps_dir, dev, store, e);
+    }
     json_decref(ans);
     return r;
 }

@@ -38,6 +38,12 @@ typedef struct sc_device {
  * answer (PV_ERR_FORMAT: a malformed answer, PV_ERR_IO: it could not be run or died). */
 int sc_load(const sc_config *c, sc_device *dev, as_store **store, pv_err *e);
 
+/* What sc_load does with the answer (the JSON object without "ok"), apps_dir being
+ * STATE/apps: every field checked, every app's description read back and fitted into a new
+ * table. PV_ERR_FORMAT naming what is wrong, PV_ERR_NOMEM. (The fuzz harness's entry.) */
+int sc_load_answer(const json_t *ans, const char *apps_dir, sc_device *dev, as_store **store,
+                   pv_err *e);
+
 /* Runs "install" with the package open on pkg_fd (read from its start): the new entry (the
  * caller puts it in its table) and whether it replaced an installed component. development:
  * a sideload, which also accepts the capability's development roots. */

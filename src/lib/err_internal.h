@@ -8,7 +8,7 @@
 #include "pavise/err.h"
 
 /* Sets code and the formatted message (e non-NULL). */
-void pv_err_vset(pv_err *e, int code, const char *fmt, va_list ap);
+void pv_err_vset(pv_err *e, int code, const char *fmt, va_list ap) PV_PRINTF(3, 0);
 /* Appends ": <text>" to the message, truncating safely. */
 void pv_err_append(pv_err *e, const char *text);
 
