@@ -8,14 +8,12 @@
  */
 #include "netclient.h"
 
-#include "helperproc.h"
-#include "privdrop.h"
-
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <linux/close_range.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -28,10 +26,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
+#include "pavise/json.h"
 #include "pavise/platform.h"
 
-#include <jansson.h>
-#include <linux/close_range.h>
+#include "helperproc.h"
+#include "privdrop.h"
 
 #define NC_MAX_APPS  1024 /* the stub address slots (NP_MAX_APPS) */
 #define NC_START_MS  10000
@@ -310,9 +311,8 @@ static int recv_json(nc_ctx *nc, uint32_t ms, json_t **out, pv_err *e)
         r = pv_err_set(e, PV_ERR_FORMAT, "pavise-netd sent %zd bytes", n);
         goto out;
     }
-    json_error_t je;
-    json_t *j = json_loadb((const char *)buf, (size_t)n, JSON_REJECT_DUPLICATES, &je);
-    if (!json_is_object(j)) {
+    json_t *j = NULL;
+    if (pv_json_parse((const char *)buf, (size_t)n, &j, NULL) != PV_OK || !json_is_object(j)) {
         json_decref(j);
         r = pv_err_set(e, PV_ERR_FORMAT, "pavise-netd sent something other than a JSON object");
         goto out;

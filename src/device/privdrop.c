@@ -3,15 +3,15 @@
 #include "privdrop.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/capability.h>
+#include <linux/mount.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include <fcntl.h>
-#include <linux/mount.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 

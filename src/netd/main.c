@@ -32,6 +32,7 @@
 #include <jansson.h>
 
 #include "cli.h"
+#include "pavise/json.h"
 #include "pavise/log.h"
 
 #include "netclient.h"
@@ -77,24 +78,6 @@ typedef struct netd {
 } netd;
 
 /* ==== requests ==== */
-
-/* Every member of o is one of names (NULL-terminated). */
-static int only_members(const json_t *o, const char *const *names, pv_err *e)
-{
-    const char *k;
-    json_t *v;
-    json_object_foreach((json_t *)o, k, v)
-    {
-        const char *const *n = names;
-        while (*n != NULL && strcmp(*n, k) != 0) {
-            n++;
-        }
-        if (*n == NULL) {
-            return pv_err_set(e, PV_ERR_FORMAT, "unknown member '%.64s'", k);
-        }
-    }
-    return PV_OK;
-}
 
 static int get_uint(const json_t *o, const char *name, uint64_t max, uint64_t *out, pv_err *e)
 {
@@ -167,7 +150,7 @@ static int op_add(netd *d, const json_t *req, json_t **rep, pv_err *e)
     pv_capabilities caps;
     np_app *a = NULL;
     memset(&caps, 0, sizeof(caps));
-    if ((r = only_members(req, members, e)) != PV_OK ||
+    if ((r = pv_json_check_fields(req, members, "request", e)) != PV_OK ||
         (r = get_uint(req, "uid", UINT32_MAX - 1, &uid, e)) != PV_OK ||
         (r = get_uint(req, "index", NP_MAX_APPS - 1, &index, e)) != PV_OK ||
         (r = get_caps(req, &caps, e)) != PV_OK) {
@@ -193,7 +176,7 @@ static int op_remove(netd *d, const json_t *req, json_t **rep, pv_err *e)
 {
     static const char *const members[] = {"op", "uid", NULL};
     unsigned i = 0;
-    int r = only_members(req, members, e);
+    int r = pv_json_check_fields(req, members, "request", e);
     if (r != PV_OK || (r = find_uid(d, req, &i, e)) != PV_OK) {
         return r;
     }
@@ -210,7 +193,7 @@ static int op_stats(netd *d, const json_t *req, json_t **rep, pv_err *e)
     static const char *const members[] = {"op", "uid", NULL};
     unsigned i = 0;
     np_app_stats s;
-    int r = only_members(req, members, e);
+    int r = pv_json_check_fields(req, members, "request", e);
     if (r != PV_OK || (r = find_uid(d, req, &i, e)) != PV_OK ||
         (r = np_app_stats_get(d->np, d->apps[i], &s, e)) != PV_OK) {
         return r;
@@ -244,13 +227,11 @@ static json_t *handle(netd *d, const uint8_t *p, size_t len)
     json_t *req = NULL, *rep = NULL;
     pv_err e;
     pv_err_clear(&e);
-    json_error_t je;
     if (len > NC_MSG_MAX) {
         r = pv_err_set(&e, PV_ERR_TOO_LARGE, "request of %zu bytes (at most %d)", len, NC_MSG_MAX);
         goto out;
     }
-    req = json_loadb((const char *)p, len, JSON_REJECT_DUPLICATES, &je);
-    if (!json_is_object(req)) {
+    if (pv_json_parse((const char *)p, len, &req, &e) != PV_OK || !json_is_object(req)) {
         r = pv_err_set(&e, PV_ERR_FORMAT, "request is not a JSON object");
         goto out;
     }
