@@ -237,9 +237,8 @@ static int op_capability(req *q, json_t **result, pv_err *e)
     if (r != PV_OK || (r = sc_capability(&q->d->store_cfg, q->fd, &expires, e)) != PV_OK) {
         return r;
     }
-    q->d->development = true;
+    q->d->development = true; /* pavise-store logged it */
     q->d->dev_expires = expires;
-    pv_info("development capability applied: development images may be sideloaded");
     return op_show(q, result, e);
 }
 
