@@ -10,7 +10,8 @@
 
 #include "pavise/buf.h"
 
-/* Body sizes; AC_LOG's is its minimum (the level), the text adds 0..AC_MAX_LOG. */
+/* Body sizes; AC_LOG's is its minimum (the level), the text adds 0..AC_MAX_LOG; AC_SIGN's
+ * is its shortest digest (check_fields takes the three lengths). */
 static const struct {
     uint8_t type;
     const char *name;
@@ -25,9 +26,11 @@ static const struct {
     {AC_WATCHDOG_KICK, "watchdog-kick", 0, true, false},
     {AC_STATUS_QUERY, "status-query", 0, true, true},
     {AC_POWER, "power", 1, true, true},
+    {AC_SIGN, "sign", AC_MIN_DIGEST_LEN, true, true},
     {AC_EVENT, "event", 16, false, false},
     {AC_STATUS, "status", 17, false, false},
     {AC_RESULT, "result", 5, false, false},
+    {AC_SIGNATURE, "signature", AC_SIG_LEN, false, false},
 };
 
 static int type_index(uint8_t type)
@@ -160,6 +163,16 @@ static int check_fields(const ac_msg *m, pv_err *e)
                               m->action);
         }
         return PV_OK;
+    case AC_SIGN:
+        if ((m->digest_len != 32 && m->digest_len != 48 && m->digest_len != 64) ||
+            m->digest == NULL) {
+            return pv_err_set(e, PV_ERR_FORMAT,
+                              "app channel: sign: a digest of %zu bytes (32, 48 or 64)",
+                              m->digest_len);
+        }
+        return PV_OK;
+    case AC_SIGNATURE:
+        return PV_OK;
     case AC_STATUS:
         if (m->ready > 1) {
             return pv_err_set(e, PV_ERR_FORMAT, "app channel: status: ready is %u (0 or 1)",
@@ -206,6 +219,16 @@ static void read_body(pv_reader *rd, ac_msg *m)
     case AC_POWER:
         (void)pv_reader_u8(rd, &m->action);
         break;
+    case AC_SIGN:
+        m->digest_len = pv_reader_left(rd);
+        (void)pv_reader_bytes(rd, m->digest_len, &m->digest);
+        break;
+    case AC_SIGNATURE: {
+        const uint8_t *sig = NULL;
+        (void)pv_reader_bytes(rd, AC_SIG_LEN, &sig);
+        memcpy(m->signature, sig, AC_SIG_LEN);
+        break;
+    }
     case AC_EVENT:
         (void)pv_reader_u32be(rd, &m->kind);
         (void)pv_reader_u64be(rd, &m->event_id);
@@ -267,10 +290,18 @@ int ac_parse(const uint8_t *p, size_t len, ac_msg *out, pv_err *e)
         goto out;
     }
     size_t want = types[i].body;
-    if (type == AC_LOG ? (body < want || body > want + AC_MAX_LOG) : body != want) {
-        r = pv_err_set(e, PV_ERR_FORMAT, "app channel: %s: a body of %u bytes (%s %zu)",
-                       types[i].name, body, type == AC_LOG ? "1 +" : "exactly",
-                       type == AC_LOG ? (size_t)AC_MAX_LOG : want);
+    bool bad_size = body != want;
+    if (type == AC_LOG) {
+        bad_size = body < want || body > want + AC_MAX_LOG;
+    } else if (type == AC_SIGN) {
+        bad_size = body != 32 && body != 48 && body != 64;
+    }
+    if (bad_size) {
+        r = pv_err_set(e, PV_ERR_FORMAT, "app channel: %s: a body of %u bytes (%s)", types[i].name,
+                       body,
+                       type == AC_LOG    ? "1 + 0..1024"
+                       : type == AC_SIGN ? "32, 48 or 64"
+                                         : "another size");
         goto out;
     }
     m.type = (ac_type)type;
@@ -340,6 +371,9 @@ size_t ac_encode(const ac_msg *m, uint8_t out[AC_MAX_MSG])
         return 0;
     }
     size_t body = types[i].body + (m->type == AC_LOG ? m->text_len : 0);
+    if (m->type == AC_SIGN) {
+        body = m->digest_len;
+    }
     uint8_t *o = out;
     o = put_u8(o, AC_VERSION);
     o = put_u8(o, (uint8_t)m->type);
@@ -367,6 +401,14 @@ size_t ac_encode(const ac_msg *m, uint8_t out[AC_MAX_MSG])
         break;
     case AC_POWER:
         o = put_u8(o, m->action);
+        break;
+    case AC_SIGN:
+        memcpy(o, m->digest, m->digest_len);
+        o += m->digest_len;
+        break;
+    case AC_SIGNATURE:
+        memcpy(o, m->signature, AC_SIG_LEN);
+        o += AC_SIG_LEN;
         break;
     case AC_EVENT:
         o = put_u32(o, m->kind);

@@ -36,40 +36,50 @@ typedef enum ac_type {
     AC_WATCHDOG_KICK = 5,   /* empty */
     AC_STATUS_QUERY = 6,    /* empty: asks for AC_STATUS. Reply */
     AC_POWER = 7,           /* action (1 byte): PV_APP_POWER_*. Reply */
+    AC_SIGN = 8,            /* digest (32, 48 or 64 bytes) to sign with the device key. Reply */
     /* runtime -> app */
-    AC_EVENT = 64,  /* kind (4: one bit), event id (8, not 0), max deferral left in s (4) */
-    AC_STATUS = 65, /* device-auth ready (1: 0 or 1), storage used KiB (8), quota KiB (8) */
-    AC_RESULT = 66, /* request type (1: one with a reply), result (4: 0 or PV_APP_ERR_DENIED..
-                       PV_APP_ERR_NOT_READY, i.e. -2..-6, big-endian two's complement) */
+    AC_EVENT = 64,     /* kind (4: one bit), event id (8, not 0), max deferral left in s (4) */
+    AC_STATUS = 65,    /* device-auth ready (1: 0 or 1), storage used KiB (8), quota KiB (8) */
+    AC_RESULT = 66,    /* request type (1: one with a reply), result (4: 0 or PV_APP_ERR_DENIED..
+                          PV_APP_ERR_NOT_READY, i.e. -2..-6, big-endian two's complement) */
+    AC_SIGNATURE = 67, /* ECDSA P-256 signature r || s (64): the answer to a good AC_SIGN */
 } ac_type;
+
+#define AC_SIG_LEN        64 /* AC_SIGNATURE's body */
+#define AC_MIN_DIGEST_LEN 32 /* AC_SIGN's digest: SHA-256, SHA-384 or SHA-512 */
+#define AC_MAX_DIGEST_LEN 64
 
 typedef struct ac_msg {
     ac_type type;
     uint8_t level;    /* AC_LOG */
     const char *text; /* AC_LOG: points into the packet, not NUL-terminated */
     size_t text_len;
-    uint32_t mask;              /* AC_EVENTS_REGISTER */
-    uint64_t event_id;          /* AC_DEFER, AC_EVENT */
-    uint32_t seconds;           /* AC_DEFER, AC_EVENT (max deferral left) */
-    uint32_t timeout_ms;        /* AC_WATCHDOG_SET */
-    uint32_t kind;              /* AC_EVENT */
-    uint8_t action;             /* AC_POWER */
-    uint8_t ready;              /* AC_STATUS */
-    uint64_t used_kb, quota_kb; /* AC_STATUS */
-    uint8_t request;            /* AC_RESULT */
-    int32_t result;             /* AC_RESULT */
+    uint32_t mask;                 /* AC_EVENTS_REGISTER */
+    uint64_t event_id;             /* AC_DEFER, AC_EVENT */
+    uint32_t seconds;              /* AC_DEFER, AC_EVENT (max deferral left) */
+    uint32_t timeout_ms;           /* AC_WATCHDOG_SET */
+    uint32_t kind;                 /* AC_EVENT */
+    uint8_t action;                /* AC_POWER */
+    uint8_t ready;                 /* AC_STATUS */
+    uint64_t used_kb, quota_kb;    /* AC_STATUS */
+    uint8_t request;               /* AC_RESULT */
+    int32_t result;                /* AC_RESULT */
+    const uint8_t *digest;         /* AC_SIGN: points into the packet */
+    size_t digest_len;             /* AC_SIGN: 32, 48 or 64 */
+    uint8_t signature[AC_SIG_LEN]; /* AC_SIGNATURE */
 } ac_msg;
 
 /* Parses one packet of either direction. Fewer than AC_HEADER or more than AC_MAX_MSG
  * bytes, a length that disagrees with the packet, an unknown type, a body of the wrong
- * size, a log text that is not UTF-8 or holds control characters other than tab
- * (U+0000-U+001F, U+007F-U+009F), any field out of its range (see ac_type):
- * PV_ERR_FORMAT; another version: PV_ERR_UNSUPPORTED. *out is zeroed on entry and filled
- * only on success; out->text points into p. The caller reads packets into a buffer of
- * more than AC_MAX_MSG bytes (or with MSG_TRUNC) so an oversized one is seen as such. */
+ * size (AC_SIGN: a digest of another length than 32, 48 or 64), a log text that is not UTF-8 or
+ * holds control characters other than tab (U+0000-U+001F, U+007F-U+009F), any field out of its
+ * range (see ac_type): PV_ERR_FORMAT; another version: PV_ERR_UNSUPPORTED. *out is zeroed on entry
+ * and filled only on success; out->text and out->digest point into p. The caller reads packets into
+ * a buffer of more than AC_MAX_MSG bytes (or with MSG_TRUNC) so an oversized one is seen as such.
+ */
 int ac_parse(const uint8_t *p, size_t len, ac_msg *out, pv_err *e);
 
-/* ac_parse, and the message must be one an app sends (AC_LOG .. AC_POWER): what the
+/* ac_parse, and the message must be one an app sends (AC_LOG .. AC_SIGN): what the
  * runtime calls on the app's packets. */
 int ac_parse_from_app(const uint8_t *p, size_t len, ac_msg *out, pv_err *e);
 

@@ -31,6 +31,7 @@
 #include "pavise/log.h"
 
 #include "appchan.h"
+#include "signer.h"
 #include "storage.h"
 
 typedef enum app_state {
@@ -88,6 +89,11 @@ typedef struct app_rt {
     bool draining; /* reading what a finished run left on its channel */
     /* an update staged for it and not yet applied (docs/protocol/app-channel.md §4.2) */
     struct pending_update *upd;
+    /* the signature being made for it (its channel is not read meanwhile, so answers stay
+     * in order), and a token bucket for the rate of signatures */
+    sg_job *sign_job;
+    double sign_tokens;
+    int64_t sign_ms;
 } app_rt;
 
 /* An update of a running app that asked for UPDATE_READY: the new image waits until the app
@@ -125,6 +131,25 @@ static bool log_allowed(app_rt *rt)
                 (unsigned long long)rt->log_dropped, LOG_RATE);
         rt->log_dropped = 0;
     }
+    return true;
+}
+
+#define SIGN_RATE  0.5 /* signatures a second, after the burst: a TLS handshake needs one */
+#define SIGN_BURST 10.0
+
+/* Whether the app may have one more signature now. */
+static bool sign_allowed(app_rt *rt)
+{
+    int64_t now = pv_monotonic_ms();
+    rt->sign_tokens += (double)(now - rt->sign_ms) * SIGN_RATE / 1000.0;
+    rt->sign_ms = now;
+    if (rt->sign_tokens > SIGN_BURST) {
+        rt->sign_tokens = SIGN_BURST;
+    }
+    if (rt->sign_tokens < 1.0) {
+        return false;
+    }
+    rt->sign_tokens -= 1.0;
     return true;
 }
 
@@ -244,6 +269,64 @@ static uint32_t defer_left(const pending_update *u)
     return to_deadline <= 0                   ? 0
            : to_deadline < (int64_t)u->left_s ? (uint32_t)to_deadline
                                               : u->left_s;
+}
+
+static void on_chan(void *ctx, int fd, uint32_t events);
+
+/* The signature asked for is made (or not): the answer, then the channel is read again. */
+static void on_signed(void *ctx, int result, const uint8_t *sig)
+{
+    app_rt *rt = ctx;
+    rt->sign_job = NULL;
+    if (rt->chan_fd < 0) {
+        return;
+    }
+    if (result == PV_APP_OK) {
+        uint8_t out[AC_MAX_MSG];
+        ac_msg msg = {.type = AC_SIGNATURE};
+        memcpy(msg.signature, sig, AC_SIG_LEN);
+        size_t n = ac_encode(&msg, out);
+        send(rt->chan_fd, out, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+    } else {
+        reply_result(rt, AC_SIGN, result);
+    }
+    pv_err e;
+    pv_err_clear(&e);
+    if (lp_add(rt->m->cfg.loop, rt->chan_fd, EPOLLIN, on_chan, rt, &e) != PV_OK) {
+        pv_error("app %s: %s", rt->cid, pv_err_msg(&e));
+        close_fd(rt->m, &rt->chan_fd);
+    }
+}
+
+/* AC_SIGN: the device's TLS key signs for an app granted DeviceAuthentication, at a bounded
+ * rate. While the helper runs, the app's channel is not read (one request at a time, and
+ * the answers stay in order). */
+static void sign_for(app_rt *rt, const ac_msg *msg)
+{
+    am *m = rt->m;
+    if (!rt->a->m.caps.device_authentication) {
+        record_denied(rt, AC_SIGN, "device key not granted by the manifest");
+        reply_result(rt, AC_SIGN, PV_APP_ERR_DENIED);
+        return;
+    }
+    if (m->cfg.signer == NULL) {
+        reply_result(rt, AC_SIGN, PV_APP_ERR_NOT_READY);
+        return;
+    }
+    if (!sign_allowed(rt)) {
+        pv_warn("app %s: more signatures than %.1f a second: refused", rt->a->m.name, SIGN_RATE);
+        reply_result(rt, AC_SIGN, PV_APP_ERR_LIMIT);
+        return;
+    }
+    pv_err e;
+    pv_err_clear(&e);
+    int r = sg_start(m->cfg.signer, msg->digest, msg->digest_len, on_signed, rt, &rt->sign_job, &e);
+    if (r != PV_OK) {
+        pv_warn("app %s: cannot sign: %s", rt->a->m.name, pv_err_msg(&e));
+        reply_result(rt, AC_SIGN, r == PV_ERR_TOO_LARGE ? PV_APP_ERR_LIMIT : PV_APP_ERR_IO);
+        return;
+    }
+    lp_del(m->cfg.loop, rt->chan_fd);
 }
 
 static void on_chan(void *ctx, int fd, uint32_t events)
@@ -381,6 +464,9 @@ static void on_chan(void *ctx, int fd, uint32_t events)
         }
         break;
     }
+    case AC_SIGN:
+        sign_for(rt, &msg);
+        break;
     default:
         record(rt, FL_POLICY, 0, 0, -1, "unexpected app channel message");
         close_fd(rt->m, &rt->chan_fd);
@@ -533,6 +619,10 @@ static void reap(app_rt *rt, bool block)
             WIFSIGNALED(status) ? "signal" : "exit",
             WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
     close_fd(m, &rt->listener);
+    if (rt->sign_job != NULL) {
+        sg_cancel(m->cfg.signer, rt->sign_job);
+        rt->sign_job = NULL;
+    }
     /* What the app sent before it went (its last log lines) is read before the channel
      * closes; bounded, as everything from an app. */
     uint8_t peek;
@@ -635,12 +725,19 @@ static int device_dir(app_rt *rt, char *out, size_t size, pv_err *e)
     return PV_OK;
 }
 
-static const char *const device_files[] = {"client.crt", "tls.key", "client-chain.crt"};
+/* The certificate and its chain, never the key: an app signs through the runtime (AC_SIGN),
+ * so the key stays in the TPM or in STATE/certs on every backend. */
+static const char *const device_files[] = {"client.crt", "client-chain.crt"};
 
 /* Refreshes the app's copies from STATE/certs. */
 static int refresh_device_files(app_rt *rt, const char *dir, pv_err *e)
 {
-    for (size_t i = 0; i < 3; i++) {
+    char old_key[4096];
+    int n = snprintf(old_key, sizeof(old_key), "%s/tls.key", dir);
+    if (n > 0 && (size_t)n < sizeof(old_key)) {
+        unlink(old_key); /* a copy an earlier version of pavised made */
+    }
+    for (size_t i = 0; i < 2; i++) {
         int r = copy_device_file(rt, dir, device_files[i], e);
         if (r != PV_OK) {
             return r;
@@ -675,13 +772,12 @@ static void add_env(run_buf *b, size_t *n, const char *name, const char *v)
  * files, so that a renewed certificate replaced in it is what the app reads next). */
 static int prepare_device_auth(app_rt *rt, run_buf *b, size_t *nb, size_t *ne, pv_err *e)
 {
-    static const char *const vars[] = {"PAVISE_DEVICE_CERT", "PAVISE_DEVICE_KEY",
-                                       "PAVISE_DEVICE_CHAIN"};
+    static const char *const vars[] = {"PAVISE_DEVICE_CERT", "PAVISE_DEVICE_CHAIN"};
     int r = device_dir(rt, b->dev_dir, sizeof(b->dev_dir), e);
     if (r != PV_OK || (r = refresh_device_files(rt, b->dev_dir, e)) != PV_OK) {
         return r;
     }
-    for (size_t i = 0; i < 3; i++) {
+    for (size_t i = 0; i < 2; i++) {
         char inside[128];
         snprintf(inside, sizeof(inside), "/run/pavise/device/%s", device_files[i]);
         add_env(b, ne, vars[i], inside);
@@ -949,6 +1045,12 @@ static void on_watchdog(void *ctx, int fd, uint32_t events)
     if (read(fd, &n, sizeof(n)) != sizeof(n) || !rt->live || rt->wd_ms == 0) {
         return;
     }
+    if (rt->sign_job != NULL) {
+        /* Its kicks wait in the channel while the runtime signs for it (bounded by
+         * SG_TIMEOUT_MS): not the app's delay. */
+        lp_timer_arm(rt->wd_fd, rt->wd_ms);
+        return;
+    }
     rt->watchdog_fired = true;
     record(rt, FL_WATCHDOG, SIGKILL, 0, -1, NULL);
     sb_signal(&rt->proc, SIGKILL);
@@ -981,6 +1083,9 @@ static void rt_free(am *m, app_rt *rt)
         rt->stop_requested = true;
         sb_signal(&rt->proc, SIGKILL);
         reap(rt, true);
+    }
+    if (rt->sign_job != NULL) {
+        sg_cancel(m->cfg.signer, rt->sign_job);
     }
     lp_timer_free(m->cfg.loop, rt->timer_fd);
     lp_timer_free(m->cfg.loop, rt->wd_fd);
@@ -1020,6 +1125,8 @@ static int rt_add(am *m, as_app *a, app_rt **out, pv_err *e)
     rt->backoff_ms = m->cfg.restart_min_ms;
     rt->log_tokens = LOG_BURST;
     rt->log_ms = pv_monotonic_ms();
+    rt->sign_tokens = SIGN_BURST;
+    rt->sign_ms = rt->log_ms;
     int r = lp_timer_new(m->cfg.loop, on_timer, rt, &rt->timer_fd, e);
     if (r == PV_OK) {
         r = lp_timer_new(m->cfg.loop, on_watchdog, rt, &rt->wd_fd, e);

@@ -22,6 +22,7 @@
 #include "loop.h"
 #include "netclient.h"
 #include "sandbox.h"
+#include "signer.h"
 
 #define AM_DEFAULT_MEMORY_KB (64u * 1024u)
 #define AM_DEFAULT_PIDS      64u
@@ -49,6 +50,9 @@ typedef struct am_config {
      * answered NOT_READY), then, once the app has its answer, with act true. NULL: none. */
     int (*power)(void *ctx, int action, bool act);
     void *power_ctx;
+    /* Signs with the device's TLS key for apps with DeviceAuthentication (AC_SIGN); NULL:
+     * they are answered NOT_READY. */
+    sg_ctx *signer;
 } am_config;
 
 typedef struct am am;

@@ -17,6 +17,7 @@
 #include "loop.h"
 #include "netclient.h"
 #include "sandbox.h"
+#include "signer.h"
 #include "storeclient.h"
 
 #define PD_DEFAULT_SOCKET "/run/pavise/pavised.sock"
@@ -33,7 +34,8 @@ typedef struct pd {
     am *apps;
     fl_queue *failures;
     cg_ctx *cgroups;
-    nc_ctx *net; /* pavise-netd, the network policy */
+    nc_ctx *net;    /* pavise-netd, the network policy */
+    sg_ctx *signer; /* signatures with the device's TLS key for apps */
     sb_filter *filter;
     int listen_fd;
     int net_fd;        /* nc_fd(net), as watched */

@@ -406,7 +406,8 @@ static int run(const cli_cmd *cmd, const cli_args *args, pv_err *e)
     d.dev_expires = dev.dev_expires;
     if ((r = lp_new(&d.loop, e)) != PV_OK || (r = fl_open(d.state_dir, &d.failures, e)) != PV_OK ||
         (r = cg_init(NULL, &d.cgroups, e)) != PV_OK ||
-        (r = sb_seccomp_build(&d.filter, e)) != PV_OK) {
+        (r = sb_seccomp_build(&d.filter, e)) != PV_OK ||
+        (r = sg_new(d.loop, &d.store_cfg, &d.signer, e)) != PV_OK) {
         goto out;
     }
     am_config acfg = {.state_dir = d.state_dir,
@@ -420,7 +421,8 @@ static int run(const cli_cmd *cmd, const cli_args *args, pv_err *e)
                       .stop_grace_ms = (uint32_t)grace_ms,
                       .peripherals = peripherals,
                       .power = on_power,
-                      .power_ctx = &d};
+                      .power_ctx = &d,
+                      .signer = d.signer};
     if ((r = am_new(&acfg, &d.apps, e)) != PV_OK ||
         (r = la_listen(&d, socket_path != NULL ? socket_path : PD_DEFAULT_SOCKET, e)) != PV_OK) {
         goto out;
@@ -449,6 +451,7 @@ static int run(const cli_cmd *cmd, const cli_args *args, pv_err *e)
     r = PV_OK;
 out:
     am_free(d.apps);
+    sg_free(d.signer);
     nc_free(d.net);
     if (ncfg.netd_fd >= 0) {
         close(ncfg.netd_fd);

@@ -139,19 +139,16 @@ out:
     return r;
 }
 
-int sc_run(const sc_config *c, const char *const *argv, int in_fd, json_t **out, pv_err *e)
+/* Starts pavise-store with argv (--state and the log options appended) and in_fd as its
+ * standard input: *pid, and *out_fd the read end of its standard output. */
+static int spawn(const sc_config *c, const char *const *argv, int in_fd, pid_t *pid_out,
+                 int *out_fd, pv_err *e)
 {
-    /* Only "load" describes every app; the others answer one app or a few fields. */
-    size_t max = strcmp(argv[1], "load") == 0 ? SP_MAX_ANSWER : SP_MAX_SMALL_ANSWER;
     const char *args[MAX_ARGS + 8];
     const char *envp[sizeof(passed_env) / sizeof(passed_env[0]) + 1];
     char env_buf[sizeof(passed_env) / sizeof(passed_env[0])][4096];
     size_t na = 0, ne = 0;
-    char *text = NULL;
-    size_t text_len = 0;
-    json_t *ans = NULL;
-    int fds[2] = {-1, -1}, status = 0;
-    *out = NULL;
+    int fds[2] = {-1, -1};
     for (; argv[na] != NULL; na++) {
         if (na == MAX_ARGS) {
             return pv_err_set(e, PV_ERR_INTERNAL, "too many arguments for pavise-store");
@@ -192,15 +189,16 @@ int sc_run(const sc_config *c, const char *const *argv, int in_fd, json_t **out,
     }
     close(fds[1]);
     (void)setpgid(pid, pid); /* as the child does: whichever runs first */
-    int64_t deadline = pv_monotonic_ms() + (c->timeout_ms != 0 ? c->timeout_ms : SP_TIMEOUT_MS);
-    int r = read_answer(fds[0], deadline, max, &text, &text_len, e);
-    close(fds[0]);
-    /* The same deadline covers its exit: a helper that answered, then hangs (a stuck mount,
-     * a TPM that does not answer) is killed, not waited on for ever. */
-    reap_child(pid, r == PV_OK ? deadline : 0, &status);
-    if (r != PV_OK) {
-        goto out;
-    }
+    *pid_out = pid;
+    *out_fd = fds[0];
+    return PV_OK;
+}
+
+/* The answer of a run that has ended with status: *out is the object without "ok". */
+static int finish(int status, const char *text, size_t text_len, json_t **out, pv_err *e)
+{
+    json_t *ans = NULL;
+    int r = PV_ERR_INTERNAL;
     if (WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) > 1)) {
         r = WIFSIGNALED(status)
                 ? pv_err_set(e, PV_ERR_IO, "pavise-store died (signal %d)", WTERMSIG(status))
@@ -226,8 +224,121 @@ int sc_run(const sc_config *c, const char *const *argv, int in_fd, json_t **out,
     r = PV_OK;
 out:
     json_decref(ans);
+    return r;
+}
+
+/* Only "load" describes every app; the others answer one app or a few fields. */
+static size_t answer_max(const char *const *argv)
+{
+    return strcmp(argv[1], "load") == 0 ? SP_MAX_ANSWER : SP_MAX_SMALL_ANSWER;
+}
+
+int sc_run(const sc_config *c, const char *const *argv, int in_fd, json_t **out, pv_err *e)
+{
+    char *text = NULL;
+    size_t text_len = 0;
+    int fd = -1, status = 0;
+    pid_t pid = 0;
+    *out = NULL;
+    int r = spawn(c, argv, in_fd, &pid, &fd, e);
+    if (r != PV_OK) {
+        return r;
+    }
+    int64_t deadline = pv_monotonic_ms() + (c->timeout_ms != 0 ? c->timeout_ms : SP_TIMEOUT_MS);
+    r = read_answer(fd, deadline, answer_max(argv), &text, &text_len, e);
+    close(fd);
+    /* The same deadline covers its exit: a helper that answered, then hangs (a stuck mount,
+     * a TPM that does not answer) is killed, not waited on for ever. */
+    reap_child(pid, r == PV_OK ? deadline : 0, &status);
+    if (r == PV_OK) {
+        r = finish(status, text, text_len, out, e);
+    }
     free(text);
     return r;
+}
+
+int sc_job_start(const sc_config *c, const char *const *argv, sc_job *j, pv_err *e)
+{
+    memset(j, 0, sizeof(*j));
+    j->fd = -1;
+    j->max = answer_max(argv);
+    if ((j->buf = malloc(SC_JOB_CHUNK + 1)) == NULL) {
+        return pv_err_set(e, PV_ERR_NOMEM, "out of memory");
+    }
+    j->cap = SC_JOB_CHUNK + 1;
+    int r = spawn(c, argv, -1, &j->pid, &j->fd, e);
+    if (r != PV_OK || fcntl(j->fd, F_SETFL, O_NONBLOCK) != 0) {
+        r = r != PV_OK ? r : pv_err_sys(e, PV_ERR_IO, errno, "pavise-store's pipe");
+        sc_job_cancel(j);
+        return r;
+    }
+    j->deadline = pv_monotonic_ms() + (c->timeout_ms != 0 ? c->timeout_ms : SP_TIMEOUT_MS);
+    return PV_OK;
+}
+
+int sc_job_read(sc_job *j, bool *done, pv_err *e)
+{
+    *done = false;
+    for (;;) {
+        if (j->len + 1 >= j->cap) {
+            if (j->cap >= j->max + 1) {
+                return pv_err_set(e, PV_ERR_TOO_LARGE, "pavise-store's answer is too long");
+            }
+            size_t ncap = j->cap * 2 > j->max + 1 ? j->max + 1 : j->cap * 2;
+            char *nb = realloc(j->buf, ncap);
+            if (nb == NULL) {
+                return pv_err_set(e, PV_ERR_NOMEM, "out of memory");
+            }
+            j->buf = nb;
+            j->cap = ncap;
+        }
+        ssize_t got = read(j->fd, j->buf + j->len, j->cap - 1 - j->len);
+        if (got < 0 && errno == EINTR) {
+            continue;
+        }
+        if (got < 0 && errno == EAGAIN) {
+            return PV_OK;
+        }
+        if (got < 0) {
+            return pv_err_sys(e, PV_ERR_IO, errno, "reading pavise-store's answer");
+        }
+        if (got == 0) {
+            *done = true;
+            return PV_OK;
+        }
+        j->len += (size_t)got;
+    }
+}
+
+int sc_job_finish(sc_job *j, json_t **out, pv_err *e)
+{
+    int status = 0;
+    *out = NULL;
+    /* It closed its output: it is exiting. What is left of the deadline, at most
+     * SC_JOB_EXIT_MS, covers that; the caller's loop waits meanwhile, so not long. */
+    int64_t now = pv_monotonic_ms();
+    int64_t deadline = j->deadline < now + SC_JOB_EXIT_MS ? j->deadline : now + SC_JOB_EXIT_MS;
+    reap_child(j->pid, deadline, &status);
+    j->pid = 0;
+    j->buf[j->len] = '\0';
+    int r = finish(status, j->buf, j->len, out, e);
+    sc_job_cancel(j);
+    return r;
+}
+
+void sc_job_cancel(sc_job *j)
+{
+    if (j->pid > 0) {
+        reap_child(j->pid, 0, &(int){0});
+        j->pid = 0;
+    }
+    if (j->fd >= 0) {
+        close(j->fd);
+        j->fd = -1;
+    }
+    free(j->buf);
+    j->buf = NULL;
+    j->len = j->cap = 0;
 }
 
 int sc_load_answer(const json_t *ans, const char *apps_dir, sc_device *dev, as_store **store,

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The app channel's codec (src/device/appchan.c): every message both ways, byte for byte,
  * and every malformed shape refused with its reason. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,6 +50,12 @@ static void round_trip(const ac_msg *m, const char *hex)
         assert_memory_equal(back.text, m->text, m->text_len);
         assert_ptr_equal(back.text, (const char *)out + 5); /* points into the packet */
         back.text = m->text;
+    }
+    if (m->type == AC_SIGN) {
+        assert_int_equal(back.digest_len, m->digest_len);
+        assert_memory_equal(back.digest, m->digest, m->digest_len);
+        assert_ptr_equal(back.digest, out + 4); /* points into the packet */
+        back.digest = m->digest;
     }
     assert_memory_equal(&back, m, sizeof(back));
     free(want);
@@ -136,6 +143,74 @@ static void test_every_message_both_ways(void **state)
     m.request = AC_POWER;
     m.result = PV_APP_ERR_LIMIT;
     round_trip(&m, "01 42 0005 07 fffffffb");
+    m.request = AC_SIGN;
+    m.result = PV_APP_ERR_IO;
+    round_trip(&m, "01 42 0005 08 fffffffc");
+}
+
+/* sign: the three digest lengths; signature: 64 bytes r || s. */
+static void test_sign_and_signature(void **state)
+{
+    (void)state;
+    uint8_t digest[64];
+    char hex[512];
+    for (size_t i = 0; i < sizeof(digest); i++) {
+        digest[i] = (uint8_t)(0xa0 + i);
+    }
+    static const size_t lens[] = {32, 48, 64};
+    for (size_t k = 0; k < 3; k++) {
+        ac_msg m = msg(AC_SIGN);
+        m.digest = digest;
+        m.digest_len = lens[k];
+        int n = snprintf(hex, sizeof(hex), "01 08 %04zx ", lens[k]);
+        for (size_t i = 0; i < lens[k]; i++) {
+            n += snprintf(hex + n, sizeof(hex) - (size_t)n, "%02x", digest[i]);
+        }
+        round_trip(&m, hex);
+    }
+    ac_msg m = msg(AC_SIGNATURE);
+    for (size_t i = 0; i < AC_SIG_LEN; i++) {
+        m.signature[i] = (uint8_t)i;
+    }
+    round_trip(&m, "01 43 0040 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+                   "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f");
+
+    /* Every other digest length is malformed, whatever the bytes. */
+    static const size_t bad[] = {0, 1, 20, 31, 33, 47, 49, 63, 65, 128};
+    for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+        int n = snprintf(hex, sizeof(hex), "01 08 %04zx ", bad[k]);
+        for (size_t i = 0; i < bad[k]; i++) {
+            n += snprintf(hex + n, sizeof(hex) - (size_t)n, "00");
+        }
+        parse_hex(hex, PV_ERR_FORMAT);
+        ac_msg b = msg(AC_SIGN);
+        b.digest = digest;
+        b.digest_len = bad[k] > 64 ? 64 + bad[k] : bad[k];
+        uint8_t out[AC_MAX_MSG];
+        assert_int_equal(ac_encode(&b, out), 0);
+    }
+    ac_msg b = msg(AC_SIGN); /* a length without bytes */
+    b.digest_len = 32;
+    uint8_t out[AC_MAX_MSG];
+    assert_int_equal(ac_encode(&b, out), 0);
+    /* A signature one byte short or long. */
+    parse_hex("01 43 003f 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+              "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e",
+              PV_ERR_FORMAT);
+    parse_hex("01 43 0041 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+              "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f40",
+              PV_ERR_FORMAT);
+    /* Directions: an app may sign, not send a signature. */
+    size_t len;
+    uint8_t *p = tu_unhex("01 43 0040 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c"
+                          "1d1e1f202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f",
+                          &len);
+    assert_int_equal(ac_parse_from_app(p, len, &m, NULL), PV_ERR_FORMAT);
+    free(p);
+    assert_true(ac_has_reply(AC_SIGN));
+    assert_false(ac_has_reply(AC_SIGNATURE));
+    assert_string_equal(ac_type_name(AC_SIGN), "sign");
+    assert_string_equal(ac_type_name(AC_SIGNATURE), "signature");
 }
 
 static void test_longest_log_line(void **state)
@@ -421,6 +496,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_message_both_ways),
+        cmocka_unit_test(test_sign_and_signature),
         cmocka_unit_test(test_longest_log_line),
         cmocka_unit_test(test_header_shapes),
         cmocka_unit_test(test_body_sizes),

@@ -6,6 +6,7 @@
  * pipe by a separate process; the real pavise-store is exercised by integration.pavised.
  */
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -14,11 +15,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
+#include "pavise/app.h"
 #include "pavise/err.h"
+#include "signer.h"
 #include "storeclient.h"
 #include "storeproto.h"
 
@@ -125,6 +129,37 @@ static int fake(const char *mode)
     return 3;
 }
 
+/* "sign --digest HEX": answers by mode; a good signature is the digest's first 32 bytes
+ * twice, so the test sees that its digest arrived. */
+static int fake_sign(const char *hex, const char *mode)
+{
+    if (strcmp(mode, "sig-good") == 0) {
+        printf("{\"ok\":true,\"signature\":\"%.64s%.64s\"}", hex, hex);
+        return 0;
+    }
+    if (strcmp(mode, "sig-nokey") == 0) {
+        printf("{\"ok\":false,\"code\":%d,\"error\":\"no TLS key\"}", PV_ERR_NOT_FOUND);
+        return 1;
+    }
+    if (strcmp(mode, "sig-extra") == 0) {
+        printf("{\"ok\":true,\"signature\":\"%.64s%.64s\",\"key\":\"x\"}", hex, hex);
+        return 0;
+    }
+    if (strcmp(mode, "sig-short") == 0) {
+        printf("{\"ok\":true,\"signature\":\"%.64s%.62s\"}", hex, hex);
+        return 0;
+    }
+    if (strcmp(mode, "sig-nothex") == 0) {
+        printf("{\"ok\":true,\"signature\":\"%.64s%.62szz\"}", hex, hex);
+        return 0;
+    }
+    if (strcmp(mode, "sig-missing") == 0) {
+        printf("{\"ok\":true}");
+        return 0;
+    }
+    return fake(mode);
+}
+
 /* ---- the tests ---- */
 
 static int run_load(const char *mode, unsigned timeout_ms, sc_device *dev, pv_err *e)
@@ -219,15 +254,123 @@ static void test_bad_answers(void **state)
     }
 }
 
+/* ---- the signer (signer.c), which runs the program without blocking the loop ---- */
+
+typedef struct sign_seen {
+    int calls, result;
+    uint8_t sig[AC_SIG_LEN];
+} sign_seen;
+
+static void on_sign(void *ctx, int result, const uint8_t *sig)
+{
+    sign_seen *s = ctx;
+    s->calls++;
+    s->result = result;
+    if (sig != NULL) {
+        memcpy(s->sig, sig, AC_SIG_LEN);
+    }
+}
+
+static int sign_once(const char *mode, size_t dlen, sign_seen *seen)
+{
+    sc_config c = {
+        .exe_fd = open("/proc/self/exe", O_PATH | O_CLOEXEC), .state_dir = mode, .timeout_ms = 500};
+    lp *l = NULL;
+    sg_ctx *s = NULL;
+    sg_job *job = NULL;
+    uint8_t digest[64];
+    pv_err e;
+    pv_err_clear(&e);
+    for (size_t i = 0; i < sizeof(digest); i++) {
+        digest[i] = (uint8_t)(i * 7 + 1);
+    }
+    memset(seen, 0, sizeof(*seen));
+    assert_int_equal(lp_new(&l, &e), PV_OK);
+    assert_int_equal(sg_new(l, &c, &s, &e), PV_OK);
+    close(c.exe_fd); /* sg_new keeps its own copy of the config, not of the descriptor */
+    c.exe_fd = open("/proc/self/exe", O_PATH | O_CLOEXEC);
+    sg_free(s);
+    assert_int_equal(sg_new(l, &c, &s, &e), PV_OK);
+    assert_int_equal(sg_start(s, digest, dlen, on_sign, seen, &job, &e), PV_OK);
+    for (int i = 0; i < 400 && seen->calls == 0; i++) {
+        assert_int_equal(lp_run_once(l, 50, &e), PV_OK);
+    }
+    assert_int_equal(seen->calls, 1);
+    if (seen->result == 0) {
+        assert_memory_equal(seen->sig, digest, 32);
+        assert_memory_equal(seen->sig + 32, digest, 32);
+    }
+    sg_free(s);
+    lp_free(l);
+    close(c.exe_fd);
+    return seen->result;
+}
+
+static void test_signer(void **state)
+{
+    (void)state;
+    sign_seen seen;
+    assert_int_equal(sign_once("sig-good", 32, &seen), PV_APP_OK);
+    assert_int_equal(sign_once("sig-good", 64, &seen), PV_APP_OK);
+    assert_int_equal(sign_once("sig-nokey", 32, &seen), PV_APP_ERR_NOT_READY);
+    static const char *const io[] = {"sig-extra", "sig-short",        "sig-nothex", "sig-missing",
+                                     "garbage",   "truncated",        "killed",     "hang",
+                                     "oversized", "answer-then-hang", "bad-code"};
+    for (size_t i = 0; i < sizeof(io) / sizeof(io[0]); i++) {
+        if (sign_once(io[i], 48, &seen) != PV_APP_ERR_IO) {
+            fail_msg("%s: %d", io[i], seen.result);
+        }
+    }
+}
+
+/* At most SG_MAX_JOBS at once; cancelled and freed jobs leave no process behind and call
+ * nobody. */
+static void test_signer_bounds(void **state)
+{
+    (void)state;
+    sc_config c = {.exe_fd = open("/proc/self/exe", O_PATH | O_CLOEXEC),
+                   .state_dir = "hang",
+                   .timeout_ms = 60000};
+    lp *l = NULL;
+    sg_ctx *s = NULL;
+    sg_job *jobs[SG_MAX_JOBS + 1];
+    sign_seen seen = {0};
+    uint8_t digest[32] = {1};
+    pv_err e;
+    pv_err_clear(&e);
+    assert_int_equal(lp_new(&l, &e), PV_OK);
+    assert_int_equal(sg_new(l, &c, &s, &e), PV_OK);
+    assert_int_equal(sg_start(s, digest, 31, on_sign, &seen, &jobs[0], &e), PV_ERR_INVALID_ARG);
+    for (size_t i = 0; i < SG_MAX_JOBS; i++) {
+        assert_int_equal(sg_start(s, digest, 32, on_sign, &seen, &jobs[i], &e), PV_OK);
+    }
+    assert_int_equal(sg_start(s, digest, 32, on_sign, &seen, &jobs[SG_MAX_JOBS], &e),
+                     PV_ERR_TOO_LARGE);
+    sg_cancel(s, jobs[0]);
+    assert_int_equal(sg_start(s, digest, 32, on_sign, &seen, &jobs[0], &e), PV_OK);
+    assert_int_equal(lp_run_once(l, 100, &e), PV_OK);
+    sg_free(s); /* cancels the rest */
+    assert_int_equal(seen.calls, 0);
+    errno = 0;
+    assert_int_equal(waitpid(-1, NULL, WNOHANG), -1); /* every helper was reaped */
+    assert_int_equal(errno, ECHILD);
+    lp_free(l);
+    close(c.exe_fd);
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 4 && strcmp(argv[1], "load") == 0 && strcmp(argv[2], "--state") == 0) {
         return fake(argv[3]);
     }
+    if (argc >= 6 && strcmp(argv[1], "sign") == 0 && strcmp(argv[2], "--digest") == 0 &&
+        strcmp(argv[4], "--state") == 0) {
+        return fake_sign(argv[3], argv[5]);
+    }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_good_answer),
-        cmocka_unit_test(test_what_it_gets),
-        cmocka_unit_test(test_bad_answers),
+        cmocka_unit_test(test_good_answer),   cmocka_unit_test(test_what_it_gets),
+        cmocka_unit_test(test_bad_answers),   cmocka_unit_test(test_signer),
+        cmocka_unit_test(test_signer_bounds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
