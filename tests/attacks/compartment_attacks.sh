@@ -122,6 +122,12 @@ attack dns-other '["dns", "127.0.0.1", "5353"]' '{"AllowedConnections": ["allowe
 attack udp-reuse '["udp-reuse", "127.0.0.1", "5353"]' '{"AllowedConnections": ["allowed.test"]}' blocked
 attack device-undeclared "[\"device\", \"$PERIPH\"]" '' blocked
 attack signal '["signal"]' '' blocked
+# The device key: never in a compartment; signing only with DeviceAuthentication, at a
+# bounded rate, with a digest of a real hash's length.
+attack read-key '["read", "/run/pavise/device/tls.key"]' '{"DeviceAuthentication": true}' blocked
+attack sign-denied '["sign", "denied"]' '' blocked
+attack sign-flood '["sign", "flood"]' '{"DeviceAuthentication": true}' blocked
+attack sign-malformed '["sign", "malformed"]' '{"DeviceAuthentication": true}' blocked
 
 # A peripheral the board allows is the declaring app's own; one it does not allow never is.
 attack serial "[\"device\", \"$PERIPH\", \"declared\"]" "{\"Peripherals\": [\"$PERIPH\"]}" ok
@@ -169,6 +175,14 @@ if [ "$(uname -m)" = x86_64 ]; then
             fail "$name: syscall $nr not recorded"
     done
 fi
+
+# a sign without the grant, and a malformed one, are policy failures of the app
+for name in sign-denied sign-malformed; do
+    status_of "$(cid_of "$name")"
+    python3 -c "import json; d=json.load(open('st.json')); assert any(e['kind']=='policy' for e in d['failureEvents']), d" ||
+        fail "$name: no policy failure recorded"
+done
+[ ! -e "$S/run/apps/$(cid_of read-key)/tls.key" ] || fail "the device key was copied for an app"
 
 # the bystander kept running, never restarted, and its storage is intact
 status_of "$CID_bystander"

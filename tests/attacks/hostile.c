@@ -14,6 +14,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <stdint.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -150,6 +151,68 @@ static void udp_reuse(const char *ip, const char *port)
         }
     }
     result(1, 0, "no port reached the upstream resolver");
+}
+
+/* Sends one raw app-channel packet (the hostile app speaks the wire itself, not through the
+ * SDK) and reads one answer: its length, 0 when the runtime closed the channel, -1 when
+ * nothing came within 15 s. */
+static ssize_t chan_request(const uint8_t *pkt, size_t n, uint8_t *ans, size_t cap)
+{
+    const char *env = getenv("PAVISE_FD");
+    int fd = env != NULL ? atoi(env) : -1;
+    if (fd < 0 || send(fd, pkt, n, MSG_NOSIGNAL) != (ssize_t)n) {
+        return -1;
+    }
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, 15000) != 1) {
+        return -1;
+    }
+    ssize_t got = recv(fd, ans, cap, 0);
+    return got < 0 ? 0 : got;
+}
+
+/* The result code of an answer "01 42 0005 <type> <result>", or 1 for anything else. */
+static int result_code(const uint8_t *a, ssize_t n)
+{
+    if (n != 9 || a[0] != 1 || a[1] != 0x42) {
+        return 1;
+    }
+    return (int)(int32_t)(((uint32_t)a[5] << 24) | ((uint32_t)a[6] << 16) |
+                          ((uint32_t)a[7] << 8) | a[8]);
+}
+
+/* Asks the runtime to sign with the device key: without DeviceAuthentication ("denied"), as
+ * fast as it can ("flood", until it is refused LIMIT), or with a digest of a length no hash
+ * has ("malformed", which must end its channel). */
+static void sign_attack(const char *how)
+{
+    uint8_t pkt[4 + 64], ans[2100];
+    memset(pkt, 0x5a, sizeof(pkt));
+    pkt[0] = 1;
+    pkt[1] = 8;
+    pkt[2] = 0;
+    pkt[3] = 32;
+    if (strcmp(how, "denied") == 0) {
+        ssize_t n = chan_request(pkt, 36, ans, sizeof(ans));
+        result(result_code(ans, n) == -2, 0, "sign without DeviceAuthentication");
+    } else if (strcmp(how, "flood") == 0) {
+        for (int i = 0; i < 100; i++) {
+            ssize_t n = chan_request(pkt, 36, ans, sizeof(ans));
+            if (n > 0 && result_code(ans, n) == -5) {
+                char d[64];
+                snprintf(d, sizeof(d), "refused LIMIT after %d signatures", i);
+                result(1, 0, d);
+            }
+            if (n <= 0) {
+                result(0, 0, "the runtime stopped answering");
+            }
+        }
+        result(0, 0, "100 signatures, never refused");
+    } else {
+        pkt[3] = 33;
+        ssize_t n = chan_request(pkt, 37, ans, sizeof(ans));
+        result(n == 0, 0, "a 33-byte digest");
+    }
 }
 
 static void on_alarm(int sig)
@@ -295,6 +358,8 @@ int main(int argc, char **argv)
             ok(a1);
         }
         result(fd < 0, fd < 0 ? errno : 0, a1);
+    } else if (strcmp(attack, "sign") == 0) {
+        sign_attack(a1);
     } else if (strcmp(attack, "signal") == 0) {
         /* every process it may signal: only its own compartment's */
         int r = kill(-1, SIGKILL);
