@@ -14,7 +14,7 @@ set -euo pipefail
 if [ -z "${PV_TEST_NS:-}" ]; then
     exec env PV_TEST_NS=1 unshare --net --mount --propagation private -- bash "$0" "$@"
 fi
-PAVISED=$1 PAVISE=$2 PDEV=$3 PBOOT=$4 PSERVER=$5 BUILD=$6 SRC=$7 TMPBASE=$8
+PAVISED=$1 PAVISE=$2 PDEV=$3 PBOOT=$4 PSERVER=$5 BUILD=$6 SRC=$7 TMPBASE=$8 ROT=${9:-software}
 mkdir -p "$TMPBASE"
 T=$(mktemp -d "$TMPBASE/devauth.XXXXXX")
 PIDS=()
@@ -23,6 +23,7 @@ cleanup() {
     [ -n "${PAVISED_PID:-}" ] && kill "$PAVISED_PID" 2>/dev/null && wait "$PAVISED_PID" 2>/dev/null
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    [ "$ROT" = tpm ] && "$SRC/scripts/swtpm-stop" "$T/tpm" >/dev/null 2>&1
     if [ $rc -ne 0 ]; then
         echo "---- pavised.log (last 40 lines) ----" >&2
         tail -40 "$T/pavised.log" >&2 || true
@@ -44,7 +45,12 @@ expect() {
 }
 MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
 fx_keys
-fx_manufacture
+ROTARGS=(--rot software) TCTIARGS=()
+if [ "$ROT" = tpm ]; then
+    TCTI=$("$SRC/scripts/swtpm-start" "$T/tpm") || fail "swtpm did not start"
+    ROTARGS=(--rot tpm --tcti "$TCTI") TCTIARGS=(--tcti "$TCTI")
+fi
+fx_manufacture "${ROTARGS[@]}"
 
 # ---- an OS image, booted ----
 mkdir -p osroot/bin
@@ -55,7 +61,11 @@ fx_p image-package pack-os --package-directory osroot --entry-point /bin/runtime
     --security-counter 1 --key app.key --cert app.crt --destination os.imagepackage
 mkdir -p "$S/slots/a"
 cp os.imagepackage "$S/slots/a/os.imagepackage"
-expect 0 "$PBOOT" --state "$S" --rot software
+if [ "$ROT" = tpm ]; then
+    expect 0 "$PBOOT" --state "$S" --tcti "$TCTI"
+else
+    expect 0 "$PBOOT" --state "$S" --rot software
+fi
 
 # ---- the service: knows the factory, the update root and the OS image; claims; attests ----
 DATA=$T/server
@@ -73,7 +83,7 @@ expect 0 op login --server "$URL" --ca "$DATA/ca.crt" --enroll "$code"
 expect 0 op tenant create --name "Fleet"
 expect 0 op tenant select --tenant "Fleet"
 expect 0 op device claim --device "$DEVICE_ID" --manufacturing-record "$S/manufacturing-record.cbor"
-expect 0 "$PDEV" attest --state "$S" --server "$URL" --ca "$DATA/ca.crt" --output json
+expect 0 "$PDEV" attest --state "$S" --server "$URL" --ca "$DATA/ca.crt" "${TCTIARGS[@]}" --output json
 [ -s "$S/certs/client.crt" ] || fail "the device has no client certificate after attesting"
 expect 0 op ca-certificate download-chain --output-file "$T/tenant-chain.pem"
 
@@ -90,13 +100,18 @@ openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=broker
 printf 'subjectAltName=DNS:broker.test,IP:127.0.0.5\n' >broker.ext
 openssl x509 -req -in broker.csr -CA broker-ca.crt -CAkey broker-ca.key -CAcreateserial -days 2 \
     -extfile broker.ext -out broker.crt >/dev/null 2>&1
+# The device's listener (TLS, client certificates of the tenant chain), and one for the
+# test's subscriber on 127.0.0.1, which the app's network policy does not let it reach.
 cat >broker.conf <<CONF
+per_listener_settings true
 listener 8883 127.0.0.5
 cafile $T/tenant-chain.pem
 certfile $T/broker.crt
 keyfile $T/broker.key
 require_certificate true
 use_identity_as_username true
+listener 1883 127.0.0.1
+allow_anonymous true
 persistence false
 user root
 log_dest stderr
@@ -106,8 +121,8 @@ CONF
 "$MOSQUITTO" -c broker.conf >broker.log 2>&1 &
 PIDS+=($!)
 fx_wait_for 10 bash -c "echo >/dev/tcp/127.0.0.5/8883" || fail "mosquitto did not start"
-timeout 60 mosquitto_sub -h 127.0.0.5 -p 8883 --cafile broker-ca.crt --cert "$S/certs/client.crt" \
-    --key "$S/certs/tls.key" -t 'pavise/#' -C 3 -v >received.txt 2>sub.err &
+fx_wait_for 10 bash -c "echo >/dev/tcp/127.0.0.1/1883" || fail "mosquitto's local listener did not start"
+timeout 60 mosquitto_sub -h 127.0.0.1 -p 1883 -t 'pavise/#' -C 3 -v >received.txt 2>sub.err &
 SUB=$!
 PIDS+=($SUB)
 
@@ -146,7 +161,7 @@ fx_pack long "$(cat long.json)" tel
 fx_install long
 fx_wait_for 30 grep -q "app long: connected to broker.test" pavised.log || fail "long did not connect"
 old_serial=$(openssl x509 -in "$S/certs/client.crt" -noout -serial)
-expect 0 "$PDEV" attest --state "$S" --server "$URL" --ca "$DATA/ca.crt" --output json
+expect 0 "$PDEV" attest --state "$S" --server "$URL" --ca "$DATA/ca.crt" "${TCTIARGS[@]}" --output json
 [ "$(openssl x509 -in "$S/certs/client.crt" -noout -serial)" != "$old_serial" ] || fail "attestation did not renew"
 same_cert() { cmp -s "$S/certs/client.crt" "$S/run/apps/$LONG/client.crt"; }
 fx_wait_for 20 same_cert || fail "the app's copy of the certificate was not refreshed"
@@ -155,4 +170,9 @@ reconnected() { [ "$(grep -c "app long: connected to broker.test" pavised.log)" 
 fx_wait_for 30 reconnected || fail "the app did not reconnect with the renewed certificate"
 [ "$(stat -c '%u %a' "$S/run/apps/$LONG/client.crt")" = "$(( 70000 + 2 )) 400" ] ||
     fail "the copy's owner or mode: $(stat -c '%u %a' "$S/run/apps/$LONG/client.crt")"
-echo "PASS: device authentication from a compartment"
+# the key itself was never given to an app (a TPM key cannot be; a software one is not)
+[ ! -e "$S/run/apps/$LONG/tls.key" ] || fail "the device key was copied for the app"
+if [ "$ROT" = tpm ]; then
+    grep -q "BEGIN TSS2 PRIVATE KEY" "$S/certs/tls.key" || fail "the TLS key is not the TPM's"
+fi
+echo "PASS: device authentication from a compartment ($ROT root of trust)"

@@ -25,10 +25,11 @@ fx_keys() {
         --output-key "$T/factory.key" --output-cert "$T/factory.crt" --subject "CN=Factory"
 }
 
-# A device in $T/state.
+# A device in $T/state; root-of-trust options in "$@" (default: --rot software).
 fx_manufacture() {
     S=$T/state
-    "$PDEV" manufacture --state "$S" --rot software --trust-anchor "$T/root.crt" \
+    [ $# -gt 0 ] || set -- --rot software
+    "$PDEV" manufacture --state "$S" "$@" --trust-anchor "$T/root.crt" \
         --factory-key "$T/factory.key" --factory-cert "$T/factory.crt" --output json \
         >"$T/out.txt" 2>&1 || { cat "$T/out.txt" >&2; fx_fail manufacture; }
     DEVICE_ID=$(python3 -c "import json; print(json.load(open('$T/out.txt'))['deviceId'])")
