@@ -368,7 +368,8 @@ static int public_half(EVP_PKEY *pk, EVP_PKEY **out, pv_err *e)
     *out = NULL;
     unsigned char *der = NULL;
     int n = i2d_PUBKEY(pk, &der);
-    if (n <= 0 || n > SPKI_MAX) {
+    /* Bounded loosely: a key of another type (RSA) is refused below by its type. */
+    if (n <= 0 || n > 4 * KEY_PEM_MAX) {
         OPENSSL_free(der);
         return pv_err_ssl(e, PV_ERR_FORMAT, "the TLS key has no public key we can encode");
     }
