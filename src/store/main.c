@@ -16,7 +16,7 @@
  * and verifies the development capability (STATE/capability.cbor) for this device again:
  * nothing verified is kept between runs, in pavised or here. sign runs once per TLS
  * handshake of an app, so it reads only device.conf (the root of trust's kind) and the
- * key, and keeps no capability at all. This is the only process of
+ * key, and keeps only CAP_DAC_OVERRIDE. This is the only process of
  * the runtime that parses packages and certificates, so libcrypto, libarchive and the TPM
  * stack live here and not in pavised; it runs with only the capabilities its files need.
  */
@@ -325,10 +325,11 @@ int main(int argc, char **argv)
     if (r == PV_OK && d.state == NULL) {
         r = usage(&e);
     }
-    /* sign reads root's own 0600 key (and a TPM device node root may open): it needs no
-     * capability, so it keeps none. */
+    /* sign changes no file, so it keeps no CAP_FOWNER; it keeps CAP_DAC_OVERRIDE because a
+     * TPM device node may be the tss user's with group access only (tpm2-tss's udev rules
+     * make /dev/tpm0 so), which uid 0 alone could not open. */
     if (r == PV_OK) {
-        r = pd_keep_caps(keep, sign ? 0 : sizeof(keep) / sizeof(keep[0]), &e);
+        r = pd_keep_caps(keep, sign ? 1 : sizeof(keep) / sizeof(keep[0]), &e);
     }
     if (r == PV_OK && sign) {
         r = digest != NULL ? op_sign(d.state, digest, &e) : usage(&e);
