@@ -96,6 +96,29 @@ int pv_attest_run(const pv_attest_opts *o, pv_attest_result *res, pv_err *e);
  * and rot_kind are not stored there and stay empty. */
 int pv_attest_load_status(const char *state_dir, pv_attest_result *out, pv_err *e);
 
+/* ---- signing with the TLS key ---- */
+
+#define PV_ATTEST_TLS_SIG_LEN 64   /* ECDSA P-256 r || s, 32 bytes each, big-endian */
+#define PV_ATTEST_TLS_KEY_MAX 8192 /* bytes of STATE/certs/tls.key read at most */
+
+/* Signs a digest (len 32, 48 or 64: SHA-256, SHA-384 or SHA-512 of the data) with the TLS
+ * key of STATE/certs/tls.key, for an app that authenticates with the client certificate
+ * without holding the key. kind is the device's root of trust (device.conf): a software
+ * device's key is a PKCS#8 P-256 PEM file; a TPM device's a tpm2-openssl "TSS2 PRIVATE
+ * KEY" blob, used through the tpm2 provider on tcti (NULL or "": the tpm2-tss default), in
+ * a library context of its own that is closed again before returning. A file of the other
+ * kind is refused. The signature is verified with the key's public half before it is
+ * returned. sig is cleared on entry and set on success.
+ * PV_ERR_INVALID_ARG (a NULL argument, a digest of another length, a TCTI that cannot be
+ * passed on), PV_ERR_NOT_FOUND (no key file: the device has not attested yet),
+ * PV_ERR_TOO_LARGE (a key file over PV_ATTEST_TLS_KEY_MAX), PV_ERR_FORMAT (not a P-256
+ * key of the device's kind), PV_ERR_ROT (the provider or the TPM failed, e.g. a blob made
+ * by another TPM), PV_ERR_SIGNATURE (the signature made does not verify), PV_ERR_CRYPTO,
+ * PV_ERR_IO, PV_ERR_NOMEM. */
+PV_WUR int pv_attest_tls_sign(const char *state_dir, pv_rot_kind kind, const char *tcti,
+                              const uint8_t *digest, size_t len, uint8_t sig[PV_ATTEST_TLS_SIG_LEN],
+                              pv_err *e);
+
 /* ---- schedule ---- */
 
 #define PV_ATTEST_PERIOD        (20 * 3600) /* between attestations that passed */

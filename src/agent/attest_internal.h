@@ -75,6 +75,12 @@ int attest_tlskey_make(pv_rot_kind kind, const char *tcti, const char *device_id
                        attest_tlskey *out, pv_err *e);
 void attest_tlskey_free(attest_tlskey *k);
 
+/* pv_attest_tls_sign on a key file's bytes already read (pem, len pem_len), so the tests
+ * can hand it any content. Same codes, but PV_ERR_NOT_FOUND. */
+PV_WUR int attest_tlskey_sign(pv_rot_kind kind, const char *tcti, const uint8_t *pem,
+                              size_t pem_len, const uint8_t *digest, size_t len,
+                              uint8_t sig[PV_ATTEST_TLS_SIG_LEN], pv_err *e);
+
 /* ---- hostile variations, for the attack tests ----
  * pv_attest_run is attest_run with no hooks. tests/attacks drive the same client with
  * hooks to send what a hostile or broken device would, so the service is tested against

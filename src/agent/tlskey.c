@@ -5,6 +5,9 @@
  * provider: the file then holds only the TPM's wrapped blob ("TSS2 PRIVATE KEY"), usable
  * only by that TPM, and the CSR is signed by the TPM.
  *
+ * Apps never hold the key: the runtime signs their handshakes' digests with it
+ * (attest_tlskey_sign, run by pavise-store for each request).
+ *
  * The provider is loaded into a library context of our own, so nothing depends on the
  * process's OpenSSL configuration and the default context stays free of it.
  */
@@ -13,14 +16,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/ecdsa.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/provider.h>
 #include <openssl/x509.h>
 
 #include "attest_internal.h"
+#include "pavise/devstate.h"
+#include "pavise/fs.h"
 
-#define KEY_PEM_MAX 8192
+#define KEY_PEM_MAX PV_ATTEST_TLS_KEY_MAX /* what is written is what may be read back */
 #define SPKI_MAX    256
 #define TCTI_ENV    "TPM2OPENSSL_TCTI"
 
@@ -276,5 +284,246 @@ out:
     attest_tlskey_free(&k);
     EVP_PKEY_free(pk);
     tpm_ctx_free(&t);
+    return r;
+}
+
+/* ---- signing a digest with the key (pv_attest_tls_sign) ---- */
+
+/* The hash a digest of len bytes comes from. The TPM checks the digest's size against
+ * the scheme's hash (TPM2_Sign), and the default provider checks it too once told. */
+static const char *digest_md(size_t len)
+{
+    switch (len) {
+    case 32:
+        return "SHA256";
+    case 48:
+        return "SHA384";
+    case 64:
+        return "SHA512";
+    default:
+        return NULL;
+    }
+}
+
+/* Never ask for a passphrase: our key files have none, and a terminal prompt in a
+ * helper process would hang it. */
+static int no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+    (void)buf;
+    (void)size;
+    (void)rwflag;
+    (void)u;
+    return -1;
+}
+
+/* Whether pem is a key file of the device's kind, by its size and label, before any
+ * provider is started: a PKCS#8 file on a TPM device would be a key that left the TPM (or
+ * was never in it), and a TSS2 blob on a software device has no TPM to go to. */
+static int check_file(pv_rot_kind kind, const uint8_t *pem, size_t len, pv_err *e)
+{
+    const char *want = kind == PV_ROT_TPM ? PEM_TSS2 : PEM_PKCS8;
+    const char *other = kind == PV_ROT_TPM ? PEM_PKCS8 : PEM_TSS2;
+    size_t wl = strlen(want), ol = strlen(other);
+    if (len > KEY_PEM_MAX) {
+        return pv_err_set(e, PV_ERR_TOO_LARGE, "the TLS key file is over %d bytes", KEY_PEM_MAX);
+    }
+    if (len >= ol && memcmp(pem, other, ol) == 0) {
+        return pv_err_set(e, PV_ERR_FORMAT,
+                          "the TLS key file is a %s key, but the device's root of trust is %s",
+                          kind == PV_ROT_TPM ? "software (PKCS#8)" : "TPM (TSS2)",
+                          kind == PV_ROT_TPM ? "a TPM" : "software");
+    }
+    if (len < wl || memcmp(pem, want, wl) != 0) {
+        return pv_err_set(e, PV_ERR_FORMAT, "the TLS key file does not start with %s", want);
+    }
+    return PV_OK;
+}
+
+/* The key file, parsed in ctx (NULL: the default context). */
+static int load_private(pv_rot_kind kind, OSSL_LIB_CTX *ctx, const char *propq, const uint8_t *pem,
+                        size_t len, EVP_PKEY **out, pv_err *e)
+{
+    *out = NULL;
+    BIO *bio = BIO_new_mem_buf(pem, (int)len);
+    if (bio == NULL) {
+        return pv_err_ssl(e, PV_ERR_NOMEM, "reading the TLS key");
+    }
+    EVP_PKEY *pk = PEM_read_bio_PrivateKey_ex(bio, NULL, no_passphrase, NULL, ctx, propq);
+    BIO_free(bio);
+    if (pk == NULL) {
+        /* For a TPM key, a well-formed blob that the TPM refuses to load (made by another
+         * TPM, or damaged) ends here too: the provider loads it while decoding. */
+        return pv_err_ssl(e, kind == PV_ROT_TPM ? PV_ERR_ROT : PV_ERR_FORMAT,
+                          "the TLS key file does not load%s",
+                          kind == PV_ROT_TPM ? " into this device's TPM" : "");
+    }
+    *out = pk;
+    return PV_OK;
+}
+
+/* The key's public half in the default context (for a TPM key: read from the TPM's
+ * public area through the provider's encoder), checked to be P-256. */
+static int public_half(EVP_PKEY *pk, EVP_PKEY **out, pv_err *e)
+{
+    *out = NULL;
+    unsigned char *der = NULL;
+    int n = i2d_PUBKEY(pk, &der);
+    /* Bounded loosely: a key of another type (RSA) is refused below by its type. */
+    if (n <= 0 || n > 4 * KEY_PEM_MAX) {
+        OPENSSL_free(der);
+        return pv_err_ssl(e, PV_ERR_FORMAT, "the TLS key has no public key we can encode");
+    }
+    const unsigned char *p = der;
+    EVP_PKEY *pub = d2i_PUBKEY_ex(NULL, &p, n, NULL, NULL);
+    bool whole = p == der + n;
+    OPENSSL_free(der);
+    char group[32];
+    size_t glen = 0;
+    if (pub == NULL || !whole || !EVP_PKEY_is_a(pub, "EC") ||
+        EVP_PKEY_get_group_name(pub, group, sizeof(group), &glen) != 1 ||
+        strcmp(group, "prime256v1") != 0) {
+        EVP_PKEY_free(pub);
+        return pv_err_ssl(e, PV_ERR_FORMAT, "the TLS key is not an ECDSA P-256 key");
+    }
+    *out = pub;
+    return PV_OK;
+}
+
+/* The signature operation of ctx/propq on key, told which hash the digest is of. */
+static EVP_PKEY_CTX *sig_ctx(OSSL_LIB_CTX *ctx, EVP_PKEY *key, const char *propq, const char *md,
+                             bool sign)
+{
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_SIGNATURE_PARAM_DIGEST, (char *)md, 0),
+        OSSL_PARAM_construct_end(),
+    };
+    EVP_PKEY_CTX *pc = EVP_PKEY_CTX_new_from_pkey(ctx, key, propq);
+    if (pc != NULL &&
+        (sign ? EVP_PKEY_sign_init_ex(pc, params) : EVP_PKEY_verify_init_ex(pc, params)) != 1) {
+        EVP_PKEY_CTX_free(pc);
+        pc = NULL;
+    }
+    return pc;
+}
+
+/* DER ECDSA-Sig-Value to r || s. */
+static int sig_raw(const unsigned char *der, size_t len, uint8_t out[PV_ATTEST_TLS_SIG_LEN],
+                   pv_err *e)
+{
+    const unsigned char *p = der;
+    ECDSA_SIG *s = d2i_ECDSA_SIG(NULL, &p, (long)len);
+    const BIGNUM *br = NULL, *bs = NULL;
+    int r = PV_ERR_CRYPTO;
+    if (s != NULL && p == der + len) {
+        ECDSA_SIG_get0(s, &br, &bs);
+        if (BN_bn2binpad(br, out, 32) == 32 && BN_bn2binpad(bs, out + 32, 32) == 32) {
+            r = PV_OK;
+        }
+    }
+    ECDSA_SIG_free(s);
+    return r == PV_OK ? r : pv_err_ssl(e, r, "the TLS key's signature is not a P-256 signature");
+}
+
+int attest_tlskey_sign(pv_rot_kind kind, const char *tcti, const uint8_t *pem, size_t pem_len,
+                       const uint8_t *digest, size_t len, uint8_t sig[PV_ATTEST_TLS_SIG_LEN],
+                       pv_err *e)
+{
+    int r = PV_ERR_INTERNAL;
+    tpm_ctx t = {0};
+    OSSL_LIB_CTX *ctx = NULL;
+    const char *propq = NULL;
+    EVP_PKEY *priv = NULL, *pub = NULL;
+    EVP_PKEY_CTX *sc = NULL, *vc = NULL;
+    unsigned char der[80]; /* an ECDSA P-256 DER signature is at most 72 bytes */
+    size_t der_len = sizeof(der);
+    uint8_t raw[PV_ATTEST_TLS_SIG_LEN];
+    if (sig != NULL) {
+        memset(sig, 0, PV_ATTEST_TLS_SIG_LEN);
+    }
+    const char *md = digest_md(len);
+    if (pem == NULL || digest == NULL || sig == NULL || !pv_rot_kind_valid(kind)) {
+        return pv_err_set(e, PV_ERR_INVALID_ARG, "signing with the TLS key: missing argument");
+    }
+    if (md == NULL) {
+        return pv_err_set(e, PV_ERR_INVALID_ARG,
+                          "a digest to sign is 32, 48 or 64 bytes (SHA-256, -384, -512), not %zu",
+                          len);
+    }
+    if ((r = check_file(kind, pem, pem_len, e)) != PV_OK) {
+        goto out;
+    }
+    if (kind == PV_ROT_TPM) {
+        if ((r = tpm2_libctx(tcti, &t, e)) != PV_OK) {
+            goto out;
+        }
+        ctx = t.lib;
+        propq = "?provider=tpm2";
+    }
+    if ((r = load_private(kind, ctx, propq, pem, pem_len, &priv, e)) != PV_OK ||
+        (r = public_half(priv, &pub, e)) != PV_OK) {
+        goto out;
+    }
+    if ((sc = sig_ctx(ctx, priv, propq, md, true)) == NULL ||
+        EVP_PKEY_sign(sc, der, &der_len, digest, len) != 1) {
+        r = pv_err_ssl(e, kind == PV_ROT_TPM ? PV_ERR_ROT : PV_ERR_CRYPTO,
+                       "signing with the TLS key%s", kind == PV_ROT_TPM ? " in the TPM" : "");
+        goto out;
+    }
+    /* Checked here, in the default provider, so a TPM or key file that signs wrongly
+     * fails now and not in a relying party's handshake. */
+    if ((vc = sig_ctx(NULL, pub, NULL, md, false)) == NULL ||
+        EVP_PKEY_verify(vc, der, der_len, digest, len) != 1) {
+        r = pv_err_ssl(e, PV_ERR_SIGNATURE,
+                       "the TLS key's signature does not verify with its public key");
+        goto out;
+    }
+    if ((r = sig_raw(der, der_len, raw, e)) != PV_OK) {
+        goto out;
+    }
+    memcpy(sig, raw, sizeof(raw));
+    r = PV_OK;
+out:
+    ERR_clear_error();
+    EVP_PKEY_CTX_free(vc);
+    EVP_PKEY_CTX_free(sc);
+    EVP_PKEY_free(pub);
+    EVP_PKEY_free(priv); /* a software key's scalar is cleared by OpenSSL as it is freed */
+    tpm_ctx_free(&t);
+    return r;
+}
+
+int pv_attest_tls_sign(const char *state_dir, pv_rot_kind kind, const char *tcti,
+                       const uint8_t *digest, size_t len, uint8_t sig[PV_ATTEST_TLS_SIG_LEN],
+                       pv_err *e)
+{
+    if (sig != NULL) {
+        memset(sig, 0, PV_ATTEST_TLS_SIG_LEN);
+    }
+    if (state_dir == NULL || digest == NULL || sig == NULL) {
+        return pv_err_set(e, PV_ERR_INVALID_ARG, "signing with the TLS key: missing argument");
+    }
+    /* The request is checked before the key is read: a malformed one costs nothing. */
+    if (digest_md(len) == NULL) {
+        return pv_err_set(e, PV_ERR_INVALID_ARG,
+                          "a digest to sign is 32, 48 or 64 bytes (SHA-256, -384, -512), not %zu",
+                          len);
+    }
+    char *path = pv_devstate_path(state_dir, PV_ATTEST_TLS_KEY);
+    uint8_t *pem = NULL;
+    size_t pem_len = 0;
+    if (path == NULL) {
+        return pv_err_set(e, PV_ERR_NOMEM, "out of memory");
+    }
+    int r = pv_fs_read_file(path, KEY_PEM_MAX, &pem, &pem_len, e);
+    if (r == PV_ERR_NOT_FOUND) {
+        pv_err_set(e, r, "the device has no TLS key yet (%s): it has not attested", path);
+    } else if (r == PV_OK) {
+        r = attest_tlskey_sign(kind, tcti, pem, pem_len, digest, len, sig, e);
+    }
+    if (pem != NULL) {
+        OPENSSL_cleanse(pem, pem_len);
+    }
+    free(pem);
+    free(path);
     return r;
 }

@@ -8,12 +8,15 @@
  *   pavise-store install --state DIR [--development]   the package on standard input
  *   pavise-store remove --state DIR --component-id ID
  *   pavise-store capability --state DIR                the capability file on standard input
+ *   pavise-store sign --state DIR --digest HEX         a signature with the device's TLS key
  *   (each also takes --log-level LEVEL and --log-json; logs go to standard error)
  *
  * Answers: {"ok": true, ...} or {"ok": false, "code": N, "error": "..."} (exit status 1).
- * Every operation opens the root of trust for the device ID and the update root, and
- * verifies the development capability (STATE/capability.cbor) for this device again:
- * nothing verified is kept between runs, in pavised or here. This is the only process of
+ * Every operation but sign opens the root of trust for the device ID and the update root,
+ * and verifies the development capability (STATE/capability.cbor) for this device again:
+ * nothing verified is kept between runs, in pavised or here. sign runs once per TLS
+ * handshake of an app, so it reads only device.conf (the root of trust's kind) and the
+ * key, and keeps only CAP_DAC_OVERRIDE. This is the only process of
  * the runtime that parses packages and certificates, so libcrypto, libarchive and the TPM
  * stack live here and not in pavised; it runs with only the capabilities its files need.
  */
@@ -26,7 +29,9 @@
 
 #include <jansson.h>
 
+#include "pavise/attest.h"
 #include "pavise/capability.h"
+#include "pavise/crypto.h"
 #include "pavise/devstate.h"
 #include "pavise/fs.h"
 #include "pavise/log.h"
@@ -226,17 +231,70 @@ static int op_capability(dev *d, pv_err *e)
     return r;
 }
 
+/* The digest of `sign --digest`: 64, 96 or 128 lowercase hex digits (SHA-256, -384, -512). */
+static int digest_parse(const char *hex, uint8_t out[64], size_t *len, pv_err *e)
+{
+    size_t n = hex != NULL ? strnlen(hex, 129) : 0;
+    *len = 0;
+    if (n != 64 && n != 96 && n != 128) {
+        return pv_err_set(e, PV_ERR_INVALID_ARG,
+                          "--digest takes 64, 96 or 128 hex digits (SHA-256, -384, -512)");
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!((hex[i] >= '0' && hex[i] <= '9') || (hex[i] >= 'a' && hex[i] <= 'f'))) {
+            return pv_err_set(e, PV_ERR_INVALID_ARG, "--digest takes lowercase hex digits only");
+        }
+    }
+    if (pv_hex_decode(hex, out, n / 2) != PV_OK) {
+        return pv_err_set(e, PV_ERR_INVALID_ARG, "--digest is not hex");
+    }
+    *len = n / 2;
+    return PV_OK;
+}
+
+/* Signs for an app's TLS handshake (docs/device-runtime.md §Device authentication). The
+ * kind comes from device.conf, not from opening the root of trust: the key file alone is
+ * what signing needs, and on a TPM device the provider opens the TPM itself (one
+ * connection, not two). The TCTI is resolved as pv_devstate_open_rot does. */
+static int op_sign(const char *state, const char *digest_hex, pv_err *e)
+{
+    uint8_t digest[64], sig[PV_ATTEST_TLS_SIG_LEN];
+    char hex[2 * PV_ATTEST_TLS_SIG_LEN + 1];
+    size_t len = 0;
+    pv_devstate st;
+    int r = digest_parse(digest_hex, digest, &len, e);
+    if (r != PV_OK) {
+        return r;
+    }
+    if ((r = pv_devstate_load(state, &st, e)) != PV_OK) {
+        return pv_err_wrap(e, r, "state directory %s", state);
+    }
+    const char *tcti = getenv("PAVISE_TCTI");
+    if (tcti == NULL || tcti[0] == '\0') {
+        tcti = st.tcti;
+    }
+    if ((r = pv_attest_tls_sign(state, st.kind, tcti, digest, len, sig, e)) != PV_OK) {
+        return r;
+    }
+    pv_hex_encode(sig, sizeof(sig), hex, sizeof(hex));
+    pv_debug("signed a %zu-byte digest with the TLS key", len);
+    return answer(json_pack("{s:s}", "signature", hex)) == PV_OK
+               ? PV_OK
+               : pv_err_set(e, PV_ERR_IO, "cannot write the answer");
+}
+
 static int usage(pv_err *e)
 {
     return pv_err_set(e, PV_ERR_USAGE,
-                      "usage: pavise-store load|install|remove|capability --state DIR "
-                      "[--development] [--component-id ID] [--log-level LEVEL] [--log-json]");
+                      "usage: pavise-store load|install|remove|capability|sign --state DIR "
+                      "[--development] [--component-id ID] [--digest HEX] [--log-level LEVEL] "
+                      "[--log-json]");
 }
 
 int main(int argc, char **argv)
 {
     dev d = {0};
-    const char *cid = NULL;
+    const char *cid = NULL, *digest = NULL;
     bool development = false, log_json = false;
     pv_log_level level = PV_LOG_INFO;
     pv_err e;
@@ -251,6 +309,8 @@ int main(int argc, char **argv)
             d.state = argv[++i];
         } else if (i + 1 < argc && strcmp(argv[i], "--component-id") == 0) {
             cid = argv[++i];
+        } else if (i + 1 < argc && strcmp(argv[i], "--digest") == 0) {
+            digest = argv[++i];
         } else if (i + 1 < argc && strcmp(argv[i], "--log-level") == 0) {
             r = pv_log_level_parse(argv[++i], &level) == PV_OK ? PV_OK : usage(&e);
         } else {
@@ -261,16 +321,22 @@ int main(int argc, char **argv)
     /* Root's files (the state directory, images made read-only) and nothing more: no
      * mounts, no ptrace, no network administration, no devices but what root owns. */
     static const int keep[] = {CAP_DAC_OVERRIDE, CAP_FOWNER};
+    bool sign = argc >= 2 && strcmp(argv[1], "sign") == 0;
     if (r == PV_OK && d.state == NULL) {
         r = usage(&e);
     }
+    /* sign changes no file, so it keeps no CAP_FOWNER; it keeps CAP_DAC_OVERRIDE because a
+     * TPM device node may be the tss user's with group access only (tpm2-tss's udev rules
+     * make /dev/tpm0 so), which uid 0 alone could not open. */
     if (r == PV_OK) {
-        r = pd_keep_caps(keep, sizeof(keep) / sizeof(keep[0]), &e);
+        r = pd_keep_caps(keep, sign ? 1 : sizeof(keep) / sizeof(keep[0]), &e);
     }
-    if (r == PV_OK) {
+    if (r == PV_OK && sign) {
+        r = digest != NULL ? op_sign(d.state, digest, &e) : usage(&e);
+    } else if (r == PV_OK) {
         r = open_device(&d, &e);
     }
-    if (r != PV_OK) {
+    if (r != PV_OK || sign) {
         /* nothing more */
     } else if (strcmp(argv[1], "load") == 0) {
         r = op_load(&d, &e);
