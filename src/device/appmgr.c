@@ -876,6 +876,12 @@ static int start_run(app_rt *rt, pv_err *e)
     if (b == NULL) {
         return pv_err_set(e, r, "out of memory");
     }
+    /* No network entry yet (pavise-netd was down when the component was added): none, no
+     * start; the restart backoff tries again. An app never runs without its rules. */
+    if (m->cfg.net != NULL && rt->nc == NULL &&
+        (r = nc_app_add(m->cfg.net, rt->a->uid, rt->a->index, &man->caps, &rt->nc, e)) != PV_OK) {
+        goto out;
+    }
     if (!rt->libs_done) {
         if ((r = sb_elf_libs(rt->a->image_dir, man->entry_point, &rt->libs, e)) != PV_OK) {
             pv_err_wrap(e, r, "entry point %s", man->entry_point);
@@ -1131,12 +1137,19 @@ static int rt_add(am *m, as_app *a, app_rt **out, pv_err *e)
     if (r == PV_OK) {
         r = lp_timer_new(m->cfg.loop, on_watchdog, rt, &rt->wd_fd, e);
     }
-    if (r == PV_OK && m->cfg.net != NULL) {
-        r = nc_app_add(m->cfg.net, a->uid, a->index, &a->m.caps, &rt->nc, e);
-    }
     if (r != PV_OK) {
         rt_free(m, rt);
         return r;
+    }
+    if (m->cfg.net != NULL) {
+        /* Without its entry the component is still managed (stopped, removable, updated);
+         * start_run adds the entry before each start until one succeeds. */
+        pv_err ne;
+        pv_err_clear(&ne);
+        if (nc_app_add(m->cfg.net, a->uid, a->index, &a->m.caps, &rt->nc, &ne) != PV_OK) {
+            pv_error("app %s (%s): no network entry yet, it will not start without one: %s",
+                     a->m.name, rt->cid, pv_err_msg(&ne));
+        }
     }
     m->apps[m->n++] = rt;
     *out = rt;
