@@ -22,6 +22,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1056,6 +1057,20 @@ static void on_watchdog(void *ctx, int fd, uint32_t events)
          * SG_TIMEOUT_MS): not the app's delay. */
         lp_timer_arm(rt->wd_fd, rt->wd_ms);
         return;
+    }
+    /* Kicks that came while the loop was busy elsewhere (pavise-store installing a large
+     * package) are read first: then the timer fired late, not the app. */
+    uint8_t peek;
+    for (int i = 0; i < 256 && rt->chan_fd >= 0 && rt->sign_job == NULL &&
+                    recv(rt->chan_fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+         i++) {
+        on_chan(rt, rt->chan_fd, EPOLLIN);
+    }
+    struct itimerspec left;
+    if (rt->wd_ms == 0 || rt->sign_job != NULL ||
+        (timerfd_gettime(fd, &left) == 0 &&
+         (left.it_value.tv_sec != 0 || left.it_value.tv_nsec != 0))) {
+        return; /* kicked, disarmed, or waiting for a signature */
     }
     rt->watchdog_fired = true;
     record(rt, FL_WATCHDOG, SIGKILL, 0, -1, NULL);
