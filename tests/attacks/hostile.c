@@ -177,8 +177,8 @@ static int result_code(const uint8_t *a, ssize_t n)
     if (n != 9 || a[0] != 1 || a[1] != 0x42) {
         return 1;
     }
-    return (int)(int32_t)(((uint32_t)a[5] << 24) | ((uint32_t)a[6] << 16) |
-                          ((uint32_t)a[7] << 8) | a[8]);
+    return (int)(int32_t)(((uint32_t)a[5] << 24) | ((uint32_t)a[6] << 16) | ((uint32_t)a[7] << 8) |
+                          a[8]);
 }
 
 /* Asks the runtime to sign with the device key: without DeviceAuthentication ("denied"), as
