@@ -29,10 +29,13 @@ static void check_round_trip(const uint8_t *data, size_t size, const ac_msg *m)
     }
     if (ac_parse(out, n, &again, NULL) != PV_OK || again.type != m->type ||
         again.text_len != m->text_len ||
-        (m->text_len > 0 && memcmp(again.text, m->text, m->text_len) != 0)) {
+        (m->text_len > 0 && memcmp(again.text, m->text, m->text_len) != 0) ||
+        again.digest_len != m->digest_len ||
+        (m->digest_len > 0 && memcmp(again.digest, m->digest, m->digest_len) != 0)) {
         abort();
     }
     again.text = m->text;
+    again.digest = m->digest;
     if (memcmp(&again, m, sizeof(again)) != 0) {
         abort();
     }
