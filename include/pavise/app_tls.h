@@ -24,8 +24,10 @@
  * refusal by the runtime fails the signature, and so the handshake; the reason is on
  * OpenSSL's error queue ("device key: ..."). The key does not follow a renewed
  * certificate: take a new one after PV_APP_EVENT_DEVICE_AUTH.
- * Returns a new reference (EVP_PKEY_free it), or NULL: no DeviceAuthentication, no
- * runtime, no certificate yet, or a certificate that is not ECDSA P-256. */
+ * Returns a new reference (EVP_PKEY_free it), or NULL: no DeviceAuthentication (no
+ * certificate path in the environment), no certificate file yet, or a certificate that is
+ * not ECDSA P-256. Without a runtime it still returns the key, whose signatures then fail
+ * (PV_APP_ERR_NO_RUNTIME on the error queue). */
 EVP_PKEY *pv_app_tls_device_key(void);
 
 /* Sets the device's client identity on ctx: the certificate (PAVISE_DEVICE_CERT), the
