@@ -15,13 +15,16 @@
  * A reading: {"seq":1,"uptime_s":1234,"storage_used_kb":20,"storage_quota_kb":64}
  * (storage figures null without MutableStorage), QoS 1.
  *
+ * The device's private key is not in the compartment: the TLS client key is an OpenSSL key
+ * object whose signatures the runtime makes (libpavise-app-tls), given to libmosquitto in
+ * an SSL_CTX of our own.
+ *
  * It waits until the device certificate is there (the device may not have attested yet),
  * reconnects with exponential backoff (1 s to 60 s, with jitter) when the broker is
  * unreachable or drops it, and reconnects with the new certificate when the runtime says
  * it was renewed (PV_APP_EVENT_DEVICE_AUTH).
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -34,10 +37,13 @@
 #include <unistd.h>
 
 #include <mosquitto.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "pavise/app.h"
+#include "pavise/app_tls.h"
 
-#define MAX_PEM            (64 * 1024)
 #define CONNECT_TIMEOUT_MS 20000
 #define BACKOFF_MIN_MS     1000
 #define BACKOFF_MAX_MS     60000
@@ -63,7 +69,6 @@ typedef struct telemetry {
     unsigned long seq;      /* readings sent */
     unsigned long acked;    /* readings the broker acknowledged */
     unsigned long inflight; /* sent in this session, not yet acknowledged */
-    char certfile[64];      /* certificate and chain in one file, as libmosquitto wants */
 } telemetry;
 
 static volatile sig_atomic_t stop;
@@ -162,7 +167,7 @@ static void wait_ms(telemetry *t, int64_t ms)
 static bool wait_device_auth(telemetry *t)
 {
     const char *cert;
-    int r = pv_app_device_auth_paths(&cert, NULL, NULL);
+    int r = pv_app_device_auth_paths(&cert, NULL);
     if (r != PV_APP_OK) {
         pv_app_log(PV_APP_LOG_ERROR, "no device certificate: %s (DeviceAuthentication)",
                    pv_app_strerror(r));
@@ -182,56 +187,46 @@ static bool wait_device_auth(telemetry *t)
     return !stop;
 }
 
-/* Appends the whole file at path to fd (at most MAX_PEM bytes). */
-static int copy_file(int fd, const char *path)
+/* The TLS context for a session: it verifies the broker (its certificate chains to the CA
+ * file, and names the host we connect to) and holds the device's identity: its
+ * certificate, the chain to the tenant CA (the broker may know only the root) and the key
+ * that signs through the runtime. A new one for each session, so a renewed certificate is
+ * picked up. NULL on failure (said).
+ *
+ * The whole context is ours, libmosquitto's TLS defaults off: libmosquitto 2.0.11
+ * (Debian 12) sets up the index its broker-verify callback needs only when it makes the
+ * context itself, so with a context of ours and its defaults on it refuses every broker.
+ * OpenSSL's own host check (X509_check_host, RFC 6125) stands in for that callback. */
+static SSL_CTX *session_ctx(const options *o)
 {
-    char buf[4096];
-    size_t total = 0;
-    int in = open(path, O_RDONLY | O_CLOEXEC);
-    if (in < 0) {
-        return -1;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    X509_VERIFY_PARAM *param = ctx != NULL ? SSL_CTX_get0_param(ctx) : NULL;
+    if (param == NULL || SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1) {
+        pv_app_log(PV_APP_LOG_ERROR, "cannot make a TLS context");
+        goto fail;
     }
-    int r = 0;
-    for (;;) {
-        ssize_t n = read(in, buf, sizeof(buf));
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            r = n == 0 ? 0 : -1;
-            break;
-        }
-        total += (size_t)n;
-        if (total > MAX_PEM || write(fd, buf, (size_t)n) != n) {
-            r = -1;
-            break;
-        }
+    if (SSL_CTX_load_verify_locations(ctx, o->ca, NULL) != 1) {
+        pv_app_log(PV_APP_LOG_ERROR, "cannot load the broker's CA from %s", o->ca);
+        goto fail;
     }
-    close(in);
-    return r;
-}
-
-/* The client certificate followed by its chain in one private temporary file (in the
- * compartment's own /tmp): libmosquitto sends what its certfile holds, and the broker
- * may know only the root of the tenant's chain. */
-static int make_certfile(telemetry *t, const char *cert, const char *chain)
-{
-    const char *dir = getenv("TMPDIR");
-    if (dir == NULL || dir[0] != '/' || strlen(dir) > sizeof(t->certfile) - 32) {
-        dir = "/tmp";
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    /* An address names the broker by its IP subjectAltName, a name by its DNS ones. */
+    if (X509_VERIFY_PARAM_set1_ip_asc(param, o->host) != 1 &&
+        X509_VERIFY_PARAM_set1_host(param, o->host, 0) != 1) {
+        pv_app_log(PV_APP_LOG_ERROR, "cannot check the broker's name %s", o->host);
+        goto fail;
     }
-    snprintf(t->certfile, sizeof(t->certfile), "%s/telemetry-XXXXXX", dir);
-    int fd = mkstemp(t->certfile);
-    if (fd < 0) {
-        t->certfile[0] = '\0';
-        return -1;
+    int r = pv_app_tls_use_device_identity(ctx);
+    if (r != PV_APP_OK) {
+        pv_app_log(PV_APP_LOG_ERROR, "cannot use the device identity: %s", pv_app_strerror(r));
+        goto fail;
     }
-    int r =
-        copy_file(fd, cert) == 0 && write(fd, "\n", 1) == 1 && copy_file(fd, chain) == 0 ? 0 : -1;
-    if (close(fd) != 0) {
-        r = -1;
-    }
-    return r;
+    return ctx;
+fail:
+    SSL_CTX_free(ctx);
+    ERR_clear_error();
+    return NULL;
 }
 
 static void on_connect(struct mosquitto *m, void *ctx, int rc)
@@ -315,16 +310,15 @@ static void publish(telemetry *t)
  * the app is stopped. True when it got as far as connecting (the backoff starts over). */
 static bool session(telemetry *t)
 {
-    const char *cert, *key, *chain;
     bool was_connected = false;
+    int rc;
     t->connected = t->lost = t->renewed = false;
     t->inflight = 0; /* a new clean session: what was in flight is lost */
-    if (pv_app_device_auth_paths(&cert, &key, &chain) != PV_APP_OK ||
-        make_certfile(t, cert, chain) != 0) {
-        pv_app_log(PV_APP_LOG_ERROR, "cannot read the device certificate: %s", strerror(errno));
+    SSL_CTX *ctx = session_ctx(&t->o);
+    if (ctx == NULL) {
         goto out;
     }
-    /* A new client each time: it reads the (possibly renewed) certificate afresh. */
+    /* A new client each time, with the context just made. */
     t->mosq = mosquitto_new(t->o.client_id, true, t);
     if (t->mosq == NULL) {
         pv_app_log(PV_APP_LOG_ERROR, "mosquitto_new: %s", strerror(errno));
@@ -334,12 +328,14 @@ static bool session(telemetry *t)
     mosquitto_disconnect_callback_set(t->mosq, on_disconnect);
     mosquitto_publish_callback_set(t->mosq, on_publish);
     mosquitto_log_callback_set(t->mosq, on_log);
-    int rc = mosquitto_tls_set(t->mosq, t->o.ca, NULL, t->certfile, key, NULL);
+    /* libmosquitto takes its own reference on ctx (and drops it in mosquitto_destroy). Its
+     * defaults, on unless turned off in 2.0, are off: see session_ctx. */
+    rc = mosquitto_int_option(t->mosq, MOSQ_OPT_SSL_CTX_WITH_DEFAULTS, 0);
     if (rc == MOSQ_ERR_SUCCESS) {
-        rc = mosquitto_tls_opts_set(t->mosq, 1 /* SSL_VERIFY_PEER */, NULL, NULL);
+        rc = mosquitto_void_option(t->mosq, MOSQ_OPT_SSL_CTX, ctx);
     }
     if (rc != MOSQ_ERR_SUCCESS) {
-        pv_app_log(PV_APP_LOG_ERROR, "TLS settings (CA %s): %s", t->o.ca, mosquitto_strerror(rc));
+        pv_app_log(PV_APP_LOG_ERROR, "TLS settings: %s", mosquitto_strerror(rc));
         goto out;
     }
     rc = mosquitto_connect(t->mosq, t->o.host, t->o.port, KEEPALIVE_S);
@@ -385,10 +381,7 @@ out:
         mosquitto_destroy(t->mosq);
         t->mosq = NULL;
     }
-    if (t->certfile[0] != '\0') {
-        unlink(t->certfile);
-        t->certfile[0] = '\0';
-    }
+    SSL_CTX_free(ctx);
     return was_connected;
 }
 

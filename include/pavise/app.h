@@ -10,7 +10,7 @@
  *
  * The channel is opened on first use. Logging, pv_app_fd, the environment accessors and
  * pv_app_watchdog_kick may be called from any thread at any time. Requests that wait for
- * the runtime's answer (registration, deferral, watchdog start, power, status) and
+ * the runtime's answer (registration, deferral, watchdog start, power, status, signing) and
  * pv_app_dispatch serialise on one lock; they must not be called from a signal handler.
  *
  * Link statically (libpavise-app.a): the compartment holds only the libraries the entry
@@ -58,7 +58,8 @@
 #define PV_APP_WATCHDOG_MIN_MS 100u
 #define PV_APP_WATCHDOG_MAX_MS (3600u * 1000u)
 
-/* How long a request waits for the runtime's answer before PV_APP_ERR_IO. */
+/* How long a request waits for the runtime's answer before PV_APP_ERR_IO (a signature:
+ * PV_APP_SIGN_TIMEOUT_MS). */
 #define PV_APP_REPLY_TIMEOUT_MS 5000
 
 /* The longest log line the runtime takes, in bytes; longer text is cut at a UTF-8
@@ -100,16 +101,35 @@ int pv_app_storage_usage(uint64_t *used_kb, uint64_t *quota_kb);
 
 /* ---- device authentication (needs DeviceAuthentication) ---- */
 
-/* The paths of the device's client certificate, its private key (PEM) and the chain that
- * certificate chains to (PAVISE_DEVICE_CERT, PAVISE_DEVICE_KEY, PAVISE_DEVICE_CHAIN). The
- * files may not exist yet: see pv_app_device_auth_ready. Any output may be NULL; the
- * others are set to NULL first. PV_APP_ERR_DENIED (not granted), PV_APP_ERR_NO_RUNTIME. */
-int pv_app_device_auth_paths(const char **cert, const char **key, const char **chain);
+/* The length of a device signature: ECDSA P-256, r || s, each 32 bytes big-endian. */
+#define PV_APP_DEVICE_SIG_LEN 64
 
-/* True when the three files exist, are non-empty regular files and this process can read
+/* How long pv_app_device_sign waits for its answer (instead of PV_APP_REPLY_TIMEOUT_MS):
+ * the runtime runs a helper that signs with the root of trust's kind of key. */
+#define PV_APP_SIGN_TIMEOUT_MS 10000
+
+/* The paths of the device's client certificate and of the chain that certificate chains
+ * to (PAVISE_DEVICE_CERT, PAVISE_DEVICE_CHAIN). The certificate's private key never
+ * enters the app's compartment: pv_app_device_sign uses it. The files may not exist yet:
+ * see pv_app_device_auth_ready. Either output may be NULL; the other is set to NULL
+ * first. PV_APP_ERR_DENIED (not granted), PV_APP_ERR_NO_RUNTIME. */
+int pv_app_device_auth_paths(const char **cert, const char **chain);
+
+/* True when both files exist, are non-empty regular files and this process can read
  * them: the device has attested and holds a current client certificate. The runtime
  * sends PV_APP_EVENT_DEVICE_AUTH when they are renewed. */
 bool pv_app_device_auth_ready(void);
+
+/* Asks the runtime to sign digest with the private key of the device's client
+ * certificate (the key stays with the runtime and the root of trust). digest is the
+ * SHA-256, SHA-384 or SHA-512 of the data (len 32, 48 or 64); sig receives the ECDSA
+ * P-256 signature as r || s (PV_APP_DEVICE_SIG_LEN bytes), and is zeroed unless the
+ * result is PV_APP_OK. Waits at most PV_APP_SIGN_TIMEOUT_MS.
+ * PV_APP_ERR_INVALID (NULL, another length), PV_APP_ERR_DENIED (no DeviceAuthentication),
+ * PV_APP_ERR_NOT_READY (the device holds no client certificate yet), PV_APP_ERR_LIMIT
+ * (over the runtime's signing rate for the app), PV_APP_ERR_IO (signing failed, the
+ * channel failed, or no answer in time), PV_APP_ERR_NO_RUNTIME. */
+int pv_app_device_sign(const uint8_t *digest, size_t len, uint8_t sig[PV_APP_DEVICE_SIG_LEN]);
 
 /* ---- events and update deferral ---- */
 

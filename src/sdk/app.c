@@ -29,7 +29,7 @@ static pthread_mutex_t env_lock = PTHREAD_MUTEX_INITIALIZER;
 static int env_ready; /* read and written with __atomic builtins */
 static sdk_env env;
 static char name_buf[NAME_MAX_LEN], id_buf[NAME_MAX_LEN];
-static char storage_buf[PATH_LEN], cert_buf[PATH_LEN], key_buf[PATH_LEN], chain_buf[PATH_LEN];
+static char storage_buf[PATH_LEN], cert_buf[PATH_LEN], chain_buf[PATH_LEN];
 
 const char *pv_app_strerror(int result)
 {
@@ -120,7 +120,6 @@ const sdk_env *sdk_env_get(void)
         env.component_id = copy_var("PAVISE_COMPONENT_ID", id_buf, sizeof(id_buf), false);
         env.storage = copy_var("PAVISE_STORAGE", storage_buf, sizeof(storage_buf), true);
         env.cert = copy_var("PAVISE_DEVICE_CERT", cert_buf, sizeof(cert_buf), true);
-        env.key = copy_var("PAVISE_DEVICE_KEY", key_buf, sizeof(key_buf), true);
         env.chain = copy_var("PAVISE_DEVICE_CHAIN", chain_buf, sizeof(chain_buf), true);
         __atomic_store_n(&env_ready, 1, __ATOMIC_RELEASE);
     }
@@ -189,26 +188,20 @@ int pv_app_storage_usage(uint64_t *used_kb, uint64_t *quota_kb)
     return PV_APP_OK;
 }
 
-int pv_app_device_auth_paths(const char **cert, const char **key, const char **chain)
+int pv_app_device_auth_paths(const char **cert, const char **chain)
 {
     const sdk_env *s = sdk_env_get();
     if (cert != NULL) {
         *cert = NULL;
     }
-    if (key != NULL) {
-        *key = NULL;
-    }
     if (chain != NULL) {
         *chain = NULL;
     }
-    if (s->cert == NULL || s->key == NULL || s->chain == NULL) {
+    if (s->cert == NULL || s->chain == NULL) {
         return not_granted(s);
     }
     if (cert != NULL) {
         *cert = s->cert;
-    }
-    if (key != NULL) {
-        *key = s->key;
     }
     if (chain != NULL) {
         *chain = s->chain;
@@ -232,9 +225,9 @@ static bool readable_file(const char *path)
 
 bool pv_app_device_auth_ready(void)
 {
-    const char *cert, *key, *chain;
-    if (pv_app_device_auth_paths(&cert, &key, &chain) != PV_APP_OK) {
+    const char *cert, *chain;
+    if (pv_app_device_auth_paths(&cert, &chain) != PV_APP_OK) {
         return false;
     }
-    return readable_file(cert) && readable_file(key) && readable_file(chain);
+    return readable_file(cert) && readable_file(chain);
 }

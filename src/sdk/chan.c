@@ -7,7 +7,8 @@
  *
  * The runtime answers requests one for one and in order, so a request that timed out
  * leaves an answer owed: it is counted per type and the late answer dropped when it
- * comes, instead of being taken for the answer to the next request of that type.
+ * comes, instead of being taken for the answer to the next request of that type. A sign
+ * is answered by a signature or by a result; either settles what is owed for it.
  */
 #include <errno.h>
 #include <poll.h>
@@ -24,6 +25,7 @@
 
 static pthread_mutex_t chan_lock = PTHREAD_MUTEX_INITIALIZER;
 static int reply_timeout_ms = PV_APP_REPLY_TIMEOUT_MS;
+static int sign_timeout_ms = PV_APP_SIGN_TIMEOUT_MS;
 static bool closed;                     /* the runtime closed its end */
 static unsigned owed[SDK_MAX_TYPE + 1]; /* answers to requests that timed out */
 static pv_app_event queue[EVENT_QUEUE];
@@ -36,7 +38,17 @@ void sdk_chan_reset(void)
     memset(owed, 0, sizeof(owed));
     q_head = q_len = 0;
     reply_timeout_ms = PV_APP_REPLY_TIMEOUT_MS;
+    sign_timeout_ms = PV_APP_SIGN_TIMEOUT_MS;
     pthread_mutex_unlock(&chan_lock);
+}
+
+void sdk_set_sign_timeout_ms(int ms)
+{
+    if (ms > 0) {
+        pthread_mutex_lock(&chan_lock);
+        sign_timeout_ms = ms;
+        pthread_mutex_unlock(&chan_lock);
+    }
 }
 
 void sdk_set_reply_timeout_ms(int ms)
@@ -188,7 +200,7 @@ static int read_one(int fd, sdk_msg *m)
         return 2;
     }
     /* An answer owed to a request that gave up waiting: not this one's. */
-    uint8_t req = m->type == SDK_STATUS ? SDK_STATUS_QUERY : m->request;
+    uint8_t req = sdk_answers(m);
     if (owed[req] > 0) {
         owed[req]--;
         return 2;
@@ -200,7 +212,7 @@ static int read_one(int fd, sdk_msg *m)
 static int request(uint8_t type, const uint8_t *body, size_t n, sdk_msg *reply)
 {
     const sdk_env *s = sdk_env_get();
-    uint8_t pkt[SDK_HEADER + 12];
+    uint8_t pkt[SDK_HEADER + SDK_SIGN_MAX_DIGEST];
     int r = PV_APP_ERR_IO;
     if (s->fd < 0) {
         return PV_APP_ERR_NO_RUNTIME;
@@ -213,7 +225,7 @@ static int request(uint8_t type, const uint8_t *body, size_t n, sdk_msg *reply)
     if (plen == 0 || send_packet(s->fd, pkt, plen) != PV_APP_OK) {
         goto out;
     }
-    int64_t deadline = now_ms() + reply_timeout_ms;
+    int64_t deadline = now_ms() + (type == SDK_SIGN ? sign_timeout_ms : reply_timeout_ms);
     for (;;) {
         int got = read_one(s->fd, reply);
         if (got < 0) {
@@ -223,8 +235,7 @@ static int request(uint8_t type, const uint8_t *body, size_t n, sdk_msg *reply)
             continue;
         }
         if (got == 1) {
-            uint8_t req = reply->type == SDK_STATUS ? SDK_STATUS_QUERY : reply->request;
-            if (req == type) {
+            if (sdk_answers(reply) == type) {
                 break;
             }
             continue; /* an answer to nothing asked: the runtime's mistake, dropped */
@@ -339,6 +350,27 @@ int pv_app_query_status(pv_app_status *out)
         return reply.result != PV_APP_OK ? reply.result : PV_APP_ERR_IO;
     }
     *out = reply.status;
+    return PV_APP_OK;
+}
+
+int pv_app_device_sign(const uint8_t *digest, size_t len, uint8_t sig[PV_APP_DEVICE_SIG_LEN])
+{
+    sdk_msg reply;
+    if (sig != NULL) {
+        memset(sig, 0, PV_APP_DEVICE_SIG_LEN);
+    }
+    if (digest == NULL || sig == NULL || (len != 32 && len != 48 && len != 64)) {
+        return PV_APP_ERR_INVALID;
+    }
+    int r = request(SDK_SIGN, digest, len, &reply);
+    if (r != PV_APP_OK) {
+        return r;
+    }
+    if (reply.type == SDK_RESULT) {
+        /* A result of 0 carries no signature: the runtime's mistake. */
+        return reply.result != PV_APP_OK ? reply.result : PV_APP_ERR_IO;
+    }
+    memcpy(sig, reply.signature, PV_APP_DEVICE_SIG_LEN);
     return PV_APP_OK;
 }
 

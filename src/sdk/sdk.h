@@ -23,7 +23,7 @@
 #define SDK_VERSION  1
 #define SDK_HEADER   4
 #define SDK_MAX_MSG  2048
-#define SDK_MAX_TYPE 7 /* the highest request type */
+#define SDK_MAX_TYPE 8 /* the highest request type */
 
 enum {
     SDK_LOG = 1,
@@ -33,19 +33,29 @@ enum {
     SDK_WATCHDOG_KICK = 5,
     SDK_STATUS_QUERY = 6,
     SDK_POWER = 7,
+    SDK_SIGN = 8,
     SDK_EVENT = 64,
     SDK_STATUS = 65,
     SDK_RESULT = 66,
+    SDK_SIGNATURE = 67,
 };
+
+/* The digest lengths a sign request may carry: SHA-256, SHA-384, SHA-512. */
+#define SDK_SIGN_MAX_DIGEST 64
 
 /* A message from the runtime. */
 typedef struct sdk_msg {
-    uint8_t type;         /* SDK_EVENT, SDK_STATUS or SDK_RESULT */
+    uint8_t type;         /* SDK_EVENT, SDK_STATUS, SDK_RESULT or SDK_SIGNATURE */
     pv_app_event event;   /* SDK_EVENT */
     pv_app_status status; /* SDK_STATUS */
     uint8_t request;      /* SDK_RESULT */
     int result;           /* SDK_RESULT: 0 or PV_APP_ERR_DENIED..PV_APP_ERR_NOT_READY */
+    uint8_t signature[PV_APP_DEVICE_SIG_LEN]; /* SDK_SIGNATURE: r || s */
 } sdk_msg;
+
+/* The request a message from the runtime answers: SDK_STATUS_QUERY for SDK_STATUS,
+ * SDK_SIGN for SDK_SIGNATURE, the request byte of SDK_RESULT; 0 for SDK_EVENT. */
+uint8_t sdk_answers(const sdk_msg *m);
 
 /* Makes text[0..len) safe to send as a log line, in place: a trailing newline goes; when
  * cut is true (the formatter truncated it), an incomplete character at the end goes;
@@ -72,7 +82,7 @@ bool sdk_decode(const uint8_t *p, size_t len, sdk_msg *out);
 typedef struct sdk_env {
     int fd; /* the channel, or -1 */
     const char *name, *component_id, *storage;
-    const char *cert, *key, *chain;
+    const char *cert, *chain;
 } sdk_env;
 
 const sdk_env *sdk_env_get(void);
@@ -84,6 +94,8 @@ const sdk_env *sdk_env_get(void);
 void sdk_reset(void);
 /* Changes PV_APP_REPLY_TIMEOUT_MS (ms > 0), so tests need not wait five seconds. */
 void sdk_set_reply_timeout_ms(int ms);
+/* Changes PV_APP_SIGN_TIMEOUT_MS (ms > 0), likewise. */
+void sdk_set_sign_timeout_ms(int ms);
 /* Called by sdk_reset: the channel's part. */
 void sdk_chan_reset(void);
 

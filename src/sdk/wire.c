@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The app's side of the channel's wire format (sdk.h). Small on purpose: the app encodes
- * only requests and decodes only the three messages the runtime sends.
+ * only requests and decodes only the four messages the runtime sends.
  */
 #include <string.h>
 
@@ -190,6 +190,7 @@ bool sdk_decode(const uint8_t *p, size_t len, sdk_msg *out)
         case SDK_WATCHDOG_SET:
         case SDK_STATUS_QUERY:
         case SDK_POWER:
+        case SDK_SIGN:
             break;
         default:
             return false;
@@ -198,9 +199,31 @@ bool sdk_decode(const uint8_t *p, size_t len, sdk_msg *out)
         out->result = result;
         break;
     }
+    case SDK_SIGNATURE:
+        /* Exactly r || s; whether it verifies is for the caller's TLS peer to say, the
+         * runtime being trusted to sign with the right key. */
+        if (n != PV_APP_DEVICE_SIG_LEN) {
+            return false;
+        }
+        memcpy(out->signature, b, PV_APP_DEVICE_SIG_LEN);
+        break;
     default:
         return false;
     }
     out->type = p[1];
     return true;
+}
+
+uint8_t sdk_answers(const sdk_msg *m)
+{
+    switch (m->type) {
+    case SDK_STATUS:
+        return SDK_STATUS_QUERY;
+    case SDK_SIGNATURE:
+        return SDK_SIGN;
+    case SDK_RESULT:
+        return m->request;
+    default:
+        return 0;
+    }
 }

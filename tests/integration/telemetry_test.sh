@@ -2,14 +2,17 @@
 # SPDX-License-Identifier: Apache-2.0
 # The telemetry sample app against a real mosquitto on loopback that requires client
 # certificates, run directly (not in a compartment) with the environment pavised would
-# give it: PAVISE_DEVICE_CERT/KEY/CHAIN, PAVISE_STORAGE, no PAVISE_FD.
+# give it: PAVISE_DEVICE_CERT/CHAIN, PAVISE_STORAGE, and PAVISE_FD, the app channel, whose
+# other end is a small stand-in for pavised (fake-runtime.py below): it prints the app's
+# log lines and answers its sign requests with the device's key, which the app never sees.
 #
 # The device's certificate is issued by an intermediate of a tenant CA whose root alone
 # the broker trusts, so the app must send the chain. Checked: it waits until the device
 # certificate appears, publishes N readings a subscriber receives, exits 0; it retries
 # with backoff until a late broker comes up; it refuses a broker its CA does not vouch
 # for; a broker refuses a device certificate from another CA; without device
-# authentication it gives up; SIGTERM stops it at once.
+# authentication it gives up; a runtime that refuses to sign keeps it from connecting; a
+# broker whose certificate names another host is refused; SIGTERM stops it at once.
 # Usage: telemetry_test.sh TELEMETRY SRC TMPBASE
 set -uo pipefail
 TEL=$1
@@ -117,12 +120,61 @@ install_device() { # DIR CERT KEY
     cp tenant-int.crt "$1/.c" && mv "$1/.c" "$1/chain.pem"
     cp "$2" "$1/.d" && mv "$1/.d" "$1/client.crt"
 }
+# The runtime's side of the app channel (docs/protocol/app-channel.md), as much of it as
+# telemetry uses: log lines are printed as the SDK prints them without a runtime, a
+# registration is accepted, a sign request is answered with a signature made with KEY (by
+# the openssl tool) or, with REFUSE set, with that result; NOT_READY while KEY is missing.
+# It runs the app as its child, forwards SIGTERM and exits with the app's status.
+cat >fake-runtime.py <<'EOF'
+import os, signal, socket, struct, subprocess, sys
+key, refuse, cmd = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+rt, app = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+env = dict(os.environ, PAVISE_FD=str(app.fileno()))
+child = subprocess.Popen(cmd, pass_fds=[app.fileno()], env=env)
+app.close()
+signal.signal(signal.SIGTERM, lambda s, f: child.send_signal(s))
+def send(t, body):
+    rt.send(struct.pack(">BBH", 1, t, len(body)) + body)
+def result(req, code):
+    send(66, struct.pack(">Bi", req, code))
+def r_s(der):  # ECDSA-Sig-Value DER -> r || s, 32 bytes each
+    i = 2 if der[1] < 0x80 else 2 + (der[1] & 0x7f)
+    out = b""
+    for _ in range(2):
+        assert der[i] == 2
+        n = der[i + 1]
+        out += der[i + 2:i + 2 + n].lstrip(b"\0").rjust(32, b"\0")
+        i += 2 + n
+    return out
+levels = ["debug", "info", "warn", "error"]
+while True:
+    p = rt.recv(4096)
+    if not p:
+        break
+    t, body = p[1], p[4:]
+    if t == 1:
+        print("telemetry: %s: %s" % (levels[body[0]], body[1:].decode()), flush=True)
+    elif t in (2, 3, 4, 7):
+        result(t, 0)
+    elif t == 8:
+        if refuse:
+            result(8, refuse)
+        elif not os.path.exists(key):
+            result(8, -6)
+        else:
+            der = subprocess.run(["openssl", "pkeyutl", "-sign", "-inkey", key], input=body,
+                                 capture_output=True, check=True).stdout
+            send(67, r_s(der))
+rc = child.wait()
+sys.exit(rc if rc >= 0 else 128 - rc)
+EOF
 mkdir -p storage tmp
 run_app() { # LOG DEVICE-DIR ARGS...: starts telemetry as pavised would; sets APP
     local log=$1 dev=$2; shift 2
     env -i PATH="$PATH" TMPDIR="$T/tmp" PAVISE_APP_NAME=telemetry PAVISE_STORAGE="$T/storage" \
-        PAVISE_DEVICE_CERT="$dev/client.crt" PAVISE_DEVICE_KEY="$dev/tls.key" \
-        PAVISE_DEVICE_CHAIN="$dev/chain.pem" ${ASAN_OPTIONS:+ASAN_OPTIONS="$ASAN_OPTIONS"} \
+        PAVISE_DEVICE_CERT="$dev/client.crt" PAVISE_DEVICE_CHAIN="$dev/chain.pem" \
+        ${ASAN_OPTIONS:+ASAN_OPTIONS="$ASAN_OPTIONS"} \
+        python3 "$T/fake-runtime.py" "$dev/tls.key" "${REFUSE:-0}" \
         "$TEL" --ca "$T/broker-ca.crt" "$@" >"$log" 2>&1 &
     APP=$!
     PIDS+=($APP)
@@ -155,7 +207,7 @@ for i, line in enumerate(lines):
 EOF
 # The broker took the device certificate's subject as the client's identity.
 contains b1.log "u'$DEVICE_ID'"
-# The certificate-and-chain file it made for libmosquitto is gone.
+# Nothing of the identity is written anywhere for libmosquitto.
 [ -z "$(ls -A tmp)" ] && ok || bad "left in TMPDIR: $(ls -A tmp)"
 
 # ---- 2. the broker comes up late: it retries with backoff, then publishes ----
@@ -197,17 +249,36 @@ grep -qiE "certificate verify failed|unknown ca|ssl|tls" b1.log && ok ||
     bad "the broker did not say why it refused the stranger: $(tail -5 b1.log)"
 
 # ---- 5. without DeviceAuthentication it gives up; 6. SIGTERM while waiting ----
-env -i PATH="$PATH" PAVISE_APP_NAME=telemetry "$TEL" --host 127.0.0.1 --port "$PORT" \
-    >app5.log 2>&1
+env -i PATH="$PATH" PAVISE_APP_NAME=telemetry python3 "$T/fake-runtime.py" "$T/dev1/tls.key" 0 \
+    "$TEL" --host 127.0.0.1 --port "$PORT" >app5.log 2>&1
 rc=$?
 [ "$rc" -eq 1 ] && ok || bad "no device authentication: exit $rc"
-contains app5.log "no device certificate"
+contains app5.log "no device certificate: not granted"
 run_app app6.log "$T/nothing-yet" --host 127.0.0.1 --port "$PORT" --count 1
 wait_for 20 grep -q "waiting for the device certificate" app6.log || bad "app6 not waiting"
 kill -TERM "$APP"
 wait_exit "$APP" 5
 rc=$?
 [ "$rc" -eq 0 ] && ok || bad "SIGTERM while waiting: exit $rc"
+# ---- 7. the runtime refuses to sign (over its rate for the app): no connection ----
+REFUSE=-5 run_app app7.log "$T/dev1" --host 127.0.0.1 --port "$PORT" \
+    --topic pavise/test/refused --interval 1 --count 1
+wait_for 30 grep -q "reconnecting in" app7.log || bad "refused: no retry: $(cat app7.log)"
+kill -TERM "$APP"
+wait_exit "$APP" 10
+rc=$?
+[ "$rc" -eq 0 ] && ok || bad "refused: exit $rc after SIGTERM"
+contains app7.log "cannot use the device identity: over a limit"
+lacks app7.log "connected to"
+
+# ---- 8. the broker's certificate does not name the host asked for: refused ----
+run_app app8.log "$T/dev1" --host localhost --port "$PORT" --topic pavise/test/wrong-name \
+    --interval 1 --count 1
+wait_for 30 grep -q "reconnecting in" app8.log || bad "wrong name: no retry: $(cat app8.log)"
+kill -TERM "$APP"
+wait_exit "$APP" 10
+lacks app8.log "connected to"
+contains app8.log "certificate verify failed"
 expect 2 "$TEL" --port 1
 expect 2 "$TEL" --host h --topic 'a/#'
 expect 2 "$TEL" --host h --interval 0

@@ -688,7 +688,8 @@ static void test_no_runtime(void **state)
 {
     (void)state;
     uint64_t used = 1, quota = 1;
-    const char *cert = "x", *key = "x", *chain = "x";
+    const char *cert = "x", *chain = "x";
+    uint8_t digest[32] = {1}, sig[PV_APP_DEVICE_SIG_LEN];
     pv_app_status st;
     clear_env();
     sdk_reset();
@@ -698,9 +699,12 @@ static void test_no_runtime(void **state)
     assert_null(pv_app_storage_path());
     assert_int_equal(pv_app_storage_usage(&used, &quota), PV_APP_ERR_NO_RUNTIME);
     assert_true(used == 0 && quota == 0);
-    assert_int_equal(pv_app_device_auth_paths(&cert, &key, &chain), PV_APP_ERR_NO_RUNTIME);
-    assert_true(cert == NULL && key == NULL && chain == NULL);
+    assert_int_equal(pv_app_device_auth_paths(&cert, &chain), PV_APP_ERR_NO_RUNTIME);
+    assert_true(cert == NULL && chain == NULL);
     assert_false(pv_app_device_auth_ready());
+    memset(sig, 0xaa, sizeof(sig));
+    assert_int_equal(pv_app_device_sign(digest, sizeof(digest), sig), PV_APP_ERR_NO_RUNTIME);
+    assert_true(sig[0] == 0 && sig[63] == 0);
     assert_int_equal(pv_app_events_register(1), PV_APP_ERR_NO_RUNTIME);
     assert_int_equal(pv_app_defer(1, 1), PV_APP_ERR_NO_RUNTIME);
     assert_int_equal(pv_app_watchdog_start(1000), PV_APP_ERR_NO_RUNTIME);
@@ -750,39 +754,228 @@ static void test_device_auth(void **state)
 {
     (void)state;
     char *dir = tu_mkdtemp("sdk-auth");
-    char *cert = tu_path(dir, "client.crt"), *key = tu_path(dir, "tls.key"),
-         *chain = tu_path(dir, "chain.pem");
-    const char *c, *k, *ch;
+    char *cert = tu_path(dir, "client.crt"), *chain = tu_path(dir, "chain.pem");
+    const char *c, *ch;
     setenv("PAVISE_DEVICE_CERT", cert, 1);
-    setenv("PAVISE_DEVICE_KEY", key, 1);
     sdk_reset();
-    /* Two of three: not granted (the runtime always sets all three). */
-    assert_int_equal(pv_app_device_auth_paths(&c, &k, &ch), PV_APP_ERR_DENIED);
+    /* One of two: not granted (the runtime always sets both). */
+    assert_int_equal(pv_app_device_auth_paths(&c, &ch), PV_APP_ERR_DENIED);
     assert_null(c);
+    assert_null(ch);
     setenv("PAVISE_DEVICE_CHAIN", chain, 1);
+    /* A key path in the environment is not looked at: the key stays with the runtime. */
+    setenv("PAVISE_DEVICE_KEY", "/nonexistent/tls.key", 1);
     sdk_reset();
-    assert_int_equal(pv_app_device_auth_paths(&c, &k, &ch), PV_APP_OK);
+    assert_int_equal(pv_app_device_auth_paths(&c, &ch), PV_APP_OK);
     assert_string_equal(c, cert);
-    assert_string_equal(k, key);
     assert_string_equal(ch, chain);
-    assert_int_equal(pv_app_device_auth_paths(NULL, &k, NULL), PV_APP_OK);
+    assert_int_equal(pv_app_device_auth_paths(NULL, &ch), PV_APP_OK);
+    assert_int_equal(pv_app_device_auth_paths(&c, NULL), PV_APP_OK);
     /* Not attested yet: no files. */
     assert_false(pv_app_device_auth_ready());
     tu_write(cert, "CERT", 4, 0644);
-    tu_write(key, "KEY", 3, 0600);
     assert_false(pv_app_device_auth_ready());
     tu_write(chain, "", 0, 0644); /* empty: being written, or broken */
     assert_false(pv_app_device_auth_ready());
     tu_write(chain, "CHAIN", 5, 0644);
     assert_true(pv_app_device_auth_ready());
-    unlink(key);
-    assert_int_equal(mkdir(key, 0700), 0); /* not a regular file */
+    unlink(cert);
+    assert_int_equal(mkdir(cert, 0700), 0); /* not a regular file */
     assert_false(pv_app_device_auth_ready());
     tu_rmtree(dir);
     free(cert);
-    free(key);
     free(chain);
     free(dir);
+}
+
+/* ---- signing with the device key ----
+ * Until the runtime's codec (src/device/appchan.c) knows sign and signature, the runtime's
+ * side of these is written out by hand from docs/protocol/app-channel.md. */
+
+/* The runtime reads the app's next packet and checks it is a sign of digest. */
+static void rt_expect_sign(const uint8_t *digest, size_t len)
+{
+    uint8_t buf[AC_MAX_MSG + 1];
+    struct pollfd pfd = {.fd = rt, .events = POLLIN};
+    assert_int_equal(poll(&pfd, 1, 2000), 1);
+    ssize_t n = recv(rt, buf, sizeof(buf), 0);
+    assert_int_equal(n, (ssize_t)(4 + len));
+    assert_int_equal(buf[0], 1);
+    assert_int_equal(buf[1], 8);
+    assert_int_equal(buf[2], 0);
+    assert_int_equal(buf[3], len);
+    assert_memory_equal(buf + 4, digest, len);
+}
+
+/* The runtime sends a signature message with body sig[0..len). */
+static void rt_signature(const uint8_t *sig, size_t len)
+{
+    uint8_t out[4 + 80];
+    assert_true(len <= 80);
+    out[0] = 1;
+    out[1] = 67;
+    out[2] = 0;
+    out[3] = (uint8_t)len;
+    memcpy(out + 4, sig, len);
+    assert_int_equal(send(rt, out, 4 + len, 0), (ssize_t)(4 + len));
+}
+
+/* The runtime answers a sign with a result. */
+static void rt_sign_result(int32_t result)
+{
+    uint8_t out[9] = {1, 66, 0, 5, 8};
+    uint32_t v = (uint32_t)result;
+    for (int i = 0; i < 4; i++) {
+        out[5 + i] = (uint8_t)(v >> (24 - 8 * i));
+    }
+    assert_int_equal(send(rt, out, sizeof(out), 0), (ssize_t)sizeof(out));
+}
+
+static void fill(uint8_t *p, size_t n, uint8_t seed)
+{
+    for (size_t i = 0; i < n; i++) {
+        p[i] = (uint8_t)(seed + i * 7);
+    }
+}
+
+static void test_sign(void **state)
+{
+    (void)state;
+    uint8_t digest[64], want[PV_APP_DEVICE_SIG_LEN], sig[PV_APP_DEVICE_SIG_LEN];
+    fill(want, sizeof(want), 0x31);
+    /* Each digest length the protocol allows, answered by a signature. */
+    static const size_t lens[] = {32, 48, 64};
+    for (size_t i = 0; i < 3; i++) {
+        fill(digest, lens[i], (uint8_t)i);
+        want[0] = (uint8_t)i;
+        rt_signature(want, sizeof(want));
+        memset(sig, 0, sizeof(sig));
+        assert_int_equal(pv_app_device_sign(digest, lens[i], sig), PV_APP_OK);
+        assert_memory_equal(sig, want, sizeof(want));
+        rt_expect_sign(digest, lens[i]);
+    }
+    /* Each refusal the runtime gives, as a result for request 8; sig is left zeroed. */
+    static const int refusals[] = {PV_APP_ERR_DENIED, PV_APP_ERR_NOT_READY, PV_APP_ERR_LIMIT,
+                                   PV_APP_ERR_IO};
+    for (size_t i = 0; i < 4; i++) {
+        rt_sign_result(refusals[i]);
+        memset(sig, 0xee, sizeof(sig));
+        assert_int_equal(pv_app_device_sign(digest, 32, sig), refusals[i]);
+        for (size_t k = 0; k < sizeof(sig); k++) {
+            assert_int_equal(sig[k], 0);
+        }
+        rt_expect_sign(digest, 32);
+    }
+    /* A result of OK carries no signature: the runtime's mistake. */
+    rt_sign_result(PV_APP_OK);
+    assert_int_equal(pv_app_device_sign(digest, 32, sig), PV_APP_ERR_IO);
+    rt_expect_sign(digest, 32);
+    assert_true(rt_nothing());
+}
+
+static void test_sign_bad_arguments(void **state)
+{
+    (void)state;
+    uint8_t digest[65] = {0}, sig[PV_APP_DEVICE_SIG_LEN];
+    static const size_t bad[] = {0, 1, 20, 31, 33, 47, 49, 63, 65};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        memset(sig, 0xee, sizeof(sig));
+        assert_int_equal(pv_app_device_sign(digest, bad[i], sig), PV_APP_ERR_INVALID);
+        assert_int_equal(sig[0], 0);
+    }
+    assert_int_equal(pv_app_device_sign(NULL, 32, sig), PV_APP_ERR_INVALID);
+    assert_int_equal(pv_app_device_sign(digest, 32, NULL), PV_APP_ERR_INVALID);
+    assert_true(rt_nothing());
+}
+
+static void test_sign_malformed_answers(void **state)
+{
+    (void)state;
+    uint8_t digest[32], sig[PV_APP_DEVICE_SIG_LEN], good[80];
+    fill(digest, sizeof(digest), 9);
+    fill(good, sizeof(good), 0x50);
+    /* A signature for no request is dropped by dispatch, as any unasked answer. */
+    rt_signature(good, PV_APP_DEVICE_SIG_LEN);
+    seen_events s = {0};
+    assert_int_equal(pv_app_dispatch(record, &s), 0);
+    /* Signatures of the wrong size, a result for a request type that has none, and a
+     * result for sign with a code out of range are dropped; the good one that follows is
+     * the answer. */
+    rt_signature(good, 63);
+    rt_signature(good, 65);
+    rt_signature(good, 0);
+    rt_send_raw("01 42 0005 09 fffffffe");
+    rt_send_raw("01 42 0005 08 ffffffff"); /* NO_RUNTIME is the SDK's own */
+    rt_send_raw("01 42 0005 08 00000007");
+    rt_send_raw("01 43 0040 00"); /* shorter than its header says */
+    rt_signature(good + 1, PV_APP_DEVICE_SIG_LEN);
+    assert_int_equal(pv_app_device_sign(digest, sizeof(digest), sig), PV_APP_OK);
+    assert_memory_equal(sig, good + 1, PV_APP_DEVICE_SIG_LEN);
+    rt_expect_sign(digest, sizeof(digest));
+    /* An answer to another request while a sign waits is not the sign's answer. */
+    rt_result(AC_EVENTS_REGISTER, PV_APP_OK);
+    rt_signature(good + 2, PV_APP_DEVICE_SIG_LEN);
+    assert_int_equal(pv_app_device_sign(digest, sizeof(digest), sig), PV_APP_OK);
+    assert_memory_equal(sig, good + 2, PV_APP_DEVICE_SIG_LEN);
+    rt_expect_sign(digest, sizeof(digest));
+    /* A signature is not the answer to anything else either. */
+    rt_signature(good + 3, PV_APP_DEVICE_SIG_LEN);
+    rt_result(AC_EVENTS_REGISTER, PV_APP_ERR_DENIED);
+    assert_int_equal(pv_app_events_register(1), PV_APP_ERR_DENIED);
+}
+
+static void test_sign_timeout_and_late_answer(void **state)
+{
+    (void)state;
+    uint8_t digest[48], sig[PV_APP_DEVICE_SIG_LEN], late[PV_APP_DEVICE_SIG_LEN],
+        fresh[PV_APP_DEVICE_SIG_LEN];
+    fill(digest, sizeof(digest), 3);
+    fill(late, sizeof(late), 0x10);
+    fill(fresh, sizeof(fresh), 0x90);
+    /* The sign timeout is its own: a short reply timeout does not cut a sign short. */
+    sdk_set_reply_timeout_ms(50);
+    sdk_set_sign_timeout_ms(300);
+    int64_t t0 = mono_ms();
+    assert_int_equal(pv_app_device_sign(digest, sizeof(digest), sig), PV_APP_ERR_IO);
+    assert_true(mono_ms() - t0 >= 300);
+    rt_expect_sign(digest, sizeof(digest));
+    /* The late signature comes, then the next sign's answer: the late one is dropped. */
+    rt_signature(late, sizeof(late));
+    rt_signature(fresh, sizeof(fresh));
+    sdk_set_sign_timeout_ms(2000);
+    assert_int_equal(pv_app_device_sign(digest, 32, sig), PV_APP_OK);
+    assert_memory_equal(sig, fresh, sizeof(fresh));
+    rt_expect_sign(digest, 32);
+    /* Timed out again; this time the late answer is a result, and is dropped as well. */
+    sdk_set_sign_timeout_ms(100);
+    assert_int_equal(pv_app_device_sign(digest, 64 - 16, sig), PV_APP_ERR_IO);
+    rt_expect_sign(digest, 48);
+    rt_sign_result(PV_APP_ERR_LIMIT);
+    rt_sign_result(PV_APP_ERR_NOT_READY);
+    sdk_set_sign_timeout_ms(2000);
+    assert_int_equal(pv_app_device_sign(digest, 32, sig), PV_APP_ERR_NOT_READY);
+    rt_expect_sign(digest, 32);
+    /* Nothing is owed now: the next answer is taken. */
+    rt_signature(late, sizeof(late));
+    assert_int_equal(pv_app_device_sign(digest, 32, sig), PV_APP_OK);
+    assert_memory_equal(sig, late, sizeof(late));
+    rt_expect_sign(digest, 32);
+    /* A sign's owed answer is not confused with another request's. */
+    sdk_set_sign_timeout_ms(100);
+    assert_int_equal(pv_app_device_sign(digest, 32, sig), PV_APP_ERR_IO);
+    rt_expect_sign(digest, 32);
+    rt_result(AC_POWER, PV_APP_ERR_DENIED);
+    assert_int_equal(pv_app_power(PV_APP_POWER_REBOOT), PV_APP_ERR_DENIED);
+}
+
+static void test_sign_runtime_gone(void **state)
+{
+    (void)state;
+    uint8_t digest[32] = {0}, sig[PV_APP_DEVICE_SIG_LEN];
+    assert_int_equal(shutdown(rt, SHUT_WR), 0);
+    int64_t t0 = mono_ms();
+    assert_int_equal(pv_app_device_sign(digest, 32, sig), PV_APP_ERR_IO);
+    assert_true(mono_ms() - t0 < 1000);
 }
 
 int main(void)
@@ -806,6 +999,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_no_runtime, setup, teardown),
         cmocka_unit_test_setup_teardown(test_names_and_storage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_device_auth, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sign, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sign_bad_arguments, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sign_malformed_answers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sign_timeout_and_late_answer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sign_runtime_gone, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
