@@ -45,7 +45,8 @@ static void check_sdk_agrees(const uint8_t *data, size_t size, int r, const ac_m
 {
     sdk_msg s;
     bool runtime_msg =
-        r == PV_OK && (m->type == AC_EVENT || m->type == AC_STATUS || m->type == AC_RESULT);
+        r == PV_OK && (m->type == AC_EVENT || m->type == AC_STATUS || m->type == AC_RESULT ||
+                       m->type == AC_SIGNATURE);
     if (sdk_decode(data, size, &s) != runtime_msg) {
         abort();
     }
@@ -58,7 +59,8 @@ static void check_sdk_agrees(const uint8_t *data, size_t size, int r, const ac_m
         (m->type == AC_STATUS &&
          (s.status.device_auth_ready != (m->ready == 1) || s.status.storage_used_kb != m->used_kb ||
           s.status.storage_quota_kb != m->quota_kb)) ||
-        (m->type == AC_RESULT && (s.request != m->request || s.result != m->result))) {
+        (m->type == AC_RESULT && (s.request != m->request || s.result != m->result)) ||
+        (m->type == AC_SIGNATURE && memcmp(s.signature, m->signature, AC_SIG_LEN) != 0)) {
         abort();
     }
 }
