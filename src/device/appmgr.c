@@ -47,6 +47,34 @@ static const char *const state_names[] = {"stopped", "running", "backoff", "stop
 #define LOG_LINE_MAX 1024
 #define MAX_ENV      12
 
+/* A token bucket: a rate with a burst (what one app may do of something). */
+typedef struct bucket {
+    double tokens;
+    int64_t ms; /* when it was last filled */
+} bucket;
+
+static void bucket_fill(bucket *b, double burst)
+{
+    b->tokens = burst;
+    b->ms = pv_monotonic_ms();
+}
+
+/* Takes a token if there is one. */
+static bool bucket_take(bucket *b, double rate, double burst)
+{
+    int64_t now = pv_monotonic_ms();
+    b->tokens += (double)(now - b->ms) * rate / 1000.0;
+    b->ms = now;
+    if (b->tokens > burst) {
+        b->tokens = burst;
+    }
+    if (b->tokens < 1.0) {
+        return false;
+    }
+    b->tokens -= 1.0;
+    return true;
+}
+
 typedef struct app_rt {
     am *m;
     as_app *a;
@@ -80,8 +108,7 @@ typedef struct app_rt {
     char line[LOG_LINE_MAX + 1];
     size_t line_len;
     /* log lines: a token bucket, so one app cannot flood the log or stall the loop */
-    double log_tokens;
-    int64_t log_ms;
+    bucket log_bucket;
     uint64_t log_dropped;
     /* policy failures are recorded once per run and kind of request */
     uint32_t policy_seen;
@@ -93,8 +120,7 @@ typedef struct app_rt {
     /* the signature being made for it (its channel is not read meanwhile, so answers stay
      * in order), and a token bucket for the rate of signatures */
     sg_job *sign_job;
-    double sign_tokens;
-    int64_t sign_ms;
+    bucket sign_bucket;
 } app_rt;
 
 /* An update of a running app that asked for UPDATE_READY: the new image waits until the app
@@ -116,17 +142,10 @@ typedef struct pending_update {
 /* Whether the app may log one more line now. */
 static bool log_allowed(app_rt *rt)
 {
-    int64_t now = pv_monotonic_ms();
-    rt->log_tokens += (double)(now - rt->log_ms) * LOG_RATE / 1000.0;
-    rt->log_ms = now;
-    if (rt->log_tokens > LOG_BURST) {
-        rt->log_tokens = LOG_BURST;
-    }
-    if (rt->log_tokens < 1.0) {
+    if (!bucket_take(&rt->log_bucket, LOG_RATE, LOG_BURST)) {
         rt->log_dropped++;
         return false;
     }
-    rt->log_tokens -= 1.0;
     if (rt->log_dropped > 0) {
         pv_warn("app %s: %llu log lines dropped (more than %.0f a second)", rt->a->m.name,
                 (unsigned long long)rt->log_dropped, LOG_RATE);
@@ -135,24 +154,10 @@ static bool log_allowed(app_rt *rt)
     return true;
 }
 
-#define SIGN_RATE  0.5 /* signatures a second, after the burst: a TLS handshake needs one */
+/* Signatures a second after the burst: a TLS connection through libpavise-app-tls takes
+ * two (its check that the key matches the certificate, and the handshake's). */
+#define SIGN_RATE  0.5
 #define SIGN_BURST 10.0
-
-/* Whether the app may have one more signature now. */
-static bool sign_allowed(app_rt *rt)
-{
-    int64_t now = pv_monotonic_ms();
-    rt->sign_tokens += (double)(now - rt->sign_ms) * SIGN_RATE / 1000.0;
-    rt->sign_ms = now;
-    if (rt->sign_tokens > SIGN_BURST) {
-        rt->sign_tokens = SIGN_BURST;
-    }
-    if (rt->sign_tokens < 1.0) {
-        return false;
-    }
-    rt->sign_tokens -= 1.0;
-    return true;
-}
 
 struct am {
     am_config cfg;
@@ -314,7 +319,7 @@ static void sign_for(app_rt *rt, const ac_msg *msg)
         reply_result(rt, AC_SIGN, PV_APP_ERR_NOT_READY);
         return;
     }
-    if (!sign_allowed(rt)) {
+    if (!bucket_take(&rt->sign_bucket, SIGN_RATE, SIGN_BURST)) {
         pv_warn("app %s: more signatures than %.1f a second: refused", rt->a->m.name, SIGN_RATE);
         reply_result(rt, AC_SIGN, PV_APP_ERR_LIMIT);
         return;
@@ -1144,10 +1149,8 @@ static int rt_add(am *m, as_app *a, app_rt **out, pv_err *e)
     rt->listener = rt->log_fd = rt->chan_fd = rt->timer_fd = rt->wd_fd = -1;
     rt->proc.pidfd = rt->proc.status_fd = -1;
     rt->backoff_ms = m->cfg.restart_min_ms;
-    rt->log_tokens = LOG_BURST;
-    rt->log_ms = pv_monotonic_ms();
-    rt->sign_tokens = SIGN_BURST;
-    rt->sign_ms = rt->log_ms;
+    bucket_fill(&rt->log_bucket, LOG_BURST);
+    bucket_fill(&rt->sign_bucket, SIGN_BURST);
     int r = lp_timer_new(m->cfg.loop, on_timer, rt, &rt->timer_fd, e);
     if (r == PV_OK) {
         r = lp_timer_new(m->cfg.loop, on_watchdog, rt, &rt->wd_fd, e);

@@ -44,9 +44,8 @@ static void check_round_trip(const uint8_t *data, size_t size, const ac_msg *m)
 static void check_sdk_agrees(const uint8_t *data, size_t size, int r, const ac_msg *m)
 {
     sdk_msg s;
-    bool runtime_msg =
-        r == PV_OK && (m->type == AC_EVENT || m->type == AC_STATUS || m->type == AC_RESULT ||
-                       m->type == AC_SIGNATURE);
+    bool runtime_msg = r == PV_OK && (m->type == AC_EVENT || m->type == AC_STATUS ||
+                                      m->type == AC_RESULT || m->type == AC_SIGNATURE);
     if (sdk_decode(data, size, &s) != runtime_msg) {
         abort();
     }
