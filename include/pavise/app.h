@@ -126,7 +126,7 @@ bool pv_app_device_auth_ready(void);
  * P-256 signature as r || s (PV_APP_DEVICE_SIG_LEN bytes), and is zeroed unless the
  * result is PV_APP_OK. Waits at most PV_APP_SIGN_TIMEOUT_MS.
  * PV_APP_ERR_INVALID (NULL, another length), PV_APP_ERR_DENIED (no DeviceAuthentication),
- * PV_APP_ERR_NOT_READY (the device holds no client certificate yet), PV_APP_ERR_LIMIT
+ * PV_APP_ERR_NOT_READY (the device holds no current client certificate and key), PV_APP_ERR_LIMIT
  * (over the runtime's signing rate for the app), PV_APP_ERR_IO (signing failed, the
  * channel failed, or no answer in time), PV_APP_ERR_NO_RUNTIME. */
 int pv_app_device_sign(const uint8_t *digest, size_t len, uint8_t sig[PV_APP_DEVICE_SIG_LEN]);

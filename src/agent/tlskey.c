@@ -424,9 +424,11 @@ static int sig_raw(const unsigned char *der, size_t len, uint8_t out[PV_ATTEST_T
     return r == PV_OK ? r : pv_err_ssl(e, r, "the TLS key's signature is not a P-256 signature");
 }
 
-int attest_tlskey_sign(pv_rot_kind kind, const char *tcti, const uint8_t *pem, size_t pem_len,
-                       const uint8_t *digest, size_t len, uint8_t sig[PV_ATTEST_TLS_SIG_LEN],
-                       pv_err *e)
+/* attest_tlskey_sign, and when spki is given the key must be the one it encodes (the client
+ * certificate's). */
+static int tls_sign(pv_rot_kind kind, const char *tcti, const uint8_t *pem, size_t pem_len,
+                    const uint8_t *spki, size_t spki_len, const uint8_t *digest, size_t len,
+                    uint8_t sig[PV_ATTEST_TLS_SIG_LEN], pv_err *e)
 {
     int r = PV_ERR_INTERNAL;
     tpm_ctx t = {0};
@@ -463,6 +465,26 @@ int attest_tlskey_sign(pv_rot_kind kind, const char *tcti, const uint8_t *pem, s
         (r = public_half(priv, &pub, e)) != PV_OK) {
         goto out;
     }
+    if (spki != NULL) {
+        unsigned char *mine = NULL;
+        int n = i2d_PUBKEY(pub, &mine);
+        bool same = n > 0 && (size_t)n == spki_len && memcmp(mine, spki, spki_len) == 0;
+        OPENSSL_free(mine);
+        if (!same) {
+            /* Between a new key and its certificate (an attestation that did not finish, or
+             * one being stored): nothing the device may sign with as itself. */
+            r = pv_err_set(e, PV_ERR_NOT_FOUND,
+                           "the TLS key is not the client certificate's: no signature");
+            goto out;
+        }
+    }
+    /* ECDSA on P-256 signs the leftmost 256 bits of a longer digest, so a SHA-384 or
+     * SHA-512 digest is signed as its first 32 bytes under SHA-256: the same signature, and
+     * one every TPM makes (many implement no SHA-384 or SHA-512). */
+    if (len > 32) {
+        len = 32;
+        md = "SHA256";
+    }
     if ((sc = sig_ctx(ctx, priv, propq, md, true)) == NULL ||
         EVP_PKEY_sign(sc, der, &der_len, digest, len) != 1) {
         r = pv_err_ssl(e, kind == PV_ROT_TPM ? PV_ERR_ROT : PV_ERR_CRYPTO,
@@ -492,6 +514,43 @@ out:
     return r;
 }
 
+int attest_tlskey_sign(pv_rot_kind kind, const char *tcti, const uint8_t *pem, size_t pem_len,
+                       const uint8_t *digest, size_t len, uint8_t sig[PV_ATTEST_TLS_SIG_LEN],
+                       pv_err *e)
+{
+    return tls_sign(kind, tcti, pem, pem_len, NULL, 0, digest, len, sig, e);
+}
+
+/* The SubjectPublicKeyInfo of the certificate in the PEM file at path, DER. */
+static int cert_spki(const char *path, unsigned char **out, size_t *out_len, pv_err *e)
+{
+    uint8_t *data = NULL;
+    size_t len = 0;
+    *out = NULL;
+    int r = pv_fs_read_file(path, 64 * 1024, &data, &len, e);
+    if (r == PV_ERR_NOT_FOUND) {
+        return pv_err_set(e, r, "the device has no client certificate (%s): it has not attested",
+                          path);
+    }
+    if (r != PV_OK) {
+        return r;
+    }
+    BIO *bio = BIO_new_mem_buf(data, (int)len);
+    X509 *x = bio != NULL ? PEM_read_bio_X509(bio, NULL, no_passphrase, NULL) : NULL;
+    EVP_PKEY *pub = x != NULL ? X509_get0_pubkey(x) : NULL;
+    int n = pub != NULL ? i2d_PUBKEY(pub, out) : -1;
+    if (n <= 0) {
+        r = pv_err_ssl(e, PV_ERR_FORMAT, "%s: not a certificate with a public key", path);
+    } else {
+        *out_len = (size_t)n;
+        r = PV_OK;
+    }
+    X509_free(x);
+    BIO_free(bio);
+    free(data);
+    return r;
+}
+
 int pv_attest_tls_sign(const char *state_dir, pv_rot_kind kind, const char *tcti,
                        const uint8_t *digest, size_t len, uint8_t sig[PV_ATTEST_TLS_SIG_LEN],
                        pv_err *e)
@@ -509,21 +568,33 @@ int pv_attest_tls_sign(const char *state_dir, pv_rot_kind kind, const char *tcti
                           len);
     }
     char *path = pv_devstate_path(state_dir, PV_ATTEST_TLS_KEY);
+    char *crt = pv_devstate_path(state_dir, PV_ATTEST_CLIENT_CRT);
     uint8_t *pem = NULL;
-    size_t pem_len = 0;
-    if (path == NULL) {
-        return pv_err_set(e, PV_ERR_NOMEM, "out of memory");
+    size_t pem_len = 0, spki_len = 0;
+    unsigned char *spki = NULL;
+    int r = PV_ERR_NOMEM;
+    if (path == NULL || crt == NULL) {
+        r = pv_err_set(e, r, "out of memory");
+        goto out;
     }
-    int r = pv_fs_read_file(path, KEY_PEM_MAX, &pem, &pem_len, e);
+    /* Only the key of the client certificate the device holds now signs: after an
+     * attestation that did not pass, the certificate is gone and so is the signing. */
+    if ((r = cert_spki(crt, &spki, &spki_len, e)) != PV_OK) {
+        goto out;
+    }
+    r = pv_fs_read_file(path, KEY_PEM_MAX, &pem, &pem_len, e);
     if (r == PV_ERR_NOT_FOUND) {
         pv_err_set(e, r, "the device has no TLS key yet (%s): it has not attested", path);
     } else if (r == PV_OK) {
-        r = attest_tlskey_sign(kind, tcti, pem, pem_len, digest, len, sig, e);
+        r = tls_sign(kind, tcti, pem, pem_len, spki, spki_len, digest, len, sig, e);
     }
+out:
     if (pem != NULL) {
         OPENSSL_cleanse(pem, pem_len);
     }
     free(pem);
+    OPENSSL_free(spki);
+    free(crt);
     free(path);
     return r;
 }

@@ -9,6 +9,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
 #include "pavise/crypto.h"
 #include "pavise/fs.h"
 
@@ -230,4 +234,33 @@ char *tu_swtpm_start(const char *dir)
 void tu_swtpm_stop(const char *dir)
 {
     free(run_script("swtpm-stop", dir));
+}
+
+void tu_write_cert_for(const char *path, const uint8_t *spki, size_t spki_len)
+{
+    const unsigned char *p = spki;
+    EVP_PKEY *pub = d2i_PUBKEY(NULL, &p, (long)spki_len);
+    EVP_PKEY *issuer = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    X509 *x = X509_new();
+    X509_NAME *name = X509_NAME_new();
+    if (pub == NULL || issuer == NULL || x == NULL || name == NULL ||
+        X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"test", -1, -1,
+                                   0) != 1 ||
+        X509_set_version(x, 2) != 1 || ASN1_INTEGER_set(X509_get_serialNumber(x), 1) != 1 ||
+        X509_set_subject_name(x, name) != 1 || X509_set_issuer_name(x, name) != 1 ||
+        X509_gmtime_adj(X509_getm_notBefore(x), 0) == NULL ||
+        X509_gmtime_adj(X509_getm_notAfter(x), 3600) == NULL || X509_set_pubkey(x, pub) != 1 ||
+        X509_sign(x, issuer, EVP_sha256()) <= 0) {
+        fprintf(stderr, "tu_write_cert_for: cannot make the certificate\n");
+        abort();
+    }
+    FILE *f = fopen(path, "w");
+    if (f == NULL || PEM_write_X509(f, x) != 1 || fclose(f) != 0) {
+        fprintf(stderr, "tu_write_cert_for: cannot write %s\n", path);
+        abort();
+    }
+    X509_NAME_free(name);
+    X509_free(x);
+    EVP_PKEY_free(issuer);
+    EVP_PKEY_free(pub);
 }

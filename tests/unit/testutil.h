@@ -37,6 +37,11 @@ void tu_make_chain(const char *dir, int64_t not_before, int64_t not_after, pv_ke
 /* Parses hex (spaces ignored) into a new allocation; fails the test on bad hex. */
 uint8_t *tu_unhex(const char *hex, size_t *len);
 
+/* Writes a PEM certificate for the public key spki (DER SubjectPublicKeyInfo) to path,
+ * issued by a throwaway key: what a test needs where only the certificate's key counts
+ * (the device's client certificate beside its TLS key). */
+void tu_write_cert_for(const char *path, const uint8_t *spki, size_t spki_len);
+
 /* Starts a manufactured swtpm in dir (scripts/swtpm-start: state in dir/state, the TPM
  * vendor CA in dir/ca) and returns its TCTI string (caller frees). A second start on
  * the same dir keeps the TPM's NV, like a reboot. Fails the test on error. */

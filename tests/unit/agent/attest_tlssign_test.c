@@ -89,6 +89,18 @@ static void write_key(const char *state, const void *data, size_t len)
     free(path);
 }
 
+static void expect_refused(const char *dir, pv_rot_kind kind, const char *tcti, int code,
+                           const char *says);
+
+/* STATE/certs/client.crt for k's key: only the client certificate's key signs. */
+static void write_cert(const char *state, const attest_tlskey *k)
+{
+    free(key_path(state)); /* makes STATE/certs */
+    char *path = tu_path(state, PV_ATTEST_CLIENT_CRT);
+    tu_write_cert_for(path, pv_buf_data(k->spki), pv_buf_len(k->spki));
+    free(path);
+}
+
 /* Every digest length signs, each signature verifies with the CSR's key, and two
  * signatures of one digest differ (ECDSA is randomised: nothing replayed). */
 static void sign_each_length(const char *state, pv_rot_kind kind, const char *tcti,
@@ -123,6 +135,15 @@ static void test_software(void **state)
     pv_err e;
     assert_int_equal(attest_tlskey_make(PV_ROT_SOFTWARE, NULL, DEVICE_ID, &k, &e), PV_OK);
     write_key(dir, pv_buf_data(k.pem), pv_buf_len(k.pem));
+    /* A key without its certificate (an attestation that did not pass removes the
+     * certificate), or beside another key's certificate, signs nothing. */
+    expect_refused(dir, PV_ROT_SOFTWARE, NULL, PV_ERR_NOT_FOUND, "no client certificate");
+    attest_tlskey other;
+    assert_int_equal(attest_tlskey_make(PV_ROT_SOFTWARE, NULL, DEVICE_ID, &other, &e), PV_OK);
+    write_cert(dir, &other);
+    expect_refused(dir, PV_ROT_SOFTWARE, NULL, PV_ERR_NOT_FOUND, "not the client certificate's");
+    attest_tlskey_free(&other);
+    write_cert(dir, &k);
     sign_each_length(dir, PV_ROT_SOFTWARE, NULL, &k);
     attest_tlskey_free(&k);
     tu_rmtree(dir);
@@ -138,6 +159,7 @@ static void test_bad_digest(void **state)
     pv_err e;
     assert_int_equal(attest_tlskey_make(PV_ROT_SOFTWARE, NULL, DEVICE_ID, &k, &e), PV_OK);
     write_key(dir, pv_buf_data(k.pem), pv_buf_len(k.pem));
+    write_cert(dir, &k);
     static const size_t bad[] = {0, 1, 20, 31, 33, 47, 49, 63, 65, 128};
     uint8_t digest[128] = {1}, sig[PV_ATTEST_TLS_SIG_LEN];
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -208,6 +230,7 @@ static void test_bad_key_file(void **state)
     expect_refused(dir, PV_ROT_SOFTWARE, NULL, PV_ERR_NOT_FOUND, "not attested");
 
     assert_int_equal(attest_tlskey_make(PV_ROT_SOFTWARE, NULL, DEVICE_ID, &k, &e), PV_OK);
+    write_cert(dir, &k);
     const char *pem = (const char *)pv_buf_data(k.pem);
     size_t len = pv_buf_len(k.pem);
 
@@ -283,6 +306,7 @@ static void test_tpm(void **state)
         fail_msg("%d: %s", r, pv_err_msg(&e));
     }
     write_key(st, pv_buf_data(k.pem), pv_buf_len(k.pem));
+    write_cert(st, &k);
     /* Each signature opens and closes the provider's connection: the single-connection
      * swtpm would hang on the next one otherwise. */
     sign_each_length(st, PV_ROT_TPM, tcti, &k);

@@ -195,6 +195,9 @@ static EVP_PKEY *write_key(const char *state, EVP_PKEY *pk, OSSL_LIB_CTX *lib, c
     unsigned char *der = NULL;
     int dn = i2d_PUBKEY(pk, &der);
     assert_true(dn > 0);
+    char *crt = tu_path(state, PV_ATTEST_CLIENT_CRT); /* only its certificate's key signs */
+    tu_write_cert_for(crt, der, (size_t)dn);
+    free(crt);
     const unsigned char *p = der;
     EVP_PKEY *pub = d2i_PUBKEY(NULL, &p, dn);
     assert_non_null(pub);
