@@ -121,6 +121,7 @@ typedef struct app_rt {
      * in order), and a token bucket for the rate of signatures */
     sg_job *sign_job;
     bucket sign_bucket;
+    uint64_t sign_refused; /* over the rate this run: logged once, counted at its end */
 } app_rt;
 
 /* An update of a running app that asked for UPDATE_READY: the new image waits until the app
@@ -292,7 +293,13 @@ static void on_signed(void *ctx, int result, const uint8_t *sig)
         ac_msg msg = {.type = AC_SIGNATURE};
         memcpy(msg.signature, sig, AC_SIG_LEN);
         size_t n = ac_encode(&msg, out);
-        send(rt->chan_fd, out, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (send(rt->chan_fd, out, n, MSG_DONTWAIT | MSG_NOSIGNAL) != (ssize_t)n) {
+            /* The app would count this answer as owed and drop every later one: end the
+             * channel instead, so it sees the runtime gone rather than hangs. */
+            pv_warn("app %s: its signature could not be sent: channel closed", rt->a->m.name);
+            close_fd(rt->m, &rt->chan_fd);
+            return;
+        }
     } else {
         reply_result(rt, AC_SIGN, result);
     }
@@ -320,16 +327,29 @@ static void sign_for(app_rt *rt, const ac_msg *msg)
         return;
     }
     if (!bucket_take(&rt->sign_bucket, SIGN_RATE, SIGN_BURST)) {
-        pv_warn("app %s: more signatures than %.1f a second: refused", rt->a->m.name, SIGN_RATE);
+        /* Logged once a run (an app looping on refusals must not flood the log); the count
+         * goes to the log when the run ends. */
+        if (rt->sign_refused++ == 0) {
+            pv_warn("app %s: more signatures than its rate (a burst of %.0f, then %.1f a "
+                    "second): refused",
+                    rt->a->m.name, SIGN_BURST, SIGN_RATE);
+        }
         reply_result(rt, AC_SIGN, PV_APP_ERR_LIMIT);
         return;
     }
     pv_err e;
     pv_err_clear(&e);
     int r = sg_start(m->cfg.signer, msg->digest, msg->digest_len, on_signed, rt, &rt->sign_job, &e);
+    if (r == PV_ERR_LOCKED) {
+        /* Every helper slot is busy with other apps: not this app's rate, so its token is
+         * given back. */
+        rt->sign_bucket.tokens += 1.0;
+        reply_result(rt, AC_SIGN, PV_APP_ERR_LIMIT);
+        return;
+    }
     if (r != PV_OK) {
         pv_warn("app %s: cannot sign: %s", rt->a->m.name, pv_err_msg(&e));
-        reply_result(rt, AC_SIGN, r == PV_ERR_TOO_LARGE ? PV_APP_ERR_LIMIT : PV_APP_ERR_IO);
+        reply_result(rt, AC_SIGN, PV_APP_ERR_IO);
         return;
     }
     lp_del(m->cfg.loop, rt->chan_fd);
@@ -629,6 +649,11 @@ static void reap(app_rt *rt, bool block)
         sg_cancel(m->cfg.signer, rt->sign_job);
         rt->sign_job = NULL;
     }
+    if (rt->sign_refused > 0) {
+        pv_warn("app %s: %llu signatures refused over its rate in this run", rt->a->m.name,
+                (unsigned long long)rt->sign_refused);
+        rt->sign_refused = 0;
+    }
     /* What the app sent before it went (its last log lines) is read before the channel
      * closes; bounded, as everything from an app. */
     uint8_t peek;
@@ -738,11 +763,6 @@ static const char *const device_files[] = {"client.crt", "client-chain.crt"};
 /* Refreshes the app's copies from STATE/certs. */
 static int refresh_device_files(app_rt *rt, const char *dir, pv_err *e)
 {
-    char old_key[4096];
-    int n = snprintf(old_key, sizeof(old_key), "%s/tls.key", dir);
-    if (n > 0 && (size_t)n < sizeof(old_key)) {
-        unlink(old_key); /* a copy an earlier version of pavised made */
-    }
     for (size_t i = 0; i < 2; i++) {
         int r = copy_device_file(rt, dir, device_files[i], e);
         if (r != PV_OK) {
@@ -1158,6 +1178,14 @@ static int rt_add(am *m, as_app *a, app_rt **out, pv_err *e)
     if (r != PV_OK) {
         rt_free(m, rt);
         return r;
+    }
+    /* A copy of the device key an earlier version of pavised made for it goes, whatever
+     * the component is granted now. */
+    char old_key[4096];
+    int kn =
+        snprintf(old_key, sizeof(old_key), "%s/run/apps/%s/tls.key", m->cfg.state_dir, rt->cid);
+    if (kn > 0 && (size_t)kn < sizeof(old_key)) {
+        unlink(old_key);
     }
     if (m->cfg.net != NULL) {
         /* Without its entry the component is still managed (stopped, removable, updated);

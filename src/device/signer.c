@@ -36,7 +36,10 @@ int sg_new(lp *loop, const sc_config *store, sg_ctx **out, pv_err *e)
     }
     s->loop = loop;
     s->store = *store;
-    s->store.timeout_ms = store->timeout_ms != 0 ? store->timeout_ms : SG_TIMEOUT_MS;
+    /* Never longer than the SDK waits (a longer store timeout is for installs). */
+    s->store.timeout_ms = store->timeout_ms != 0 && store->timeout_ms < SG_TIMEOUT_MS
+                              ? store->timeout_ms
+                              : SG_TIMEOUT_MS;
     for (size_t i = 0; i < SG_MAX_JOBS; i++) {
         s->jobs[i] = (sg_job){.s = s, .timer = -1, .sc = {.fd = -1}};
     }
@@ -144,7 +147,7 @@ int sg_start(sg_ctx *s, const uint8_t *digest, size_t len, sg_done_fn *fn, void 
         j = s->jobs[i].used ? NULL : &s->jobs[i];
     }
     if (j == NULL) {
-        return pv_err_set(e, PV_ERR_TOO_LARGE, "%d signatures are being made already", SG_MAX_JOBS);
+        return pv_err_set(e, PV_ERR_LOCKED, "%d signatures are being made already", SG_MAX_JOBS);
     }
     pv_hex_encode(digest, len, hex, sizeof(hex));
     const char *const argv[] = {"pavise-store", "sign", "--digest", hex, NULL};
@@ -155,10 +158,10 @@ int sg_start(sg_ctx *s, const uint8_t *digest, size_t len, sg_done_fn *fn, void 
     j->used = true;
     j->fn = fn;
     j->ctx = ctx;
-    if ((r = lp_add(s->loop, j->sc.fd, EPOLLIN, on_answer, j, e)) != PV_OK ||
-        (r = lp_timer_new(s->loop, on_timeout, j, &j->timer, e)) != PV_OK) {
+    if (lp_add(s->loop, j->sc.fd, EPOLLIN, on_answer, j, e) != PV_OK ||
+        lp_timer_new(s->loop, on_timeout, j, &j->timer, e) != PV_OK) {
         release(j);
-        return r;
+        return PV_ERR_IO; /* the loop's errors are not the caller's PV_ERR_LOCKED */
     }
     lp_timer_arm(j->timer, s->store.timeout_ms);
     *out = j;

@@ -28,14 +28,14 @@ typedef struct sg_job sg_job;
  * holds no TLS key yet) or PV_APP_ERR_IO (anything else, logged); sig is NULL unless OK. */
 typedef void sg_done_fn(void *ctx, int result, const uint8_t *sig);
 
-/* store: how pavise-store is run (copied); its timeout_ms bounds one signature, 0:
- * SG_TIMEOUT_MS. */
+/* store: how pavise-store is run (copied); its timeout_ms, when below SG_TIMEOUT_MS,
+ * bounds one signature, else SG_TIMEOUT_MS does. */
 int sg_new(lp *loop, const sc_config *store, sg_ctx **out, pv_err *e);
 /* Cancels what is running (no callbacks) and frees. Accepts NULL. */
 void sg_free(sg_ctx *s);
 
 /* Starts signing digest (AC_MIN_DIGEST_LEN..AC_MAX_DIGEST_LEN bytes, as ac_parse checked);
- * fn is called once from the loop, unless the job is cancelled first. PV_ERR_TOO_LARGE
+ * fn is called once from the loop, unless the job is cancelled first. PV_ERR_LOCKED
  * when SG_MAX_JOBS are running (the app is answered LIMIT), PV_ERR_IO, PV_ERR_NOMEM. */
 int sg_start(sg_ctx *s, const uint8_t *digest, size_t len, sg_done_fn *fn, void *ctx, sg_job **job,
              pv_err *e);

@@ -227,10 +227,14 @@ out:
     return r;
 }
 
-/* Only "load" describes every app; the others answer one app or a few fields. */
+/* Only "load" describes every app; the others answer one app or a few fields, "sign" a
+ * signature. */
 static size_t answer_max(const char *const *argv)
 {
-    return strcmp(argv[1], "load") == 0 ? SP_MAX_ANSWER : SP_MAX_SMALL_ANSWER;
+    if (strcmp(argv[1], "load") == 0) {
+        return SP_MAX_ANSWER;
+    }
+    return strcmp(argv[1], "sign") == 0 ? SP_MAX_SIGN_ANSWER : SP_MAX_SMALL_ANSWER;
 }
 
 int sc_run(const sc_config *c, const char *const *argv, int in_fd, json_t **out, pv_err *e)

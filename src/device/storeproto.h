@@ -15,6 +15,9 @@
 /* The longest answer of the other operations: one app's description at most. */
 #define SP_MAX_SMALL_ANSWER ((size_t)PV_MANIFEST_MAX_SIZE / 3 * 4 + 16384)
 
+/* The longest answer of "sign": {"signature": 128 hex digits} and room for a refusal. */
+#define SP_MAX_SIGN_ANSWER 4096
+
 /* How long one operation may take (a large package is verified and extracted). */
 #define SP_TIMEOUT_MS 120000
 

@@ -128,6 +128,8 @@ attack read-key '["read", "/run/pavise/device/tls.key"]' '{"DeviceAuthentication
 attack sign-denied '["sign", "denied"]' '' blocked
 attack sign-flood '["sign", "flood"]' '{"DeviceAuthentication": true}' blocked
 attack sign-malformed '["sign", "malformed"]' '{"DeviceAuthentication": true}' blocked
+attack sign-order '["sign", "order"]' '{"DeviceAuthentication": true}' ok
+attack sign-exit '["sign", "exit"]' '{"DeviceAuthentication": true}' blocked
 
 # A peripheral the board allows is the declaring app's own; one it does not allow never is.
 attack serial "[\"device\", \"$PERIPH\", \"declared\"]" "{\"Peripherals\": [\"$PERIPH\"]}" ok

@@ -14,6 +14,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <signal.h>
 #include <stdio.h>
@@ -208,6 +209,36 @@ static void sign_attack(const char *how)
             }
         }
         result(0, 0, "100 signatures, never refused");
+    } else if (strcmp(how, "order") == 0) {
+        /* A sign and a status query sent together: the sign is answered first (the runtime
+         * reads nothing more while it signs), then the status. */
+        static const uint8_t status[] = {1, 6, 0, 0};
+        const char *env = getenv("PAVISE_FD");
+        int fd = env != NULL ? atoi(env) : -1;
+        if (fd < 0 || send(fd, pkt, 36, MSG_NOSIGNAL) != 36 ||
+            send(fd, status, sizeof(status), MSG_NOSIGNAL) != (ssize_t)sizeof(status)) {
+            result(1, errno, "requests not sent");
+        }
+        ssize_t n[2] = {-1, -1};
+        uint8_t got[2][2100];
+        for (int i = 0; i < 2; i++) {
+            struct pollfd p = {.fd = fd, .events = POLLIN};
+            n[i] = poll(&p, 1, 15000) == 1 ? recv(fd, got[i], sizeof(got[i]), 0) : -1;
+        }
+        bool sign_first =
+            (n[0] == 68 && got[0][1] == 0x43) || (n[0] == 9 && got[0][1] == 0x42 && got[0][4] == 8);
+        if (sign_first && n[1] == 21 && got[1][1] == 0x41) {
+            ok("the sign was answered before the status");
+        }
+        printf("RESULT sign FAILED answers of %zd and %zd bytes\n", n[0], n[1]);
+        fflush(stdout);
+        exit(4);
+    } else if (strcmp(how, "exit") == 0) {
+        /* Asks, and is gone before the answer: the runtime drops the signature it started. */
+        const char *env = getenv("PAVISE_FD");
+        int fd = env != NULL ? atoi(env) : -1;
+        (void)send(fd, pkt, 36, MSG_NOSIGNAL);
+        result(1, 0, "asked for a signature and exited");
     } else {
         pkt[3] = 33;
         ssize_t n = chan_request(pkt, 37, ans, sizeof(ans));

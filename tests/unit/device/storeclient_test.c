@@ -345,7 +345,7 @@ static void test_signer_bounds(void **state)
         assert_int_equal(sg_start(s, digest, 32, on_sign, &seen, &jobs[i], &e), PV_OK);
     }
     assert_int_equal(sg_start(s, digest, 32, on_sign, &seen, &jobs[SG_MAX_JOBS], &e),
-                     PV_ERR_TOO_LARGE);
+                     PV_ERR_LOCKED);
     sg_cancel(s, jobs[0]);
     assert_int_equal(sg_start(s, digest, 32, on_sign, &seen, &jobs[0], &e), PV_OK);
     assert_int_equal(lp_run_once(l, 100, &e), PV_OK);
