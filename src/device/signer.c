@@ -13,11 +13,17 @@
 #include "pavise/log.h"
 #include "pavise/platform.h"
 
+/* A slot: running (its output watched), exiting (it answered; its pidfd watched), or
+ * reaping (killed, nobody waits for it any more; the slot is taken until it is gone, so a
+ * helper stuck in the TPM never lets more pile up behind it). */
+typedef enum job_state { J_FREE = 0, J_RUNNING, J_EXITING, J_REAPING } job_state;
+
 struct sg_job {
     sg_ctx *s;
-    bool used;
+    job_state state;
     sc_job sc;
     int timer;
+    bool watching_pid;
     sg_done_fn *fn;
     void *ctx;
 };
@@ -41,36 +47,67 @@ int sg_new(lp *loop, const sc_config *store, sg_ctx **out, pv_err *e)
                               ? store->timeout_ms
                               : SG_TIMEOUT_MS;
     for (size_t i = 0; i < SG_MAX_JOBS; i++) {
-        s->jobs[i] = (sg_job){.s = s, .timer = -1, .sc = {.fd = -1}};
+        s->jobs[i] = (sg_job){.s = s, .timer = -1, .sc = {.fd = -1, .pidfd = -1}};
     }
     *out = s;
     return PV_OK;
 }
 
-/* Releases the job's slot: its pipe and timer leave the loop, the helper is gone. */
+/* Frees the slot: its pipe, pidfd and timer leave the loop; the helper is reaped (waiting
+ * only if it has not been: sg_free, or no pidfd). */
 static void release(sg_job *j)
 {
     if (j->sc.fd >= 0) {
         lp_del(j->s->loop, j->sc.fd);
+    }
+    if (j->watching_pid) {
+        lp_del(j->s->loop, j->sc.pidfd);
+        j->watching_pid = false;
     }
     sc_job_cancel(&j->sc);
     if (j->timer >= 0) {
         lp_timer_free(j->s->loop, j->timer);
         j->timer = -1;
     }
-    j->used = false;
+    j->state = J_FREE;
     j->fn = NULL;
     j->ctx = NULL;
 }
 
-/* Ends the job and tells its owner, after the slot is free (the callback may start
- * another). */
-static void complete(sg_job *j, int result, const uint8_t *sig)
+static void on_exit_fd(void *ctx, int fd, uint32_t events);
+
+/* Waits for the helper's exit through the loop; without a pidfd, by waiting here. */
+static void watch_exit(sg_job *j)
 {
-    sg_done_fn *fn = j->fn;
-    void *ctx = j->ctx;
-    release(j);
-    fn(ctx, result, sig);
+    pv_err e;
+    pv_err_clear(&e);
+    if (j->sc.fd >= 0) {
+        lp_del(j->s->loop, j->sc.fd);
+        sc_job_close_output(&j->sc);
+    }
+    if (j->sc.pidfd < 0 || (!j->watching_pid &&
+                            lp_add(j->s->loop, j->sc.pidfd, EPOLLIN, on_exit_fd, j, &e) != PV_OK)) {
+        sc_job_kill(&j->sc);
+        release(j); /* reaps by waiting: a SIGKILLed helper, so briefly */
+        return;
+    }
+    j->watching_pid = true;
+}
+
+/* Kills the helper; nobody is told; the slot is freed once it is reaped. */
+static void abandon(sg_job *j)
+{
+    int status = 0;
+    j->fn = NULL;
+    j->ctx = NULL;
+    sc_job_kill(&j->sc);
+    if (sc_job_reaped(&j->sc, &status)) {
+        release(j);
+        return;
+    }
+    j->state = J_REAPING;
+    lp_timer_arm(j->timer, 0);
+    watch_exit(j);
 }
 
 /* The answer {"signature": 128 hex digits}, nothing else. */
@@ -97,42 +134,95 @@ static int read_signature(const json_t *ans, uint8_t sig[AC_SIG_LEN], pv_err *e)
     return PV_OK;
 }
 
+/* The reaped helper's answer, to the owner. */
+static void answer(sg_job *j, int status)
+{
+    json_t *ans = NULL;
+    uint8_t sig[AC_SIG_LEN];
+    pv_err e;
+    pv_err_clear(&e);
+    int r = sc_job_answer(&j->sc, status, &ans, &e);
+    if (r == PV_OK) {
+        r = read_signature(ans, sig, &e);
+    }
+    json_decref(ans);
+    sg_done_fn *fn = j->fn;
+    void *owner = j->ctx;
+    release(j); /* first: the owner may start another */
+    int result = PV_APP_OK;
+    if (r == PV_ERR_NOT_FOUND) {
+        pv_info("signing for an app: %s", pv_err_msg(&e));
+        result = PV_APP_ERR_NOT_READY;
+    } else if (r != PV_OK) {
+        pv_warn("signing for an app: %s", pv_err_msg(&e));
+        result = PV_APP_ERR_IO;
+    }
+    if (fn != NULL) {
+        fn(owner, result, result == PV_APP_OK ? sig : NULL);
+    }
+}
+
 static void on_answer(void *ctx, int fd, uint32_t events)
 {
     sg_job *j = ctx;
     bool done = false;
-    json_t *ans = NULL;
-    uint8_t sig[AC_SIG_LEN];
+    int status = 0;
     pv_err e;
     pv_err_clear(&e);
     int r = sc_job_read(&j->sc, &done, &e);
     if (r == PV_OK && !done) {
         return;
     }
-    if (r == PV_OK) {
-        lp_del(j->s->loop, j->sc.fd);
-        r = sc_job_finish(&j->sc, &ans, &e);
-    }
-    if (r == PV_OK) {
-        r = read_signature(ans, sig, &e);
-    }
-    json_decref(ans);
-    if (r == PV_OK) {
-        complete(j, PV_APP_OK, sig);
-    } else if (r == PV_ERR_NOT_FOUND) {
-        pv_info("signing for an app: %s", pv_err_msg(&e));
-        complete(j, PV_APP_ERR_NOT_READY, NULL);
-    } else {
+    if (r != PV_OK) {
         pv_warn("signing for an app: %s", pv_err_msg(&e));
-        complete(j, PV_APP_ERR_IO, NULL);
+        sg_done_fn *fn = j->fn;
+        void *owner = j->ctx;
+        abandon(j);
+        if (fn != NULL) {
+            fn(owner, PV_APP_ERR_IO, NULL);
+        }
+        return;
+    }
+    /* It closed its output: it is exiting. Its status, then its answer, without waiting
+     * in the loop: at most SC_JOB_EXIT_MS more. */
+    if (sc_job_reaped(&j->sc, &status)) {
+        answer(j, status);
+        return;
+    }
+    j->state = J_EXITING;
+    lp_timer_arm(j->timer, SC_JOB_EXIT_MS);
+    watch_exit(j);
+}
+
+static void on_exit_fd(void *ctx, int fd, uint32_t events)
+{
+    sg_job *j = ctx;
+    int status = 0;
+    if (!sc_job_reaped(&j->sc, &status)) {
+        return;
+    }
+    if (j->state == J_EXITING) {
+        answer(j, status);
+    } else {
+        release(j);
     }
 }
 
 static void on_timeout(void *ctx, int fd, uint32_t events)
 {
     sg_job *j = ctx;
-    pv_warn("signing for an app: pavise-store did not answer within %u ms", j->s->store.timeout_ms);
-    complete(j, PV_APP_ERR_IO, NULL);
+    if (j->state == J_REAPING) {
+        return;
+    }
+    pv_warn("signing for an app: pavise-store did not %s within %u ms",
+            j->state == J_EXITING ? "exit after answering" : "answer",
+            j->state == J_EXITING ? SC_JOB_EXIT_MS : j->s->store.timeout_ms);
+    sg_done_fn *fn = j->fn;
+    void *owner = j->ctx;
+    abandon(j);
+    if (fn != NULL) {
+        fn(owner, PV_APP_ERR_IO, NULL);
+    }
 }
 
 int sg_start(sg_ctx *s, const uint8_t *digest, size_t len, sg_done_fn *fn, void *ctx, sg_job **out,
@@ -144,7 +234,7 @@ int sg_start(sg_ctx *s, const uint8_t *digest, size_t len, sg_done_fn *fn, void 
         return pv_err_set(e, PV_ERR_INVALID_ARG, "a digest of %zu bytes", len);
     }
     for (size_t i = 0; i < SG_MAX_JOBS && j == NULL; i++) {
-        j = s->jobs[i].used ? NULL : &s->jobs[i];
+        j = s->jobs[i].state != J_FREE ? NULL : &s->jobs[i];
     }
     if (j == NULL) {
         return pv_err_set(e, PV_ERR_LOCKED, "%d signatures are being made already", SG_MAX_JOBS);
@@ -155,7 +245,7 @@ int sg_start(sg_ctx *s, const uint8_t *digest, size_t len, sg_done_fn *fn, void 
     if (r != PV_OK) {
         return r;
     }
-    j->used = true;
+    j->state = J_RUNNING;
     j->fn = fn;
     j->ctx = ctx;
     if (lp_add(s->loop, j->sc.fd, EPOLLIN, on_answer, j, e) != PV_OK ||
@@ -170,8 +260,8 @@ int sg_start(sg_ctx *s, const uint8_t *digest, size_t len, sg_done_fn *fn, void 
 
 void sg_cancel(sg_ctx *s, sg_job *j)
 {
-    if (s != NULL && j != NULL && j->used) {
-        release(j);
+    if (s != NULL && j != NULL && (j->state == J_RUNNING || j->state == J_EXITING)) {
+        abandon(j);
     }
 }
 
@@ -181,7 +271,10 @@ void sg_free(sg_ctx *s)
         return;
     }
     for (size_t i = 0; i < SG_MAX_JOBS; i++) {
-        sg_cancel(s, &s->jobs[i]);
+        if (s->jobs[i].state != J_FREE) {
+            sc_job_kill(&s->jobs[i].sc);
+            release(&s->jobs[i]); /* reaps by waiting: pavised is exiting */
+        }
     }
     free(s);
 }

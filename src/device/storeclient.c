@@ -264,7 +264,7 @@ int sc_run(const sc_config *c, const char *const *argv, int in_fd, json_t **out,
 int sc_job_start(const sc_config *c, const char *const *argv, sc_job *j, pv_err *e)
 {
     memset(j, 0, sizeof(*j));
-    j->fd = -1;
+    j->fd = j->pidfd = -1;
     j->max = answer_max(argv);
     if ((j->buf = malloc(SC_JOB_CHUNK + 1)) == NULL) {
         return pv_err_set(e, PV_ERR_NOMEM, "out of memory");
@@ -277,7 +277,47 @@ int sc_job_start(const sc_config *c, const char *const *argv, sc_job *j, pv_err 
         return r;
     }
     j->deadline = pv_monotonic_ms() + (c->timeout_ms != 0 ? c->timeout_ms : SP_TIMEOUT_MS);
+    j->pidfd = (int)syscall(SYS_pidfd_open, j->pid, 0); /* -1: the caller reaps by waiting */
     return PV_OK;
+}
+
+bool sc_job_reaped(sc_job *j, int *status)
+{
+    if (j->pid <= 0) {
+        return true;
+    }
+    pid_t w;
+    do {
+        w = waitpid(j->pid, status, WNOHANG);
+    } while (w < 0 && errno == EINTR);
+    if (w == j->pid || (w < 0 && errno == ECHILD)) {
+        j->pid = 0;
+        return true;
+    }
+    return false;
+}
+
+void sc_job_kill(sc_job *j)
+{
+    if (j->pid > 0) {
+        kill(-j->pid, SIGKILL);
+        kill(j->pid, SIGKILL);
+    }
+}
+
+void sc_job_close_output(sc_job *j)
+{
+    if (j->fd >= 0) {
+        close(j->fd);
+        j->fd = -1;
+    }
+}
+
+int sc_job_answer(sc_job *j, int status, json_t **out, pv_err *e)
+{
+    *out = NULL;
+    j->buf[j->len] = '\0';
+    return finish(status, j->buf, j->len, out, e);
 }
 
 int sc_job_read(sc_job *j, bool *done, pv_err *e)
@@ -336,9 +376,10 @@ void sc_job_cancel(sc_job *j)
         reap_child(j->pid, 0, &(int){0});
         j->pid = 0;
     }
-    if (j->fd >= 0) {
-        close(j->fd);
-        j->fd = -1;
+    sc_job_close_output(j);
+    if (j->pidfd >= 0) {
+        close(j->pidfd);
+        j->pidfd = -1;
     }
     free(j->buf);
     j->buf = NULL;

@@ -71,6 +71,7 @@ int sc_run(const sc_config *c, const char *const *argv, int in_fd, json_t **out,
 typedef struct sc_job {
     pid_t pid;        /* 0 once reaped */
     int fd;           /* its standard output, non-blocking: watch it for EPOLLIN */
+    int pidfd;        /* readable once it has exited (-1: none, reap by waiting) */
     int64_t deadline; /* monotonic ms: the caller cancels the job when it passes */
     char *buf;
     size_t len, cap, max;
@@ -86,7 +87,18 @@ int sc_job_read(sc_job *j, bool *done, pv_err *e);
 /* Reaps the helper (killing it if it does not exit within SC_JOB_EXIT_MS) and parses its
  * answer as sc_run does; the job is released either way. */
 int sc_job_finish(sc_job *j, json_t **out, pv_err *e);
-/* Kills the helper's process group, reaps it and releases the job. Safe on a released job. */
+/* Kills the helper's process group, reaps it (waiting) and releases the job. Safe on a
+ * released job. */
 void sc_job_cancel(sc_job *j);
+
+/* Without waiting, for a loop that watches pidfd: */
+/* True once the helper has exited and is reaped (*status then holds its status). */
+bool sc_job_reaped(sc_job *j, int *status);
+/* Sends SIGKILL to its process group; reap it with sc_job_reaped when pidfd says so. */
+void sc_job_kill(sc_job *j);
+/* Closes its output (after end of file, or when its answer no longer matters). */
+void sc_job_close_output(sc_job *j);
+/* Its answer, as sc_run parses it, once it is reaped with status. Releases nothing. */
+int sc_job_answer(sc_job *j, int status, json_t **out, pv_err *e);
 
 #endif

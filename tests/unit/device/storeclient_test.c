@@ -346,8 +346,15 @@ static void test_signer_bounds(void **state)
     }
     assert_int_equal(sg_start(s, digest, 32, on_sign, &seen, &jobs[SG_MAX_JOBS], &e),
                      PV_ERR_LOCKED);
+    /* A cancelled helper keeps its slot until the loop has reaped it (a helper stuck in
+     * the TPM must not let more pile up), without blocking the loop. */
     sg_cancel(s, jobs[0]);
-    assert_int_equal(sg_start(s, digest, 32, on_sign, &seen, &jobs[0], &e), PV_OK);
+    int r = PV_ERR_LOCKED;
+    for (int i = 0; i < 100 && r == PV_ERR_LOCKED; i++) {
+        assert_int_equal(lp_run_once(l, 50, &e), PV_OK);
+        r = sg_start(s, digest, 32, on_sign, &seen, &jobs[0], &e);
+    }
+    assert_int_equal(r, PV_OK);
     assert_int_equal(lp_run_once(l, 100, &e), PV_OK);
     sg_free(s); /* cancels the rest */
     assert_int_equal(seen.calls, 0);
