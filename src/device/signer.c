@@ -76,8 +76,9 @@ static void release(sg_job *j)
 
 static void on_exit_fd(void *ctx, int fd, uint32_t events);
 
-/* Waits for the helper's exit through the loop; without a pidfd, by waiting here. */
-static void watch_exit(sg_job *j)
+/* Waits for the helper's exit through the loop. False when that cannot be (no pidfd): it
+ * is then killed and reaped here, and the slot released without telling the owner. */
+static bool watch_exit(sg_job *j)
 {
     pv_err e;
     pv_err_clear(&e);
@@ -89,9 +90,10 @@ static void watch_exit(sg_job *j)
                             lp_add(j->s->loop, j->sc.pidfd, EPOLLIN, on_exit_fd, j, &e) != PV_OK)) {
         sc_job_kill(&j->sc);
         release(j); /* reaps by waiting: a SIGKILLed helper, so briefly */
-        return;
+        return false;
     }
     j->watching_pid = true;
+    return true;
 }
 
 /* Kills the helper; nobody is told; the slot is freed once it is reaped. */
@@ -107,7 +109,7 @@ static void abandon(sg_job *j)
     }
     j->state = J_REAPING;
     lp_timer_arm(j->timer, 0);
-    watch_exit(j);
+    (void)watch_exit(j);
 }
 
 /* The answer {"signature": 128 hex digits}, nothing else. */
@@ -191,7 +193,11 @@ static void on_answer(void *ctx, int fd, uint32_t events)
     }
     j->state = J_EXITING;
     lp_timer_arm(j->timer, SC_JOB_EXIT_MS);
-    watch_exit(j);
+    sg_done_fn *fn = j->fn;
+    void *owner = j->ctx;
+    if (!watch_exit(j) && fn != NULL) {
+        fn(owner, PV_APP_ERR_IO, NULL);
+    }
 }
 
 static void on_exit_fd(void *ctx, int fd, uint32_t events)
