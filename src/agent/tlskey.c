@@ -27,6 +27,7 @@
 #include "attest_internal.h"
 #include "pavise/devstate.h"
 #include "pavise/fs.h"
+#include "pavise/x509.h"
 
 #define KEY_PEM_MAX PV_ATTEST_TLS_KEY_MAX /* what is written is what may be read back */
 #define SPKI_MAX    256
@@ -521,33 +522,22 @@ int attest_tlskey_sign(pv_rot_kind kind, const char *tcti, const uint8_t *pem, s
     return tls_sign(kind, tcti, pem, pem_len, NULL, 0, digest, len, sig, e);
 }
 
-/* The SubjectPublicKeyInfo of the certificate in the PEM file at path, DER. */
-static int cert_spki(const char *path, unsigned char **out, size_t *out_len, pv_err *e)
+/* The SubjectPublicKeyInfo (DER) of the first certificate of the PEM file at path. */
+static int cert_spki(const char *path, pv_buf *out, pv_err *e)
 {
-    uint8_t *data = NULL;
-    size_t len = 0;
-    *out = NULL;
-    int r = pv_fs_read_file(path, 64 * 1024, &data, &len, e);
+    pv_chain *ch = NULL;
+    pv_key *k = NULL;
+    int r = pv_chain_load_pem(path, &ch, e);
     if (r == PV_ERR_NOT_FOUND) {
         return pv_err_set(e, r, "the device has no client certificate (%s): it has not attested",
                           path);
     }
-    if (r != PV_OK) {
-        return r;
+    if (r == PV_OK && (r = pv_cert_public_key(pv_chain_get(ch, 0), &k, e)) == PV_OK &&
+        (r = pv_key_spki_der(k, out)) != PV_OK) {
+        pv_err_set(e, r, "%s: encoding its public key", path);
     }
-    BIO *bio = BIO_new_mem_buf(data, (int)len);
-    X509 *x = bio != NULL ? PEM_read_bio_X509(bio, NULL, no_passphrase, NULL) : NULL;
-    EVP_PKEY *pub = x != NULL ? X509_get0_pubkey(x) : NULL;
-    int n = pub != NULL ? i2d_PUBKEY(pub, out) : -1;
-    if (n <= 0) {
-        r = pv_err_ssl(e, PV_ERR_FORMAT, "%s: not a certificate with a public key", path);
-    } else {
-        *out_len = (size_t)n;
-        r = PV_OK;
-    }
-    X509_free(x);
-    BIO_free(bio);
-    free(data);
+    pv_key_free(k);
+    pv_chain_free(ch);
     return r;
 }
 
@@ -570,30 +560,31 @@ int pv_attest_tls_sign(const char *state_dir, pv_rot_kind kind, const char *tcti
     char *path = pv_devstate_path(state_dir, PV_ATTEST_TLS_KEY);
     char *crt = pv_devstate_path(state_dir, PV_ATTEST_CLIENT_CRT);
     uint8_t *pem = NULL;
-    size_t pem_len = 0, spki_len = 0;
-    unsigned char *spki = NULL;
+    size_t pem_len = 0;
+    pv_buf *spki = pv_buf_new(SPKI_MAX);
     int r = PV_ERR_NOMEM;
-    if (path == NULL || crt == NULL) {
+    if (path == NULL || crt == NULL || spki == NULL) {
         r = pv_err_set(e, r, "out of memory");
         goto out;
     }
     /* Only the key of the client certificate the device holds now signs: after an
      * attestation that did not pass, the certificate is gone and so is the signing. */
-    if ((r = cert_spki(crt, &spki, &spki_len, e)) != PV_OK) {
+    if ((r = cert_spki(crt, spki, e)) != PV_OK) {
         goto out;
     }
     r = pv_fs_read_file(path, KEY_PEM_MAX, &pem, &pem_len, e);
     if (r == PV_ERR_NOT_FOUND) {
         pv_err_set(e, r, "the device has no TLS key yet (%s): it has not attested", path);
     } else if (r == PV_OK) {
-        r = tls_sign(kind, tcti, pem, pem_len, spki, spki_len, digest, len, sig, e);
+        r = tls_sign(kind, tcti, pem, pem_len, pv_buf_data(spki), pv_buf_len(spki), digest, len,
+                     sig, e);
     }
 out:
     if (pem != NULL) {
         OPENSSL_cleanse(pem, pem_len);
     }
     free(pem);
-    OPENSSL_free(spki);
+    pv_buf_free(spki);
     free(crt);
     free(path);
     return r;

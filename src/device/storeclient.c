@@ -276,7 +276,6 @@ int sc_job_start(const sc_config *c, const char *const *argv, sc_job *j, pv_err 
         sc_job_cancel(j);
         return r;
     }
-    j->deadline = pv_monotonic_ms() + (c->timeout_ms != 0 ? c->timeout_ms : SP_TIMEOUT_MS);
     j->pidfd = (int)syscall(SYS_pidfd_open, j->pid, 0); /* -1: the caller reaps by waiting */
     return PV_OK;
 }
@@ -352,22 +351,6 @@ int sc_job_read(sc_job *j, bool *done, pv_err *e)
         }
         j->len += (size_t)got;
     }
-}
-
-int sc_job_finish(sc_job *j, json_t **out, pv_err *e)
-{
-    int status = 0;
-    *out = NULL;
-    /* It closed its output: it is exiting. What is left of the deadline, at most
-     * SC_JOB_EXIT_MS, covers that; the caller's loop waits meanwhile, so not long. */
-    int64_t now = pv_monotonic_ms();
-    int64_t deadline = j->deadline < now + SC_JOB_EXIT_MS ? j->deadline : now + SC_JOB_EXIT_MS;
-    reap_child(j->pid, deadline, &status);
-    j->pid = 0;
-    j->buf[j->len] = '\0';
-    int r = finish(status, j->buf, j->len, out, e);
-    sc_job_cancel(j);
-    return r;
 }
 
 void sc_job_cancel(sc_job *j)

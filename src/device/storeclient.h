@@ -66,27 +66,24 @@ int sc_run(const sc_config *c, const char *const *argv, int in_fd, json_t **out,
 /* ---- one run without waiting (pavised's loop watches fd) ---- */
 
 #define SC_JOB_CHUNK   4096 /* the first read buffer; it grows to the operation's bound */
-#define SC_JOB_EXIT_MS 1000 /* how long sc_job_finish waits for a helper that has answered */
+#define SC_JOB_EXIT_MS 1000 /* how long a helper that has answered may take to exit */
 
 typedef struct sc_job {
-    pid_t pid;        /* 0 once reaped */
-    int fd;           /* its standard output, non-blocking: watch it for EPOLLIN */
-    int pidfd;        /* readable once it has exited (-1: none, reap by waiting) */
-    int64_t deadline; /* monotonic ms: the caller cancels the job when it passes */
+    pid_t pid; /* 0 once reaped */
+    int fd;    /* its standard output, non-blocking: watch it for EPOLLIN */
+    int pidfd; /* readable once it has exited (-1: none, reap by waiting) */
     char *buf;
     size_t len, cap, max;
 } sc_job;
 
-/* Starts pavise-store with argv (as sc_run, standard input /dev/null). On failure *j holds
+/* Starts pavise-store with argv (as sc_run, standard input /dev/null); the caller times
+ * it (c->timeout_ms is not applied here) and cancels it. On failure *j holds
  * nothing to cancel. */
 int sc_job_start(const sc_config *c, const char *const *argv, sc_job *j, pv_err *e);
-/* Reads what the helper has written so far: *done once it closed its output (then call
- * sc_job_finish). An answer over the operation's bound: PV_ERR_TOO_LARGE; the caller then
- * cancels the job. */
+/* Reads what the helper has written so far: *done once it closed its output (then reap it
+ * and take its answer, below). An answer over the operation's bound: PV_ERR_TOO_LARGE; the caller
+ * then cancels the job. */
 int sc_job_read(sc_job *j, bool *done, pv_err *e);
-/* Reaps the helper (killing it if it does not exit within SC_JOB_EXIT_MS) and parses its
- * answer as sc_run does; the job is released either way. */
-int sc_job_finish(sc_job *j, json_t **out, pv_err *e);
 /* Kills the helper's process group, reaps it (waiting) and releases the job. Safe on a
  * released job. */
 void sc_job_cancel(sc_job *j);

@@ -157,10 +157,16 @@ static void udp_reuse(const char *ip, const char *port)
 /* Sends one raw app-channel packet (the hostile app speaks the wire itself, not through the
  * SDK) and reads one answer: its length, 0 when the runtime closed the channel, -1 when
  * nothing came within 15 s. */
-static ssize_t chan_request(const uint8_t *pkt, size_t n, uint8_t *ans, size_t cap)
+/* The app channel's descriptor, -1 outside pavised. */
+static int chan_fd(void)
 {
     const char *env = getenv("PAVISE_FD");
-    int fd = env != NULL ? atoi(env) : -1;
+    return env != NULL ? atoi(env) : -1;
+}
+
+static ssize_t chan_request(const uint8_t *pkt, size_t n, uint8_t *ans, size_t cap)
+{
+    int fd = chan_fd();
     if (fd < 0 || send(fd, pkt, n, MSG_NOSIGNAL) != (ssize_t)n) {
         return -1;
     }
@@ -213,8 +219,7 @@ static void sign_attack(const char *how)
         /* A sign and a status query sent together: the sign is answered first (the runtime
          * reads nothing more while it signs), then the status. */
         static const uint8_t status[] = {1, 6, 0, 0};
-        const char *env = getenv("PAVISE_FD");
-        int fd = env != NULL ? atoi(env) : -1;
+        int fd = chan_fd();
         if (fd < 0 || send(fd, pkt, 36, MSG_NOSIGNAL) != 36 ||
             send(fd, status, sizeof(status), MSG_NOSIGNAL) != (ssize_t)sizeof(status)) {
             result(1, errno, "requests not sent");
@@ -235,9 +240,7 @@ static void sign_attack(const char *how)
         exit(4);
     } else if (strcmp(how, "exit") == 0) {
         /* Asks, and is gone before the answer: the runtime drops the signature it started. */
-        const char *env = getenv("PAVISE_FD");
-        int fd = env != NULL ? atoi(env) : -1;
-        (void)send(fd, pkt, 36, MSG_NOSIGNAL);
+        (void)send(chan_fd(), pkt, 36, MSG_NOSIGNAL);
         result(1, 0, "asked for a signature and exited");
     } else {
         pkt[3] = 33;
