@@ -290,20 +290,10 @@ out:
 
 /* ---- signing a digest with the key (pv_attest_tls_sign) ---- */
 
-/* The hash a digest of len bytes comes from. The TPM checks the digest's size against
- * the scheme's hash (TPM2_Sign), and the default provider checks it too once told. */
-static const char *digest_md(size_t len)
+/* A digest the device signs: SHA-256, SHA-384 or SHA-512. */
+static bool digest_len_ok(size_t len)
 {
-    switch (len) {
-    case 32:
-        return "SHA256";
-    case 48:
-        return "SHA384";
-    case 64:
-        return "SHA512";
-    default:
-        return NULL;
-    }
+    return len == 32 || len == 48 || len == 64;
 }
 
 /* Never ask for a passphrase: our key files have none, and a terminal prompt in a
@@ -443,11 +433,10 @@ static int tls_sign(pv_rot_kind kind, const char *tcti, const uint8_t *pem, size
     if (sig != NULL) {
         memset(sig, 0, PV_ATTEST_TLS_SIG_LEN);
     }
-    const char *md = digest_md(len);
     if (pem == NULL || digest == NULL || sig == NULL || !pv_rot_kind_valid(kind)) {
         return pv_err_set(e, PV_ERR_INVALID_ARG, "signing with the TLS key: missing argument");
     }
-    if (md == NULL) {
+    if (!digest_len_ok(len)) {
         return pv_err_set(e, PV_ERR_INVALID_ARG,
                           "a digest to sign is 32, 48 or 64 bytes (SHA-256, -384, -512), not %zu",
                           len);
@@ -482,11 +471,8 @@ static int tls_sign(pv_rot_kind kind, const char *tcti, const uint8_t *pem, size
     /* ECDSA on P-256 signs the leftmost 256 bits of a longer digest, so a SHA-384 or
      * SHA-512 digest is signed as its first 32 bytes under SHA-256: the same signature, and
      * one every TPM makes (many implement no SHA-384 or SHA-512). */
-    if (len > 32) {
-        len = 32;
-        md = "SHA256";
-    }
-    if ((sc = sig_ctx(ctx, priv, propq, md, true)) == NULL ||
+    len = 32;
+    if ((sc = sig_ctx(ctx, priv, propq, "SHA256", true)) == NULL ||
         EVP_PKEY_sign(sc, der, &der_len, digest, len) != 1) {
         r = pv_err_ssl(e, kind == PV_ROT_TPM ? PV_ERR_ROT : PV_ERR_CRYPTO,
                        "signing with the TLS key%s", kind == PV_ROT_TPM ? " in the TPM" : "");
@@ -494,7 +480,7 @@ static int tls_sign(pv_rot_kind kind, const char *tcti, const uint8_t *pem, size
     }
     /* Checked here, in the default provider, so a TPM or key file that signs wrongly
      * fails now and not in a relying party's handshake. */
-    if ((vc = sig_ctx(NULL, pub, NULL, md, false)) == NULL ||
+    if ((vc = sig_ctx(NULL, pub, NULL, "SHA256", false)) == NULL ||
         EVP_PKEY_verify(vc, der, der_len, digest, len) != 1) {
         r = pv_err_ssl(e, PV_ERR_SIGNATURE,
                        "the TLS key's signature does not verify with its public key");
@@ -552,7 +538,7 @@ int pv_attest_tls_sign(const char *state_dir, pv_rot_kind kind, const char *tcti
         return pv_err_set(e, PV_ERR_INVALID_ARG, "signing with the TLS key: missing argument");
     }
     /* The request is checked before the key is read: a malformed one costs nothing. */
-    if (digest_md(len) == NULL) {
+    if (!digest_len_ok(len)) {
         return pv_err_set(e, PV_ERR_INVALID_ARG,
                           "a digest to sign is 32, 48 or 64 bytes (SHA-256, -384, -512), not %zu",
                           len);
