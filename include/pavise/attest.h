@@ -107,10 +107,13 @@ int pv_attest_load_status(const char *state_dir, pv_attest_result *out, pv_err *
  * device's key is a PKCS#8 P-256 PEM file; a TPM device's a tpm2-openssl "TSS2 PRIVATE
  * KEY" blob, used through the tpm2 provider on tcti (NULL or "": the tpm2-tss default), in
  * a library context of its own that is closed again before returning. A file of the other
- * kind is refused. The signature is verified with the key's public half before it is
- * returned. sig is cleared on entry and set on success.
+ * kind is refused. Only the key of STATE/certs/client.crt signs. A longer digest is signed
+ * as its first 32 bytes under SHA-256 (the same P-256 signature; every TPM makes it). The
+ * signature is verified with the key's public half before it is returned. sig is cleared
+ * on entry and set on success.
  * PV_ERR_INVALID_ARG (a NULL argument, a digest of another length, a TCTI that cannot be
- * passed on), PV_ERR_NOT_FOUND (no key file: the device has not attested yet),
+ * passed on), PV_ERR_NOT_FOUND (no key file or no client certificate, or a key that is not
+ * the certificate's: the device holds no current certificate),
  * PV_ERR_TOO_LARGE (a key file over PV_ATTEST_TLS_KEY_MAX), PV_ERR_FORMAT (not a P-256
  * key of the device's kind), PV_ERR_ROT (the provider or the TPM failed, e.g. a blob made
  * by another TPM), PV_ERR_SIGNATURE (the signature made does not verify), PV_ERR_CRYPTO,
